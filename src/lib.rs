@@ -5,7 +5,10 @@
 //! machine ([`detect`]) and renders events ([`event`]).
 #![deny(missing_docs)]
 
+pub mod detect;
+pub mod event;
 pub mod lineproto;
 pub mod query;
 pub mod script;
 pub mod store;
+pub mod timeutil;

@@ -111,7 +111,11 @@ impl fmt::Display for ParseError {
 
 /// Parses a whole body. A point without a timestamp gets `default_time` (ns).
 /// Any bad line fails the whole body.
-pub fn parse(input: &[u8], precision: Precision, default_time: i64) -> Result<Vec<Point>, ParseError> {
+pub fn parse(
+    input: &[u8],
+    precision: Precision,
+    default_time: i64,
+) -> Result<Vec<Point>, ParseError> {
     let _ = (input, precision, default_time);
     todo!("lineproto::parse")
 }

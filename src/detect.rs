@@ -1,0 +1,395 @@
+//! The detection state machine of SPEC §4, per monitor and object.
+//!
+//! Pure: no I/O, no clock, no async. The trigger time comes in as an argument, so the live
+//! scheduler, `replay` and `tocsin test` run exactly this code. A step takes the object's state
+//! and one [`Observation`] and returns the events to emit as [`Emit`]s; rendering them into full
+//! events is [`crate::event`]'s job.
+
+use crate::event::{event_id, Status, Sub};
+use serde::{Deserialize, Serialize};
+
+/// What `[nodata] action` does for an object with a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodataAction {
+    /// nothing (streaks still reset)
+    #[default]
+    None,
+    /// one `nodata` at the start of the gap, one `nodata_ok` when data returns
+    Nodata,
+    /// one `nodata_as_ok` at the start of the gap when a round is open
+    Ok,
+    /// a `critical` event every check in the gap
+    Critical,
+    /// an `error` event every check in the gap
+    Error,
+    /// a `warning` event every check in the gap
+    Warning,
+    /// rules are evaluated with `Result = 0` (the runner does this; see [`Observation::Data`])
+    AsZero,
+}
+
+/// Names accepted for `[nodata] action`.
+pub const NODATA_ACTIONS: &[&str] = &[
+    "none", "nodata", "ok", "critical", "error", "warning", "as_zero",
+];
+
+impl NodataAction {
+    /// Parses an action name.
+    pub fn parse(s: &str) -> Option<NodataAction> {
+        Some(match s {
+            "none" => NodataAction::None,
+            "nodata" => NodataAction::Nodata,
+            "ok" => NodataAction::Ok,
+            "critical" => NodataAction::Critical,
+            "error" => NodataAction::Error,
+            "warning" => NodataAction::Warning,
+            "as_zero" => NodataAction::AsZero,
+            _ => return None,
+        })
+    }
+}
+
+/// The outcome of evaluating the rules (or a script) for one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// no rule matched
+    Ok,
+    /// informational, counts as clean
+    Info,
+    /// fault
+    Warning,
+    /// fault
+    Error,
+    /// fault
+    Critical,
+}
+
+impl Level {
+    /// The event status a level emits.
+    pub fn status(self) -> Status {
+        match self {
+            Level::Ok => Status::Ok,
+            Level::Info => Status::Info,
+            Level::Warning => Status::Warning,
+            Level::Error => Status::Error,
+            Level::Critical => Status::Critical,
+        }
+    }
+
+    /// Parses `ok`, `info`, `warning`, `error`, `critical`.
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s {
+            "ok" => Level::Ok,
+            "info" => Level::Info,
+            "warning" => Level::Warning,
+            "error" => Level::Error,
+            "critical" => Level::Critical,
+            _ => return None,
+        })
+    }
+
+    fn is_fault(self) -> bool {
+        matches!(self, Level::Warning | Level::Error | Level::Critical)
+    }
+}
+
+/// What one check saw for one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// The rules were evaluated. `recovery_holds` is the `recovery` expression's answer (true
+    /// when there is none). `sub` is [`Sub::Nodata`] for `as_zero` evaluations of a gap.
+    Data {
+        /// the evaluated level
+        level: Level,
+        /// hysteresis: whether a clean check counts toward recovery
+        recovery_holds: bool,
+        /// the stage that produced the evaluation
+        sub: Sub,
+    },
+    /// The window was empty but there is no gap: nothing changes (a returning gap still ends).
+    Empty,
+    /// No point in `[end - nodata.after, end)` for an object seen before.
+    Gap,
+}
+
+/// Per-monitor settings the machine needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// consecutive faulty checks before the first fault event (at least 1)
+    pub trigger_after: u32,
+    /// consecutive clean checks before `ok`; 0 = only manual recovery
+    pub recover_after: u32,
+    /// the nodata action for gaps
+    pub nodata: NodataAction,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            trigger_after: 1,
+            recover_after: 1,
+            nodata: NodataAction::None,
+        }
+    }
+}
+
+/// An open round (issue) of one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Round {
+    /// `df_issue_start_time`: date of the round's first event
+    pub start: i64,
+    /// `df_fault_id`: id of the round's first event
+    pub fault_id: String,
+    /// the latest fault status in the round (becomes `df_sub_status` of `ok`)
+    pub last_fault: Status,
+    /// status of the round's latest event
+    pub last_status: Status,
+    /// id of the round's latest event
+    pub last_event_id: String,
+    /// date of the round's latest event
+    pub last_date: i64,
+}
+
+/// Detection state of one object. Plain data, persisted as JSON between checks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObjectState {
+    /// consecutive faulty checks
+    pub fault_streak: u32,
+    /// consecutive clean checks (counted only while a round is open)
+    pub clean_streak: u32,
+    /// the open round, if any
+    pub round: Option<Round>,
+    /// the previous check found a gap for this object
+    pub in_gap: bool,
+    /// a `nodata` event is waiting for its `nodata_ok`
+    pub nodata_open: bool,
+    /// latest point time seen (Unix seconds), for `forget_after`
+    pub last_seen: Option<i64>,
+}
+
+/// The issue fields an event carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueInfo {
+    /// `df_issue_start_time`
+    pub start: i64,
+    /// `df_issue_duration`
+    pub duration: i64,
+    /// `df_fault_id`
+    pub fault_id: String,
+}
+
+/// One event the step decided to emit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emit {
+    /// `df_status`
+    pub status: Status,
+    /// `df_monitor_checker_sub`
+    pub sub: Sub,
+    /// `df_sub_status` (for recoveries: the round's last fault status)
+    pub sub_status: Option<Status>,
+    /// `df_event_id`, deterministic
+    pub event_id: String,
+    /// round fields; `None` for `info`
+    pub issue: Option<IssueInfo>,
+}
+
+impl ObjectState {
+    /// Whether a round is open.
+    pub fn is_open(&self) -> bool {
+        self.round.is_some()
+    }
+
+    /// Whether the object may leave detection state: silent for longer than `forget_after` and
+    /// no open round (open rounds are never dropped silently).
+    pub fn forgettable(&self, t: i64, forget_after: i64) -> bool {
+        self.round.is_none()
+            && !self.nodata_open
+            && self.last_seen.is_none_or(|seen| t - seen > forget_after)
+    }
+
+    /// One check at trigger time `t` for the object with event ref `event_ref`.
+    pub fn step(&mut self, obs: Observation, t: i64, cfg: &Settings, event_ref: &str) -> Vec<Emit> {
+        let mut out = Vec::new();
+        match obs {
+            Observation::Gap => self.gap(t, cfg, event_ref, &mut out),
+            Observation::Empty => self.end_gap(t, event_ref, &mut out),
+            Observation::Data {
+                level,
+                recovery_holds,
+                sub,
+            } => {
+                if sub == Sub::Check {
+                    self.end_gap(t, event_ref, &mut out);
+                } else {
+                    // as_zero: the gap goes on, but it is evaluated like data.
+                    self.in_gap = true;
+                }
+                self.evaluate(level, recovery_holds, sub, t, cfg, event_ref, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Manual recovery at `t`: one `manual_ok` closing the open round, streaks reset.
+    /// Returns `None` when no round is open.
+    pub fn recover(&mut self, t: i64, event_ref: &str) -> Option<Emit> {
+        let round = self.round.as_ref()?;
+        let sub_status = Some(round.last_fault);
+        let emit = self.close(Status::ManualOk, Sub::Check, sub_status, t, event_ref);
+        self.fault_streak = 0;
+        self.clean_streak = 0;
+        // The round the pending nodata belonged to is closed: no nodata_ok will follow.
+        self.nodata_open = false;
+        Some(emit)
+    }
+
+    fn gap(&mut self, t: i64, cfg: &Settings, event_ref: &str, out: &mut Vec<Emit>) {
+        let starts = !self.in_gap;
+        self.in_gap = true;
+        self.fault_streak = 0;
+        self.clean_streak = 0;
+        match cfg.nodata {
+            NodataAction::None | NodataAction::AsZero => {}
+            NodataAction::Nodata => {
+                if starts && !self.nodata_open {
+                    self.nodata_open = true;
+                    out.push(self.fault(Status::Nodata, Sub::Nodata, t, event_ref));
+                }
+            }
+            NodataAction::Ok => {
+                if starts && self.round.is_some() {
+                    let sub_status = self.round.as_ref().map(|r| r.last_fault);
+                    out.push(self.close(Status::NodataAsOk, Sub::Nodata, sub_status, t, event_ref));
+                }
+            }
+            NodataAction::Critical => {
+                out.push(self.fault(Status::Critical, Sub::Nodata, t, event_ref))
+            }
+            NodataAction::Error => out.push(self.fault(Status::Error, Sub::Nodata, t, event_ref)),
+            NodataAction::Warning => {
+                out.push(self.fault(Status::Warning, Sub::Nodata, t, event_ref))
+            }
+        }
+    }
+
+    /// Data is back (no gap): ends a gap, emitting `nodata_ok` if a `nodata` is pending.
+    fn end_gap(&mut self, t: i64, event_ref: &str, out: &mut Vec<Emit>) {
+        if !self.in_gap {
+            return;
+        }
+        self.in_gap = false;
+        if self.nodata_open {
+            self.nodata_open = false;
+            if self.round.is_some() {
+                out.push(self.close(
+                    Status::NodataOk,
+                    Sub::Nodata,
+                    Some(Status::Nodata),
+                    t,
+                    event_ref,
+                ));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &mut self,
+        level: Level,
+        recovery_holds: bool,
+        sub: Sub,
+        t: i64,
+        cfg: &Settings,
+        event_ref: &str,
+        out: &mut Vec<Emit>,
+    ) {
+        if level.is_fault() {
+            self.fault_streak = self.fault_streak.saturating_add(1);
+            self.clean_streak = 0;
+            if self.fault_streak >= cfg.trigger_after.max(1) {
+                out.push(self.fault(level.status(), sub, t, event_ref));
+            }
+            return;
+        }
+        if level == Level::Info {
+            out.push(Emit {
+                status: Status::Info,
+                sub,
+                sub_status: None,
+                event_id: event_id(event_ref, t, Status::Info, sub),
+                issue: None,
+            });
+        }
+        self.fault_streak = 0;
+        let Some(round) = &self.round else {
+            self.clean_streak = 0;
+            return;
+        };
+        if recovery_holds {
+            self.clean_streak = self.clean_streak.saturating_add(1);
+        } else {
+            self.clean_streak = 0;
+        }
+        if cfg.recover_after > 0 && self.clean_streak >= cfg.recover_after {
+            let sub_status = Some(round.last_fault);
+            out.push(self.close(Status::Ok, sub, sub_status, t, event_ref));
+            self.clean_streak = 0;
+        }
+    }
+
+    /// A fault event: opens a round or continues the open one.
+    fn fault(&mut self, status: Status, sub: Sub, t: i64, event_ref: &str) -> Emit {
+        let id = event_id(event_ref, t, status, sub);
+        let round = self.round.get_or_insert_with(|| Round {
+            start: t,
+            fault_id: id.clone(),
+            last_fault: status,
+            last_status: status,
+            last_event_id: id.clone(),
+            last_date: t,
+        });
+        round.last_fault = status;
+        round.last_status = status;
+        round.last_event_id = id.clone();
+        round.last_date = t;
+        Emit {
+            status,
+            sub,
+            sub_status: None,
+            event_id: id,
+            issue: Some(IssueInfo {
+                start: round.start,
+                duration: t - round.start,
+                fault_id: round.fault_id.clone(),
+            }),
+        }
+    }
+
+    /// A recovery-class event closing the open round (the caller checked it is open).
+    fn close(
+        &mut self,
+        status: Status,
+        sub: Sub,
+        sub_status: Option<Status>,
+        t: i64,
+        event_ref: &str,
+    ) -> Emit {
+        let round = self.round.take().expect("close() needs an open round");
+        Emit {
+            status,
+            sub,
+            sub_status,
+            event_id: event_id(event_ref, t, status, sub),
+            issue: Some(IssueInfo {
+                start: round.start,
+                duration: t - round.start,
+                fault_id: round.fault_id,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
