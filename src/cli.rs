@@ -1,0 +1,194 @@
+//! Command-line commands that work without a server: `check`, `test`, `replay`, `write`.
+
+use crate::check::Runner;
+use crate::config::Config;
+use crate::eventdb::EventDb;
+use crate::lineproto::{self, Precision};
+use crate::monitor::{load, LoadContext};
+use crate::script::ScriptEngine;
+use crate::store::{Store, StoreOptions};
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Reads the config file when given.
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| anyhow!(e)),
+        None => Ok(Config::default()),
+    }
+}
+
+/// `tocsin check`: validates monitors and scripts; returns the number of errors.
+pub fn check(paths: &[PathBuf], scripts: Option<&Path>, config: Option<&Path>) -> Result<usize> {
+    let cfg = load_config(config)?;
+    let paths = if paths.is_empty() {
+        vec![cfg.monitors.clone().unwrap_or_else(|| PathBuf::from("monitors"))]
+    } else {
+        paths.to_vec()
+    };
+    let scripts = scripts
+        .map(Path::to_path_buf)
+        .or(cfg.scripts.clone())
+        .unwrap_or_else(|| PathBuf::from("scripts"));
+    let engine = ScriptEngine::new(Default::default());
+    let policies = cfg.policy_ids();
+    let loaded = load(
+        &paths,
+        &LoadContext {
+            scripts_dir: &scripts,
+            policies: &policies,
+            engine: &engine,
+        },
+    );
+    for e in &loaded.errors {
+        eprintln!("{e}");
+    }
+    for m in &loaded.monitors {
+        println!("ok  {}  {}  ({})", m.id, m.name, m.file.display());
+    }
+    println!(
+        "{} file(s): {} valid monitor(s), {} error(s)",
+        loaded.files,
+        loaded.monitors.len(),
+        loaded.errors.len()
+    );
+    Ok(loaded.errors.len())
+}
+
+/// `tocsin test`: runs monitor unit test files; returns the number of failures.
+pub fn test(files: &[PathBuf]) -> Result<usize> {
+    if files.is_empty() {
+        bail!("no test files given: tocsin test tests/monitors/*.toml");
+    }
+    let mut failures = 0;
+    let mut checked = 0;
+    for f in files {
+        match crate::testing::run_file(f) {
+            Ok(r) => {
+                checked += r.checked;
+                if r.failures.is_empty() {
+                    println!("ok    {} ({} expectation(s))", f.display(), r.checked);
+                } else {
+                    println!("FAIL  {} ({} of {} expectation(s) failed)", f.display(), r.failures.len(), r.checked);
+                    for fail in &r.failures {
+                        println!("{fail}");
+                    }
+                    failures += r.failures.len();
+                }
+            }
+            Err(e) => {
+                println!("ERROR {}: {e}", f.display());
+                failures += 1;
+            }
+        }
+    }
+    println!("{checked} expectation(s), {failures} failure(s)");
+    Ok(failures)
+}
+
+/// Options of `tocsin replay`.
+pub struct ReplayArgs {
+    /// monitors directory or file
+    pub monitors: PathBuf,
+    /// line protocol input
+    pub metrics: PathBuf,
+    /// first trigger time
+    pub from: i64,
+    /// last trigger time
+    pub to: i64,
+    /// scripts directory
+    pub scripts: Option<PathBuf>,
+    /// config file
+    pub config: Option<PathBuf>,
+    /// timestamp precision of the metrics file
+    pub precision: Precision,
+}
+
+/// `tocsin replay`: prints events as JSON lines to `out`.
+pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
+    if a.from > a.to {
+        bail!("--from ({}) is after --to ({})", a.from, a.to);
+    }
+    let cfg = load_config(a.config.as_deref())?;
+    let scripts = a
+        .scripts
+        .clone()
+        .or(cfg.scripts.clone())
+        .unwrap_or_else(|| PathBuf::from("scripts"));
+    let engine = Arc::new(ScriptEngine::new(Default::default()));
+    let policies = cfg.policy_ids();
+    let loaded = load(
+        std::slice::from_ref(&a.monitors),
+        &LoadContext {
+            scripts_dir: &scripts,
+            policies: &policies,
+            engine: &engine,
+        },
+    );
+    if !loaded.errors.is_empty() {
+        for e in &loaded.errors {
+            eprintln!("{e}");
+        }
+        bail!("{} monitor error(s); fix them (tocsin check) before replaying", loaded.errors.len());
+    }
+    let bytes = std::fs::read(&a.metrics).with_context(|| format!("cannot read {}", a.metrics.display()))?;
+    let points = lineproto::parse(&bytes, a.precision, 0)
+        .map_err(|e| anyhow!("{}: {e}", a.metrics.display()))?;
+    let store = Arc::new(Store::scratch());
+    store.write(&points).map_err(|e| anyhow!("{e}"))?;
+    let runner = Runner {
+        store,
+        db: Arc::new(EventDb::scratch()),
+        engine,
+        policies: cfg.policy_names(),
+        public_url: cfg.public_url.clone(),
+    };
+    let ticks = crate::replay::schedule(&loaded.monitors, a.from, a.to);
+    let bar = if std::io::stderr().is_terminal() && ticks.len() > 200 {
+        let b = indicatif::ProgressBar::new(ticks.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} checks ({eta} left)")
+                .expect("valid template"),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let events = crate::replay::run(
+        &runner,
+        &loaded.monitors,
+        &ticks,
+        |n| {
+            if let Some(b) = &bar {
+                b.set_position(n as u64);
+            }
+        },
+        |w| {
+            if let Some(b) = &bar {
+                b.suspend(|| eprintln!("warning: {w}"));
+            } else {
+                eprintln!("warning: {w}");
+            }
+        },
+    );
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    for e in events {
+        serde_json::to_writer(&mut *out, &e)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// `tocsin write`: loads line protocol into the store offline; returns samples stored.
+pub fn write(file: &Path, data: &Path, precision: Precision) -> Result<usize> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let points = lineproto::parse(&bytes, precision, now).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let store = Store::open(data, StoreOptions::default()).map_err(|e| anyhow!("{e}"))?;
+    let n = store.write(&points).map_err(|e| anyhow!("{e}"))?;
+    Ok(n)
+}

@@ -1,0 +1,504 @@
+//! Event storage: events, the unrecovered-issue table and detection state, in one SQLite file
+//! (`<data>/tocsin.db`, WAL). A check's events, issue rows and new object states are committed
+//! in one transaction, and event ids are deterministic, so a re-run after a crash is harmless.
+
+use crate::detect::ObjectState;
+use crate::event::Event;
+use crate::query::Tags;
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Errors of the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum EventDbError {
+    /// SQLite failed.
+    #[error("event store {what}: {source}")]
+    Sql {
+        /// what was being done
+        what: &'static str,
+        /// the SQLite error
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored row could not be decoded.
+    #[error("event store: corrupt row in {table}: {message}")]
+    Corrupt {
+        /// the table
+        table: &'static str,
+        /// what was wrong
+        message: String,
+    },
+}
+
+fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> EventDbError {
+    move |source| EventDbError::Sql { what, source }
+}
+
+/// The state of one object of a monitor, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    /// event ref
+    pub event_ref: String,
+    /// dimension tags
+    pub tags: Tags,
+    /// detection state
+    pub state: ObjectState,
+}
+
+/// Everything one check persists, in one transaction.
+#[derive(Debug, Default)]
+pub struct Commit {
+    /// new events (already in final form); duplicates by id are ignored
+    pub events: Vec<Event>,
+    /// `(monitor, object)` states to write
+    pub upserts: Vec<(String, StoredObject)>,
+    /// `(monitor, ref)` states to drop
+    pub deletes: Vec<(String, String)>,
+}
+
+/// Filters for event queries (every field optional).
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// `df_status`
+    pub status: Option<String>,
+    /// `df_source`
+    pub source: Option<String>,
+    /// `df_monitor_checker_id`
+    pub monitor: Option<String>,
+    /// event ref
+    pub event_ref: Option<String>,
+    /// date >= from
+    pub from: Option<i64>,
+    /// date <= to
+    pub to: Option<i64>,
+    /// text in title or message
+    pub text: Option<String>,
+    /// at most this many (default 100, max 10000)
+    pub limit: Option<usize>,
+    /// skip this many
+    pub offset: Option<usize>,
+}
+
+/// One row of the unrecovered-issue table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IssueRow {
+    /// event ref (round key)
+    pub event_ref: String,
+    /// monitor id (`df_monitor_checker_id`), or empty for custom events
+    pub monitor: String,
+    /// `df_source`
+    pub source: String,
+    /// canonical dimension tags
+    pub dimension_tags: String,
+    /// status of the latest event
+    pub status: String,
+    /// `df_issue_start_time`
+    pub issue_start: i64,
+    /// duration so far at `now`
+    pub duration: i64,
+    /// `df_fault_id`
+    pub fault_id: String,
+    /// latest event id
+    pub last_event_id: String,
+    /// latest event date
+    pub last_date: i64,
+    /// latest title
+    pub title: String,
+    /// latest message
+    pub message: String,
+}
+
+/// The event store.
+pub struct EventDb {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events(
+    id TEXT PRIMARY KEY,
+    date INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    source TEXT NOT NULL,
+    monitor TEXT NOT NULL DEFAULT '',
+    ref TEXT NOT NULL DEFAULT '',
+    title TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    name TEXT NOT NULL DEFAULT '',
+    grp TEXT NOT NULL DEFAULT '',
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_date ON events(date);
+CREATE INDEX IF NOT EXISTS events_monitor ON events(monitor, date);
+CREATE INDEX IF NOT EXISTS events_ref ON events(ref, date);
+CREATE TABLE IF NOT EXISTS issues(
+    ref TEXT PRIMARY KEY,
+    monitor TEXT NOT NULL,
+    source TEXT NOT NULL,
+    dimension_tags TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    fault_id TEXT NOT NULL,
+    last_event_id TEXT NOT NULL,
+    last_date INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS object_state(
+    monitor TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY(monitor, ref)
+);
+CREATE TABLE IF NOT EXISTS kv(
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+impl EventDb {
+    /// Opens (creating) `<dir>/tocsin.db`.
+    pub fn open(dir: &Path) -> Result<EventDb, EventDbError> {
+        std::fs::create_dir_all(dir).map_err(|e| EventDbError::Corrupt {
+            table: "directory",
+            message: format!("cannot create {}: {e}", dir.display()),
+        })?;
+        let conn = Connection::open(dir.join("tocsin.db")).map_err(sql("open"))?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
+            .map_err(sql("configure"))?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store for `replay` and `tocsin test`.
+    pub fn scratch() -> EventDb {
+        let conn = Connection::open_in_memory().expect("in-memory SQLite opens");
+        Self::init(conn).expect("schema applies to an in-memory database")
+    }
+
+    fn init(conn: Connection) -> Result<EventDb, EventDbError> {
+        conn.execute_batch(SCHEMA).map_err(sql("migrate"))?;
+        Ok(EventDb {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Writes a check's events, issue rows and states in one transaction. Returns the events
+    /// that were new (an id already stored is skipped, with its issue update).
+    pub fn commit(&self, c: &Commit) -> Result<Vec<Event>, EventDbError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(sql("begin"))?;
+        let mut fresh = Vec::new();
+        for ev in &c.events {
+            if insert_event(&tx, ev)? {
+                apply_issue(&tx, ev)?;
+                fresh.push(ev.clone());
+            }
+        }
+        {
+            let mut up = tx
+                .prepare_cached("INSERT OR REPLACE INTO object_state(monitor, ref, tags, state) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(sql("prepare state"))?;
+            for (monitor, o) in &c.upserts {
+                let tags = serde_json::to_string(&o.tags).expect("tags serialise");
+                let state = serde_json::to_string(&o.state).expect("state serialises");
+                up.execute(params![monitor, o.event_ref, tags, state])
+                    .map_err(sql("write state"))?;
+            }
+            let mut del = tx
+                .prepare_cached("DELETE FROM object_state WHERE monitor = ?1 AND ref = ?2")
+                .map_err(sql("prepare delete"))?;
+            for (monitor, r) in &c.deletes {
+                del.execute(params![monitor, r]).map_err(sql("delete state"))?;
+            }
+        }
+        tx.commit().map_err(sql("commit"))?;
+        Ok(fresh)
+    }
+
+    /// The stored object states of a monitor.
+    pub fn load_states(&self, monitor: &str) -> Result<Vec<StoredObject>, EventDbError> {
+        let conn = self.conn.lock();
+        let mut st = conn
+            .prepare("SELECT ref, tags, state FROM object_state WHERE monitor = ?1 ORDER BY ref")
+            .map_err(sql("prepare load"))?;
+        let rows = st
+            .query_map(params![monitor], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })
+            .map_err(sql("load states"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (event_ref, tags, state) = row.map_err(sql("read state"))?;
+            let tags: Tags = serde_json::from_str(&tags).map_err(|e| EventDbError::Corrupt {
+                table: "object_state",
+                message: format!("tags of {event_ref}: {e}"),
+            })?;
+            let state: ObjectState = serde_json::from_str(&state).map_err(|e| EventDbError::Corrupt {
+                table: "object_state",
+                message: format!("state of {event_ref}: {e}"),
+            })?;
+            out.push(StoredObject { event_ref, tags, state });
+        }
+        Ok(out)
+    }
+
+    /// Monitors that have stored state.
+    pub fn monitors_with_state(&self) -> Result<Vec<String>, EventDbError> {
+        let conn = self.conn.lock();
+        let mut st = conn
+            .prepare("SELECT DISTINCT monitor FROM object_state ORDER BY monitor")
+            .map_err(sql("prepare"))?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(sql("list monitors"))?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(sql("list monitors"))
+    }
+
+    /// Events matching the query, newest first.
+    pub fn events(&self, q: &EventQuery) -> Result<Vec<Event>, EventDbError> {
+        let (where_sql, args) = event_filter(q);
+        let limit = q.limit.unwrap_or(100).min(10_000);
+        let offset = q.offset.unwrap_or(0);
+        let sql_text = format!(
+            "SELECT body FROM events{where_sql} ORDER BY date DESC, id DESC LIMIT {limit} OFFSET {offset}"
+        );
+        let conn = self.conn.lock();
+        let mut st = conn.prepare(&sql_text).map_err(sql("prepare query"))?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))
+            .map_err(sql("query events"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let body = row.map_err(sql("read event"))?;
+            let ev: Event = serde_json::from_str(&body).map_err(|e| EventDbError::Corrupt {
+                table: "events",
+                message: e.to_string(),
+            })?;
+            out.push(ev);
+        }
+        Ok(out)
+    }
+
+    /// One event by id.
+    pub fn event(&self, id: &str) -> Result<Option<Event>, EventDbError> {
+        let conn = self.conn.lock();
+        let body: Option<String> = conn
+            .query_row("SELECT body FROM events WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()
+            .map_err(sql("get event"))?;
+        body.map(|b| {
+            serde_json::from_str(&b).map_err(|e| EventDbError::Corrupt {
+                table: "events",
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Counts of events matching `q` grouped by `by` (`source`, `status`, `name`, `group`,
+    /// `monitor`).
+    pub fn stats(&self, by: &str, q: &EventQuery) -> Result<BTreeMap<String, i64>, EventDbError> {
+        let col = match by {
+            "source" => "source",
+            "status" => "status",
+            "name" => "name",
+            "group" => "grp",
+            "monitor" => "monitor",
+            _ => {
+                return Err(EventDbError::Corrupt {
+                    table: "events",
+                    message: format!("cannot count by {by:?}: expected source, status, name, group or monitor"),
+                })
+            }
+        };
+        let (where_sql, args) = event_filter(q);
+        let conn = self.conn.lock();
+        let mut st = conn
+            .prepare(&format!("SELECT {col}, COUNT(*) FROM events{where_sql} GROUP BY {col}"))
+            .map_err(sql("prepare stats"))?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(sql("stats"))?;
+        rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(sql("stats"))
+    }
+
+    /// The unrecovered-issue table, durations computed at `now`.
+    pub fn issues(&self, monitor: Option<&str>, now: i64) -> Result<Vec<IssueRow>, EventDbError> {
+        let conn = self.conn.lock();
+        let mut st = conn
+            .prepare(
+                "SELECT ref, monitor, source, dimension_tags, status, start, fault_id, last_event_id, \
+                 last_date, title, message FROM issues WHERE (?1 IS NULL OR monitor = ?1) ORDER BY start, ref",
+            )
+            .map_err(sql("prepare issues"))?;
+        let rows = st
+            .query_map(params![monitor], |r| {
+                let start: i64 = r.get(5)?;
+                Ok(IssueRow {
+                    event_ref: r.get(0)?,
+                    monitor: r.get(1)?,
+                    source: r.get(2)?,
+                    dimension_tags: r.get(3)?,
+                    status: r.get(4)?,
+                    issue_start: start,
+                    duration: (now - start).max(0),
+                    fault_id: r.get(6)?,
+                    last_event_id: r.get(7)?,
+                    last_date: r.get(8)?,
+                    title: r.get(9)?,
+                    message: r.get(10)?,
+                })
+            })
+            .map_err(sql("issues"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql("issues"))
+    }
+
+    /// Number of events stored.
+    pub fn event_count(&self) -> Result<i64, EventDbError> {
+        let conn = self.conn.lock();
+        conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .map_err(sql("count"))
+    }
+
+    /// Deletes events older than `cutoff` (date < cutoff) in bounded chunks; returns how many.
+    pub fn drop_events_before(&self, cutoff: i64) -> Result<usize, EventDbError> {
+        let mut total = 0;
+        loop {
+            // Small chunks keep the write lock short so checks and ingest are not stalled.
+            let n = {
+                let conn = self.conn.lock();
+                conn.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE date < ?1 LIMIT 5000)",
+                    params![cutoff],
+                )
+                .map_err(sql("retention"))?
+            };
+            total += n;
+            if n < 5000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Reads a small value kept across restarts.
+    pub fn get_kv(&self, key: &str) -> Result<Option<String>, EventDbError> {
+        let conn = self.conn.lock();
+        conn.query_row("SELECT value FROM kv WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(sql("kv get"))
+    }
+
+    /// Stores a small value kept across restarts.
+    pub fn set_kv(&self, key: &str, value: &str) -> Result<(), EventDbError> {
+        let conn = self.conn.lock();
+        conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)", params![key, value])
+            .map_err(sql("kv set"))?;
+        Ok(())
+    }
+}
+
+fn event_filter(q: &EventQuery) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut clauses = Vec::new();
+    let mut args: Vec<V> = Vec::new();
+    let mut add = |clause: &str, v: V| {
+        args.push(v);
+        clauses.push(clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(s) = &q.status {
+        add("status = ?", V::Text(s.clone()));
+    }
+    if let Some(s) = &q.source {
+        add("source = ?", V::Text(s.clone()));
+    }
+    if let Some(s) = &q.monitor {
+        add("monitor = ?", V::Text(s.clone()));
+    }
+    if let Some(s) = &q.event_ref {
+        add("ref = ?", V::Text(s.clone()));
+    }
+    if let Some(t) = q.from {
+        add("date >= ?", V::Integer(t));
+    }
+    if let Some(t) = q.to {
+        add("date <= ?", V::Integer(t));
+    }
+    if let Some(text) = &q.text {
+        let pat = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        args.push(V::Text(pat));
+        let n = args.len();
+        clauses.push(format!("(title LIKE ?{n} ESCAPE '\\' OR message LIKE ?{n} ESCAPE '\\')"));
+    }
+    if clauses.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!(" WHERE {}", clauses.join(" AND ")), args)
+    }
+}
+
+fn insert_event(tx: &rusqlite::Transaction, ev: &Event) -> Result<bool, EventDbError> {
+    let body = serde_json::to_string(ev).expect("event serialises");
+    let mut st = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events(id, date, status, source, monitor, ref, title, message, name, grp, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(sql("prepare insert"))?;
+    let s = |k: &str| ev.str(k).unwrap_or("").to_string();
+    let n = st
+        .execute(params![
+            ev.id(),
+            ev.date(),
+            s("df_status"),
+            s("df_source"),
+            s("df_monitor_checker_id"),
+            ev.event_ref(),
+            s("df_title"),
+            s("df_message"),
+            s("df_event_name"),
+            s("df_event_group"),
+            body
+        ])
+        .map_err(sql("insert event"))?;
+    Ok(n == 1)
+}
+
+/// Keeps the unrecovered-issue table in step with an event: faults open or update the row,
+/// recoveries delete it, info changes nothing.
+fn apply_issue(tx: &rusqlite::Transaction, ev: &Event) -> Result<(), EventDbError> {
+    let Some(status) = ev.status() else {
+        return Ok(());
+    };
+    let r = ev.event_ref();
+    if r.is_empty() {
+        return Ok(());
+    }
+    if status.is_recovery() {
+        tx.execute("DELETE FROM issues WHERE ref = ?1", params![r])
+            .map_err(sql("close issue"))?;
+    } else if status.is_fault() {
+        let s = |k: &str| ev.str(k).unwrap_or("").to_string();
+        tx.execute(
+            "INSERT OR REPLACE INTO issues(ref, monitor, source, dimension_tags, status, start, fault_id, \
+             last_event_id, last_date, title, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                r,
+                s("df_monitor_checker_id"),
+                s("df_source"),
+                ev.str("df_dimension_tags").unwrap_or("{}"),
+                status.as_str(),
+                ev.int("df_issue_start_time").unwrap_or(ev.date()),
+                ev.str("df_fault_id").unwrap_or(ev.id()),
+                ev.id(),
+                ev.date(),
+                s("df_title"),
+                s("df_message"),
+            ],
+        )
+        .map_err(sql("open issue"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,970 @@
+//! Monitor files (SPEC §3): the model, loading and validation with file and line.
+//!
+//! Every field is read through `toml::Spanned` so an error names the line of the bad value.
+//! One broken file never stops the others: [`load`] returns the good monitors and every error.
+
+use crate::detect::{NodataAction, Settings, NODATA_ACTIONS};
+use crate::event::md5_hex;
+use crate::query::{Agg, Filter, Tags, AGG_NAMES};
+use crate::script::{Compiled, ScriptEngine};
+use crate::timeutil::parse_duration;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use toml::Spanned;
+
+/// A validation error in a monitor file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorError {
+    /// the file
+    pub file: PathBuf,
+    /// 1-based line of the bad value (0 when the file could not be read)
+    pub line: usize,
+    /// the field, e.g. `query.agg`
+    pub field: String,
+    /// what was wrong and what is allowed
+    pub message: String,
+}
+
+impl fmt::Display for MonitorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for MonitorError {}
+
+/// `df_monitor_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorType {
+    /// custom metric monitor
+    Custom,
+    /// service level objective
+    Slo,
+    /// inspection bot: a script that calls `report(...)`
+    BotObs,
+}
+
+impl MonitorType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorType::Custom => "custom",
+            MonitorType::Slo => "slo",
+            MonitorType::BotObs => "bot_obs",
+        }
+    }
+}
+
+/// When a monitor runs.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// every N seconds, on multiples of N since the Unix epoch (crontab-like boundaries)
+    Every(i64),
+    /// a crontab expression (UTC)
+    Cron {
+        /// the expression as written
+        expr: String,
+        /// the parsed schedule (6/7-field form)
+        schedule: Box<cron::Schedule>,
+    },
+    /// only on demand
+    Manual,
+}
+
+impl Schedule {
+    /// The first scheduled time strictly after `t`.
+    pub fn next_after(&self, t: i64) -> Option<i64> {
+        match self {
+            Schedule::Every(n) => Some((t.div_euclid(*n) + 1) * n),
+            Schedule::Cron { schedule, .. } => {
+                let dt = chrono::DateTime::from_timestamp(t, 0)?;
+                schedule.after(&dt).next().map(|d| d.timestamp())
+            }
+            Schedule::Manual => None,
+        }
+    }
+
+    /// The latest scheduled time at or before `t`.
+    pub fn latest_at_or_before(&self, t: i64) -> Option<i64> {
+        match self {
+            Schedule::Every(n) => Some(t.div_euclid(*n) * n),
+            Schedule::Cron { schedule, .. } => {
+                let dt = chrono::DateTime::from_timestamp(t + 1, 0)?;
+                // cron iterates backwards with `rev()` on `after`'s counterpart.
+                schedule
+                    .after(&dt)
+                    .rev()
+                    .next()
+                    .map(|d| d.timestamp())
+                    .filter(|x| *x <= t)
+            }
+            Schedule::Manual => None,
+        }
+    }
+
+    /// Every scheduled time in `[from, to]`, ascending.
+    pub fn ticks(&self, from: i64, to: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut t = from - 1;
+        while let Some(n) = self.next_after(t) {
+            if n > to {
+                break;
+            }
+            out.push(n);
+            t = n;
+        }
+        out
+    }
+}
+
+/// The rule kinds of `[rules] kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// `Result` = the aggregate of the window
+    Threshold,
+    /// `Result` = aggregate of the window minus aggregate of the window before it
+    Mutation,
+    /// `Result` = z-score of the window's aggregate against the baseline window's points
+    Range,
+    /// `Result` = robust z-score of the object's aggregate among all objects of the check
+    Outlier,
+    /// `Result` as threshold; rules combine it with host functions for multi-metric conditions
+    Composite,
+}
+
+/// Names accepted for `[rules] kind`.
+pub const RULE_KINDS: &[&str] = &["threshold", "mutation", "range", "outlier", "composite"];
+
+/// A compiled rule expression with its source.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// the expression as written
+    pub source: String,
+    /// compiled once, evaluated every check
+    pub compiled: Compiled,
+}
+
+/// What a monitor queries.
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    /// measurement name
+    pub measurement: String,
+    /// field key
+    pub field: String,
+    /// aggregation
+    pub agg: Agg,
+    /// dimension tags
+    pub by: Vec<String>,
+    /// `where` as written
+    pub where_raw: Tags,
+    /// `where` compiled
+    pub filters: Vec<Filter>,
+}
+
+/// `[rules]`.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// rule kind
+    pub kind: RuleKind,
+    /// `(level name, rule)` in check order: critical, error, warning, info
+    pub levels: Vec<(crate::detect::Level, Rule)>,
+    /// a script instead of expressions (or the bot script)
+    pub script: Option<(String, Compiled)>,
+    /// hysteresis expression
+    pub recovery: Option<Rule>,
+    /// baseline window for `range`, seconds
+    pub baseline: i64,
+}
+
+/// `[template]`.
+#[derive(Debug, Clone, Default)]
+pub struct Templates {
+    /// title of fault and info events
+    pub title: Option<String>,
+    /// message of fault and info events
+    pub message: Option<String>,
+    /// title of recovery events
+    pub recover_title: Option<String>,
+    /// message of recovery events
+    pub recover_message: Option<String>,
+    /// title of nodata events
+    pub nodata_title: Option<String>,
+    /// message of nodata events
+    pub nodata_message: Option<String>,
+}
+
+/// `[nodata]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodataSpec {
+    /// gap length, seconds
+    pub after: i64,
+    /// what a gap does
+    pub action: NodataAction,
+}
+
+/// A validated monitor.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    /// `df_monitor_checker_id`
+    pub id: String,
+    /// `df_monitor_checker_name`
+    pub name: String,
+    /// `df_monitor_type`
+    pub mtype: MonitorType,
+    /// alert policy id (`df_monitor_id`)
+    pub policy: String,
+    /// when it runs
+    pub schedule: Schedule,
+    /// window length, seconds
+    pub interval: i64,
+    /// window end before the trigger time, seconds
+    pub delay: i64,
+    /// the query (absent for bots)
+    pub query: Option<QuerySpec>,
+    /// rules
+    pub rules: Rules,
+    /// state-machine settings
+    pub settings: Settings,
+    /// nodata handling (absent: no gaps)
+    pub nodata: Option<NodataSpec>,
+    /// templates
+    pub template: Templates,
+    /// objects silent longer than this leave detection state, seconds
+    pub forget_after: i64,
+    /// the file it came from
+    pub file: PathBuf,
+    /// hash of the file's text: reload keeps state when unchanged
+    pub fingerprint: String,
+    /// `df_monitor_checker_ref`: identifies the query definition
+    pub checker_ref: String,
+}
+
+impl Monitor {
+    /// `df_monitor_checker`: the function name in Guance terms.
+    pub fn checker(&self) -> &'static str {
+        match self.mtype {
+            MonitorType::BotObs => "bot_obs",
+            MonitorType::Slo => "slo",
+            MonitorType::Custom => "custom_metric",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    id: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    mtype: Option<Spanned<String>>,
+    policy: Option<Spanned<String>>,
+    every: Option<Spanned<String>>,
+    cron: Option<Spanned<String>>,
+    manual: Option<Spanned<bool>>,
+    interval: Option<Spanned<String>>,
+    delay: Option<Spanned<String>>,
+    forget_after: Option<Spanned<String>>,
+    script: Option<Spanned<String>>,
+    query: Option<Spanned<RawQuery>>,
+    rules: Option<Spanned<RawRules>>,
+    nodata: Option<Spanned<RawNodata>>,
+    template: Option<Spanned<RawTemplate>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    measurement: Option<Spanned<String>>,
+    field: Option<Spanned<String>>,
+    agg: Option<Spanned<String>>,
+    by: Option<Spanned<Vec<String>>>,
+    #[serde(rename = "where")]
+    where_: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    kind: Option<Spanned<String>>,
+    critical: Option<Spanned<String>>,
+    error: Option<Spanned<String>>,
+    warning: Option<Spanned<String>>,
+    info: Option<Spanned<String>>,
+    script: Option<Spanned<String>>,
+    trigger_after: Option<Spanned<i64>>,
+    recover_after: Option<Spanned<i64>>,
+    recovery: Option<Spanned<String>>,
+    baseline: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodata {
+    after: Option<Spanned<String>>,
+    action: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    title: Option<Spanned<String>>,
+    message: Option<Spanned<String>>,
+    recover_title: Option<Spanned<String>>,
+    recover_message: Option<Spanned<String>>,
+    nodata_title: Option<Spanned<String>>,
+    nodata_message: Option<Spanned<String>>,
+}
+
+/// Where scripts and policies are looked up while loading.
+#[derive(Debug, Clone)]
+pub struct LoadContext<'a> {
+    /// the scripts directory (`--scripts`)
+    pub scripts_dir: &'a Path,
+    /// known policy ids; `default` is always known
+    pub policies: &'a [String],
+    /// the engine that compiles rules and scripts
+    pub engine: &'a ScriptEngine,
+}
+
+/// The outcome of loading: the valid monitors and every error.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// valid monitors, sorted by id
+    pub monitors: Vec<Monitor>,
+    /// errors, by file then line
+    pub errors: Vec<MonitorError>,
+    /// files read
+    pub files: usize,
+}
+
+/// Lists the `*.toml` files of the given directories and files (directories not recursed
+/// beyond their own entries), sorted.
+pub fn monitor_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, MonitorError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p).map_err(|e| MonitorError {
+                file: p.clone(),
+                line: 0,
+                field: String::new(),
+                message: format!("cannot read directory: {e}"),
+            })?;
+            for entry in rd.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|x| x == "toml") && path.is_file() {
+                    files.push(path);
+                }
+            }
+        } else if p.exists() {
+            files.push(p.clone());
+        } else {
+            return Err(MonitorError {
+                file: p.clone(),
+                line: 0,
+                field: String::new(),
+                message: "no such file or directory".into(),
+            });
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// Loads and validates monitor files; duplicate ids are errors on the later file.
+pub fn load(paths: &[PathBuf], ctx: &LoadContext) -> Loaded {
+    let mut loaded = Loaded::default();
+    let files = match monitor_files(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            loaded.errors.push(e);
+            return loaded;
+        }
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    for file in files {
+        loaded.files += 1;
+        match load_file(&file, ctx) {
+            Ok(m) => {
+                if !seen.insert(m.id.clone()) {
+                    loaded.errors.push(MonitorError {
+                        file: file.clone(),
+                        line: 1,
+                        field: "id".into(),
+                        message: format!(
+                            "id = {:?}: already used by another monitor; ids must be unique",
+                            m.id
+                        ),
+                    });
+                } else {
+                    loaded.monitors.push(m);
+                }
+            }
+            Err(errs) => loaded.errors.extend(errs),
+        }
+    }
+    loaded.monitors.sort_by(|a, b| a.id.cmp(&b.id));
+    loaded
+}
+
+/// Loads one monitor file, returning every error found in it.
+pub fn load_file(file: &Path, ctx: &LoadContext) -> Result<Monitor, Vec<MonitorError>> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        vec![MonitorError {
+            file: file.to_path_buf(),
+            line: 0,
+            field: String::new(),
+            message: format!("cannot read file: {e}"),
+        }]
+    })?;
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parse_monitor(&text, file, &stem, ctx)
+}
+
+/// Collects errors with positions for one file.
+struct Errs<'a> {
+    file: &'a Path,
+    text: &'a str,
+    list: Vec<MonitorError>,
+}
+
+impl Errs<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1
+    }
+    fn at(&mut self, span: std::ops::Range<usize>, field: &str, message: String) {
+        let line = self.line_of(span.start);
+        self.list.push(MonitorError {
+            file: self.file.to_path_buf(),
+            line,
+            field: field.to_string(),
+            message,
+        });
+    }
+    fn bad<T: fmt::Debug>(&mut self, v: &Spanned<T>, field: &str, why: &str) {
+        let short = field.rsplit('.').next().unwrap_or(field);
+        self.at(v.span(), field, format!("{short} = {:?}: {why}", v.get_ref()));
+    }
+    fn duration(&mut self, v: &Option<Spanned<String>>, field: &str, default: i64) -> i64 {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.bad(s, field, &e);
+                    default
+                }
+            },
+        }
+    }
+}
+
+/// Parses and validates one monitor's text.
+pub fn parse_monitor(
+    text: &str,
+    file: &Path,
+    stem: &str,
+    ctx: &LoadContext,
+) -> Result<Monitor, Vec<MonitorError>> {
+    let mut e = Errs {
+        file,
+        text,
+        list: Vec::new(),
+    };
+    let raw: RawMonitor = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(err) => {
+            let line = err.span().map(|s| e.line_of(s.start)).unwrap_or(1);
+            let msg = err.message().to_string();
+            let msg = if msg.contains("unknown field") {
+                format!("{msg} (see SPEC §3 for the monitor file format)")
+            } else {
+                msg
+            };
+            return Err(vec![MonitorError {
+                file: file.to_path_buf(),
+                line,
+                field: String::new(),
+                message: msg,
+            }]);
+        }
+    };
+
+    let id = raw
+        .id
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_else(|| stem.to_string());
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        match &raw.id {
+            Some(s) => e.bad(s, "id", "expected 1-128 characters without spaces"),
+            None => e.at(0..0, "id", format!("file stem {stem:?} is not a usable id; set id = \"...\"")),
+        }
+    }
+    let name = raw
+        .name
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_else(|| id.clone());
+    let mtype = match raw.mtype.as_ref() {
+        None => MonitorType::Custom,
+        Some(s) => match s.get_ref().as_str() {
+            "custom" => MonitorType::Custom,
+            "slo" => MonitorType::Slo,
+            "bot_obs" => MonitorType::BotObs,
+            _ => {
+                e.bad(s, "type", "expected one of custom, slo, bot_obs");
+                MonitorType::Custom
+            }
+        },
+    };
+    let policy = raw
+        .policy
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_else(|| "default".to_string());
+    if let Some(p) = &raw.policy {
+        if p.get_ref() != "default" && !ctx.policies.iter().any(|x| x == p.get_ref()) {
+            let known: Vec<&str> = std::iter::once("default")
+                .chain(ctx.policies.iter().map(String::as_str))
+                .collect();
+            e.bad(
+                p,
+                "policy",
+                &format!("unknown policy; known: {} (policies come from the config file)", known.join(", ")),
+            );
+        }
+    }
+
+    // Schedule: exactly one of every, cron, manual.
+    let manual = raw.manual.as_ref().is_some_and(|m| *m.get_ref());
+    let set = [raw.every.is_some(), raw.cron.is_some(), manual]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    let schedule = if set > 1 {
+        e.at(0..0, "every", "set only one of every, cron or manual = true".into());
+        Schedule::Manual
+    } else if let Some(ev) = &raw.every {
+        match parse_duration(ev.get_ref()) {
+            Ok(n) if n > 0 => Schedule::Every(n),
+            Ok(_) => {
+                e.bad(ev, "every", "must be longer than 0s");
+                Schedule::Manual
+            }
+            Err(msg) => {
+                e.bad(ev, "every", &msg);
+                Schedule::Manual
+            }
+        }
+    } else if let Some(c) = &raw.cron {
+        match parse_cron(c.get_ref()) {
+            Ok(s) => Schedule::Cron {
+                expr: c.get_ref().clone(),
+                schedule: Box::new(s),
+            },
+            Err(msg) => {
+                e.bad(c, "cron", &msg);
+                Schedule::Manual
+            }
+        }
+    } else if manual {
+        Schedule::Manual
+    } else {
+        e.at(
+            0..0,
+            "every",
+            "no schedule: set every = \"1m\", cron = \"*/5 * * * *\" or manual = true".into(),
+        );
+        Schedule::Manual
+    };
+
+    let interval = e.duration(&raw.interval, "interval", 300);
+    if interval <= 0 && mtype != MonitorType::BotObs {
+        if let Some(s) = &raw.interval {
+            e.bad(s, "interval", "must be longer than 0s");
+        }
+    }
+    let delay = e.duration(&raw.delay, "delay", 0);
+    let forget_after = e.duration(&raw.forget_after, "forget_after", 86_400);
+
+    // Query.
+    let query = match (&raw.query, mtype) {
+        (Some(q), MonitorType::BotObs) => {
+            e.at(q.span(), "query", "bot_obs monitors have no [query]: the script queries through host functions".into());
+            None
+        }
+        (None, MonitorType::BotObs) => None,
+        (None, _) => {
+            e.at(0..0, "query", "missing [query] section (measurement, field, agg)".into());
+            None
+        }
+        (Some(q), _) => parse_query(q, &mut e),
+    };
+
+    // Rules.
+    let raw_rules = raw.rules.as_ref().map(|r| r.get_ref());
+    let kind = match raw_rules.and_then(|r| r.kind.as_ref()) {
+        None => RuleKind::Threshold,
+        Some(k) => match k.get_ref().as_str() {
+            "threshold" => RuleKind::Threshold,
+            "mutation" => RuleKind::Mutation,
+            "range" => RuleKind::Range,
+            "outlier" => RuleKind::Outlier,
+            "composite" => RuleKind::Composite,
+            _ => {
+                e.bad(k, "rules.kind", &format!("expected one of {}", RULE_KINDS.join(", ")));
+                RuleKind::Threshold
+            }
+        },
+    };
+    let mut levels = Vec::new();
+    let mut compile = |src: &Spanned<String>, field: &str, e: &mut Errs| -> Option<Rule> {
+        match ctx.engine.compile_expr(src.get_ref()) {
+            Ok(c) => Some(Rule {
+                source: src.get_ref().clone(),
+                compiled: c,
+            }),
+            Err(err) => {
+                e.bad(src, field, &format!("does not compile: {err}"));
+                None
+            }
+        }
+    };
+    if let Some(r) = raw_rules {
+        use crate::detect::Level;
+        for (lvl, src, field) in [
+            (Level::Critical, &r.critical, "rules.critical"),
+            (Level::Error, &r.error, "rules.error"),
+            (Level::Warning, &r.warning, "rules.warning"),
+            (Level::Info, &r.info, "rules.info"),
+        ] {
+            if let Some(s) = src {
+                if let Some(rule) = compile(s, field, &mut e) {
+                    levels.push((lvl, rule));
+                }
+            }
+        }
+    }
+    let recovery = raw_rules
+        .and_then(|r| r.recovery.as_ref())
+        .and_then(|s| compile(s, "rules.recovery", &mut e));
+    let script_src = match (raw_rules.and_then(|r| r.script.as_ref()), raw.script.as_ref()) {
+        (Some(a), Some(_)) => {
+            e.bad(a, "rules.script", "set the script once: either script or rules.script");
+            None
+        }
+        (a, b) => a.or(b),
+    };
+    let script = script_src.and_then(|s| match load_script(s.get_ref(), file, ctx) {
+        Ok((path, src)) => match ctx.engine.compile_script(&src, &path.display().to_string()) {
+            Ok(c) => Some((s.get_ref().clone(), c)),
+            Err(err) => {
+                e.bad(s, "rules.script", &format!("{} does not compile: {err}", path.display()));
+                None
+            }
+        },
+        Err(msg) => {
+            e.bad(s, "rules.script", &msg);
+            None
+        }
+    });
+    if script_src.is_some() && !levels.is_empty() {
+        e.at(
+            raw.rules.as_ref().map(|r| r.span()).unwrap_or(0..0),
+            "rules",
+            "use either level expressions (critical, error, warning, info) or a script, not both".into(),
+        );
+    }
+    if mtype == MonitorType::BotObs && script_src.is_none() {
+        e.at(0..0, "rules.script", "a bot_obs monitor needs a script that calls report(...)".into());
+    }
+    if mtype != MonitorType::BotObs && script_src.is_none() && levels.is_empty() && raw_rules.is_some() {
+        e.at(
+            raw.rules.as_ref().map(|r| r.span()).unwrap_or(0..0),
+            "rules",
+            "no rule: set at least one of critical, error, warning, info, or script".into(),
+        );
+    }
+    if mtype != MonitorType::BotObs && raw_rules.is_none() {
+        e.at(0..0, "rules", "missing [rules] section: e.g. critical = \"Result > 90\"".into());
+    }
+    let count = |v: Option<&Spanned<i64>>, field: &str, default: u32, min: i64, e: &mut Errs| -> u32 {
+        match v {
+            None => default,
+            Some(s) if *s.get_ref() >= min && *s.get_ref() <= 10_000 => *s.get_ref() as u32,
+            Some(s) => {
+                e.bad(s, field, &format!("expected an integer from {min} to 10000"));
+                default
+            }
+        }
+    };
+    let trigger_after = count(raw_rules.and_then(|r| r.trigger_after.as_ref()), "rules.trigger_after", 1, 1, &mut e);
+    let recover_after = count(raw_rules.and_then(|r| r.recover_after.as_ref()), "rules.recover_after", 1, 0, &mut e);
+    let baseline = e.duration(
+        &raw_rules.and_then(|r| r.baseline.clone()),
+        "rules.baseline",
+        interval.saturating_mul(6),
+    );
+
+    // Nodata.
+    let nodata = raw.nodata.as_ref().map(|n| {
+        let n = n.get_ref();
+        let after = match &n.after {
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) if d > 0 => d,
+                Ok(_) => {
+                    e.bad(s, "nodata.after", "must be longer than 0s");
+                    600
+                }
+                Err(msg) => {
+                    e.bad(s, "nodata.after", &msg);
+                    600
+                }
+            },
+            None => 600,
+        };
+        let action = match &n.action {
+            None => NodataAction::Nodata,
+            Some(s) => NodataAction::parse(s.get_ref()).unwrap_or_else(|| {
+                e.bad(s, "nodata.action", &format!("expected one of {}", NODATA_ACTIONS.join(", ")));
+                NodataAction::None
+            }),
+        };
+        NodataSpec { after, action }
+    });
+    if let (Some(n), MonitorType::BotObs) = (&raw.nodata, mtype) {
+        e.at(n.span(), "nodata", "bot_obs monitors have no [nodata]: a bot reports what it sees".into());
+    }
+
+    // Templates.
+    let mut template = Templates::default();
+    if let Some(t) = &raw.template {
+        let t = t.get_ref();
+        for (src, field, slot) in [
+            (&t.title, "template.title", &mut template.title),
+            (&t.message, "template.message", &mut template.message),
+            (&t.recover_title, "template.recover_title", &mut template.recover_title),
+            (&t.recover_message, "template.recover_message", &mut template.recover_message),
+            (&t.nodata_title, "template.nodata_title", &mut template.nodata_title),
+            (&t.nodata_message, "template.nodata_message", &mut template.nodata_message),
+        ] {
+            if let Some(s) = src {
+                match crate::event::validate_template(s.get_ref()) {
+                    Ok(()) => *slot = Some(s.get_ref().clone()),
+                    Err(msg) => e.bad(s, field, &msg),
+                }
+            }
+        }
+    }
+
+    if !e.list.is_empty() {
+        return Err(e.list);
+    }
+    let nodata_action = nodata.map(|n| n.action).unwrap_or(NodataAction::None);
+    let checker_ref = md5_hex(&match &query {
+        Some(q) => format!(
+            "{}|{}|{}|{}|{:?}|{}",
+            q.measurement,
+            q.field,
+            q.agg.name(),
+            q.by.join(","),
+            q.where_raw,
+            interval
+        ),
+        None => format!("bot|{id}"),
+    });
+    Ok(Monitor {
+        id,
+        name,
+        mtype,
+        policy,
+        schedule,
+        interval,
+        delay,
+        query,
+        rules: Rules {
+            kind,
+            levels,
+            script,
+            recovery,
+            baseline,
+        },
+        settings: Settings {
+            trigger_after,
+            recover_after,
+            nodata: nodata_action,
+        },
+        nodata,
+        template,
+        forget_after,
+        file: file.to_path_buf(),
+        fingerprint: md5_hex(text),
+        checker_ref,
+    })
+}
+
+fn parse_query(q: &Spanned<RawQuery>, e: &mut Errs) -> Option<QuerySpec> {
+    let span = q.span();
+    let q = q.get_ref();
+    let measurement = match &q.measurement {
+        Some(m) if !m.get_ref().is_empty() => m.get_ref().clone(),
+        Some(m) => {
+            e.bad(m, "query.measurement", "must not be empty");
+            String::new()
+        }
+        None => {
+            e.at(span.clone(), "query.measurement", "missing: the measurement to query, e.g. \"cpu\"".into());
+            String::new()
+        }
+    };
+    let field = match &q.field {
+        Some(m) if !m.get_ref().is_empty() => m.get_ref().clone(),
+        Some(m) => {
+            e.bad(m, "query.field", "must not be empty");
+            String::new()
+        }
+        None => {
+            e.at(span.clone(), "query.field", "missing: the field to aggregate, e.g. \"usage_total\"".into());
+            String::new()
+        }
+    };
+    let agg = match &q.agg {
+        None => Agg::Avg,
+        Some(a) => match Agg::from_str(a.get_ref()) {
+            Ok(x) => x,
+            Err(_) => {
+                e.bad(a, "query.agg", &format!("expected one of {}", AGG_NAMES.join(", ")));
+                Agg::Avg
+            }
+        },
+    };
+    let by = q.by.as_ref().map(|b| b.get_ref().clone()).unwrap_or_default();
+    if let Some(b) = &q.by {
+        let mut seen = HashSet::new();
+        for t in b.get_ref() {
+            if t.is_empty() || !seen.insert(t) {
+                e.bad(b, "query.by", "tag names must be non-empty and distinct");
+                break;
+            }
+        }
+    }
+    let mut where_raw = Tags::new();
+    let mut filters = Vec::new();
+    if let Some(w) = &q.where_ {
+        for (k, v) in w.get_ref() {
+            match Filter::parse(k, v.get_ref()) {
+                Ok(f) => filters.push(f),
+                Err(msg) => e.bad(v, &format!("query.where.{k}"), &msg),
+            }
+            where_raw.insert(k.clone(), v.get_ref().clone());
+        }
+    }
+    Some(QuerySpec {
+        measurement,
+        field,
+        agg,
+        by,
+        where_raw,
+        filters,
+    })
+}
+
+/// Finds a script: an absolute path, else in the scripts directory, else next to the monitor
+/// file, else in `../scripts` beside the monitors directory.
+fn load_script(name: &str, monitor_file: &Path, ctx: &LoadContext) -> Result<(PathBuf, String), String> {
+    let p = Path::new(name);
+    let mut candidates = Vec::new();
+    if p.is_absolute() {
+        candidates.push(p.to_path_buf());
+    } else {
+        candidates.push(ctx.scripts_dir.join(p));
+        if let Some(dir) = monitor_file.parent() {
+            candidates.push(dir.join(p));
+            candidates.push(dir.join("..").join("scripts").join(p));
+        }
+    }
+    for c in &candidates {
+        if c.is_file() {
+            return std::fs::read_to_string(c)
+                .map(|s| (c.clone(), s))
+                .map_err(|e| format!("cannot read {}: {e}", c.display()));
+        }
+    }
+    Err(format!(
+        "script not found; looked in {}",
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// Parses a crontab expression: 5 fields (minute first) or 6 with seconds first. Day of week
+/// uses crontab numbering (0 or 7 = Sunday).
+pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let mut fields: Vec<String> = match fields.len() {
+        5 => std::iter::once("0").chain(fields.iter().copied()).map(String::from).collect(),
+        6 => fields.iter().map(|s| s.to_string()).collect(),
+        n => {
+            return Err(format!(
+                "expected 5 fields (min hour day month weekday) or 6 (sec min hour day month weekday), found {n}"
+            ))
+        }
+    };
+    // The cron crate numbers weekdays 1-7 from Sunday; crontab numbers them 0-7 with 0 and 7
+    // both Sunday. Names mean the same in both, so numbers are turned into names.
+    fields[5] = weekday_names(&fields[5])?;
+    cron::Schedule::from_str(&fields.join(" ")).map_err(|e| format!("bad cron expression: {e}"))
+}
+
+fn weekday_names(field: &str) -> Result<String, String> {
+    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+    let mut out = String::new();
+    let mut num = String::new();
+    let mut after_slash = false;
+    let flush = |num: &mut String, out: &mut String, after_slash: bool| -> Result<(), String> {
+        if num.is_empty() {
+            return Ok(());
+        }
+        if after_slash {
+            out.push_str(num);
+        } else {
+            let n: usize = num.parse().map_err(|_| format!("bad weekday {num:?}"))?;
+            let name = NAMES
+                .get(n)
+                .ok_or_else(|| format!("weekday {n} out of range: expected 0-7 or SUN-SAT"))?;
+            out.push_str(name);
+        }
+        num.clear();
+        Ok(())
+    };
+    for c in field.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            flush(&mut num, &mut out, after_slash)?;
+            after_slash = c == '/';
+            out.push(c);
+        }
+    }
+    flush(&mut num, &mut out, after_slash)?;
+    Ok(out)
+}
