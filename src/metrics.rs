@@ -1,0 +1,126 @@
+//! The engine's own figures, exposed at `GET /metrics` in Prometheus text format.
+
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Per-monitor counters.
+#[derive(Debug, Default, Clone)]
+struct MonitorFigures {
+    checks: u64,
+    errors: u64,
+    skipped: u64,
+    duration_sum: f64,
+}
+
+/// Counters shared by ingest, the scheduler and the API.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// points accepted by write endpoints
+    pub ingest_points: AtomicU64,
+    /// write requests accepted
+    pub ingest_requests: AtomicU64,
+    /// write requests rejected as bad input
+    pub ingest_rejected: AtomicU64,
+    /// write requests refused for overload (429)
+    pub ingest_throttled: AtomicU64,
+    /// custom events accepted
+    pub custom_events: AtomicU64,
+    monitors: Mutex<BTreeMap<String, MonitorFigures>>,
+    events: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    /// Counts one finished check.
+    pub fn check_done(&self, monitor: &str, seconds: f64, failed: bool) {
+        let mut m = self.monitors.lock();
+        let f = m.entry(monitor.to_string()).or_default();
+        f.checks += 1;
+        f.duration_sum += seconds;
+        if failed {
+            f.errors += 1;
+        }
+    }
+
+    /// Counts a tick skipped because the previous check was still running.
+    pub fn tick_skipped(&self, monitor: &str) {
+        self.monitors.lock().entry(monitor.to_string()).or_default().skipped += 1;
+    }
+
+    /// Counts stored events by status.
+    pub fn events_stored<'a>(&self, statuses: impl IntoIterator<Item = &'a str>) {
+        let mut e = self.events.lock();
+        for s in statuses {
+            *e.entry(s.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Skipped ticks of a monitor so far.
+    pub fn skipped(&self, monitor: &str) -> u64 {
+        self.monitors.lock().get(monitor).map_or(0, |f| f.skipped)
+    }
+
+    /// Renders the exposition text; `gauges` are `(name, help, value)` read at scrape time.
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(&mut out, "tocsin_ingest_points_total", "Points accepted by the write endpoints.", self.ingest_points.load(Ordering::Relaxed));
+        counter(&mut out, "tocsin_ingest_requests_total", "Write requests accepted.", self.ingest_requests.load(Ordering::Relaxed));
+        counter(&mut out, "tocsin_ingest_rejected_total", "Write requests rejected as bad input.", self.ingest_rejected.load(Ordering::Relaxed));
+        counter(&mut out, "tocsin_ingest_throttled_total", "Write requests refused with 429.", self.ingest_throttled.load(Ordering::Relaxed));
+        counter(&mut out, "tocsin_custom_events_total", "Custom events accepted.", self.custom_events.load(Ordering::Relaxed));
+        let mons = self.monitors.lock().clone();
+        let labelled = |out: &mut String, name: &str, help: &str, kind: &str, f: &dyn Fn(&MonitorFigures) -> String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (id, m) in &mons {
+                let _ = writeln!(out, "{name}{{monitor=\"{}\"}} {}", escape(id), f(m));
+            }
+        };
+        labelled(&mut out, "tocsin_checks_total", "Checks run.", "counter", &|m| m.checks.to_string());
+        labelled(&mut out, "tocsin_check_errors_total", "Checks with a query or script error.", "counter", &|m| m.errors.to_string());
+        labelled(&mut out, "tocsin_skipped_ticks_total", "Ticks skipped because the previous check overran.", "counter", &|m| m.skipped.to_string());
+        let _ = writeln!(out, "# HELP tocsin_check_duration_seconds Time spent in checks.\n# TYPE tocsin_check_duration_seconds summary");
+        for (id, m) in &mons {
+            let _ = writeln!(out, "tocsin_check_duration_seconds_sum{{monitor=\"{}\"}} {}", escape(id), m.duration_sum);
+            let _ = writeln!(out, "tocsin_check_duration_seconds_count{{monitor=\"{}\"}} {}", escape(id), m.checks);
+        }
+        let _ = writeln!(out, "# HELP tocsin_events_total Events stored, by status.\n# TYPE tocsin_events_total counter");
+        for (s, n) in self.events.lock().iter() {
+            let _ = writeln!(out, "tocsin_events_total{{status=\"{}\"}} {n}", escape(s));
+        }
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_labels() {
+        let m = Metrics::default();
+        m.ingest_points.fetch_add(5, Ordering::Relaxed);
+        m.check_done("cpu", 0.5, false);
+        m.check_done("cpu", 0.25, true);
+        m.tick_skipped("cpu");
+        m.events_stored(["critical", "critical", "ok"]);
+        let text = m.render(&[("tocsin_open_issues", "Open issues.", 3.0)]);
+        assert!(text.contains("tocsin_ingest_points_total 5"));
+        assert!(text.contains("tocsin_checks_total{monitor=\"cpu\"} 2"));
+        assert!(text.contains("tocsin_check_errors_total{monitor=\"cpu\"} 1"));
+        assert!(text.contains("tocsin_skipped_ticks_total{monitor=\"cpu\"} 1"));
+        assert!(text.contains("tocsin_check_duration_seconds_sum{monitor=\"cpu\"} 0.75"));
+        assert!(text.contains("tocsin_events_total{status=\"critical\"} 2"));
+        assert!(text.contains("tocsin_open_issues 3"));
+    }
+}

@@ -1,0 +1,404 @@
+//! The live engine: loaded monitors with their state and health, the scheduler loop, async
+//! runs, manual recovery and reload. Checks run on blocking threads (SQLite and Rhai are
+//! synchronous), one at a time per monitor and concurrently across monitors.
+
+use crate::check::{CheckReport, ExecMode, MonitorState, RecoverUser, Runner};
+use crate::event::{Event, Status, Sub};
+use crate::eventdb::StoredObject;
+use crate::metrics::Metrics;
+use crate::monitor::{load, LoadContext, Monitor, MonitorError, Schedule};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The health of one monitor, as `GET /api/v1/monitors` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Health {
+    /// trigger time of the latest finished check
+    pub last_run: Option<i64>,
+    /// error of the latest check (query, script or store), if it failed
+    pub last_error: Option<String>,
+    /// how long the latest check took, ms
+    pub last_duration_ms: Option<u64>,
+    /// next scheduled trigger time
+    pub next_run: Option<i64>,
+    /// checks run since start
+    pub runs: u64,
+    /// checks with errors since start
+    pub errors: u64,
+}
+
+/// One loaded monitor.
+pub struct Slot {
+    /// the definition
+    pub monitor: Arc<Monitor>,
+    /// detection state; the lock makes checks of one monitor run one at a time
+    pub state: Mutex<MonitorState>,
+    /// health
+    pub health: Mutex<Health>,
+    /// a check is in flight
+    pub running: AtomicBool,
+}
+
+/// Where monitors come from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// monitors directory
+    pub monitors: PathBuf,
+    /// scripts directory
+    pub scripts: PathBuf,
+    /// policy ids from the config
+    pub policies: Vec<String>,
+}
+
+/// The live engine.
+pub struct Engine {
+    /// the check runner
+    pub runner: Arc<Runner>,
+    /// counters
+    pub metrics: Arc<Metrics>,
+    slots: RwLock<BTreeMap<String, Arc<Slot>>>,
+    errors: RwLock<Vec<MonitorError>>,
+    sources: Sources,
+    in_flight: AtomicUsize,
+    stopping: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+/// The outcome of a reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadReport {
+    /// monitors loaded
+    pub loaded: usize,
+    /// ids whose definition is unchanged (state and health kept in memory)
+    pub unchanged: Vec<String>,
+    /// new or changed ids (state restored from the store)
+    pub changed: Vec<String>,
+    /// ids no longer defined
+    pub removed: Vec<String>,
+    /// errors, as `file:line: field: message`
+    pub errors: Vec<String>,
+}
+
+/// What to recover by hand.
+#[derive(Debug, Clone)]
+pub enum RecoverSelector {
+    /// these event refs
+    Refs(Vec<String>),
+    /// every open issue of a monitor
+    Monitor(String),
+    /// every open issue
+    All,
+}
+
+/// Current Unix time in seconds.
+pub fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Engine {
+    /// Creates the engine and loads the monitors.
+    pub fn new(runner: Arc<Runner>, metrics: Arc<Metrics>, sources: Sources) -> Arc<Engine> {
+        let e = Arc::new(Engine {
+            runner,
+            metrics,
+            slots: RwLock::new(BTreeMap::new()),
+            errors: RwLock::new(Vec::new()),
+            sources,
+            in_flight: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+        });
+        e.reload();
+        e
+    }
+
+    /// Loads monitor files again. Unchanged monitors keep their slot (state, health); changed
+    /// and new ones restore their state from the store, so no open round is lost.
+    pub fn reload(&self) -> ReloadReport {
+        let ctx = LoadContext {
+            scripts_dir: &self.sources.scripts,
+            policies: &self.sources.policies,
+            engine: &self.runner.engine,
+        };
+        let loaded = load(std::slice::from_ref(&self.sources.monitors), &ctx);
+        for e in &loaded.errors {
+            tracing::error!("monitor not loaded: {e}");
+        }
+        let now = now_secs();
+        let mut report = ReloadReport {
+            loaded: loaded.monitors.len(),
+            unchanged: vec![],
+            changed: vec![],
+            removed: vec![],
+            errors: loaded.errors.iter().map(|e| e.to_string()).collect(),
+        };
+        let old = self.slots.read().clone();
+        let mut next = BTreeMap::new();
+        for m in loaded.monitors {
+            let id = m.id.clone();
+            if let Some(slot) = old.get(&id).filter(|s| s.monitor.fingerprint == m.fingerprint) {
+                report.unchanged.push(id.clone());
+                next.insert(id, slot.clone());
+                continue;
+            }
+            let state = match old.get(&id) {
+                // A check may be running on the old slot: take its latest state under its lock.
+                Some(s) => s.state.lock().clone(),
+                None => match self.runner.load_state(&m) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(monitor = %id, "cannot restore state: {e}");
+                        report.errors.push(format!("{id}: cannot restore state: {e}"));
+                        continue;
+                    }
+                },
+            };
+            let health = Health {
+                next_run: self.first_due(&m, now),
+                ..Default::default()
+            };
+            report.changed.push(id.clone());
+            next.insert(
+                id,
+                Arc::new(Slot {
+                    monitor: Arc::new(m),
+                    state: Mutex::new(state),
+                    health: Mutex::new(health),
+                    running: AtomicBool::new(false),
+                }),
+            );
+        }
+        report.removed = old.keys().filter(|k| !next.contains_key(*k)).cloned().collect();
+        *self.slots.write() = next;
+        *self.errors.write() = loaded.errors;
+        self.wake.notify_one();
+        tracing::info!(loaded = report.loaded, changed = report.changed.len(), removed = report.removed.len(), errors = report.errors.len(), "monitors loaded");
+        report
+    }
+
+    /// The first due time: the latest missed tick (once) when the monitor ran before and
+    /// missed ticks while the engine was down, else the next tick.
+    fn first_due(&self, m: &Monitor, now: i64) -> Option<i64> {
+        let last: Option<i64> = self
+            .runner
+            .db
+            .get_kv(&format!("last_tick:{}", m.id))
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok());
+        let latest = m.schedule.latest_at_or_before(now);
+        match (last, latest) {
+            (Some(l), Some(x)) if x > l => Some(x),
+            _ => m.schedule.next_after(now),
+        }
+    }
+
+    /// The loaded monitors.
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.slots.read().values().cloned().collect()
+    }
+
+    /// One monitor by id.
+    pub fn slot(&self, id: &str) -> Option<Arc<Slot>> {
+        self.slots.read().get(id).cloned()
+    }
+
+    /// Load errors of the latest (re)load.
+    pub fn load_errors(&self) -> Vec<MonitorError> {
+        self.errors.read().clone()
+    }
+
+    /// Runs one check now on this thread (blocking). Waits for a running check of the same
+    /// monitor to finish first.
+    pub fn run_blocking(&self, slot: &Slot, t: i64, mode: ExecMode) -> Result<CheckReport, String> {
+        let mut state = slot.state.lock();
+        slot.running.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let res = self.runner.run(&slot.monitor, &mut state, t, mode);
+        let secs = started.elapsed().as_secs_f64();
+        slot.running.store(false, Ordering::SeqCst);
+        drop(state);
+        let id = &slot.monitor.id;
+        let mut h = slot.health.lock();
+        h.last_run = Some(t);
+        h.runs += 1;
+        h.last_duration_ms = Some((secs * 1000.0) as u64);
+        let out = match res {
+            Ok(rep) => {
+                self.metrics.events_stored(rep.events.iter().filter_map(|e| e.str("df_status")));
+                if rep.errors.is_empty() {
+                    h.last_error = None;
+                } else {
+                    h.errors += 1;
+                    let msg = rep.errors.join("; ");
+                    tracing::warn!(monitor = %id, "check errors: {msg}");
+                    h.last_error = Some(msg);
+                }
+                self.metrics.check_done(id, secs, !rep.errors.is_empty());
+                Ok(rep)
+            }
+            Err(e) => {
+                h.errors += 1;
+                h.last_error = Some(e.to_string());
+                tracing::error!(monitor = %id, "check failed: {e}");
+                self.metrics.check_done(id, secs, true);
+                Err(e.to_string())
+            }
+        };
+        if mode == ExecMode::Crontab {
+            if let Err(e) = self.runner.db.set_kv(&format!("last_tick:{id}"), &t.to_string()) {
+                tracing::warn!(monitor = %id, "cannot record last tick: {e}");
+            }
+        }
+        out
+    }
+
+    /// Runs a check now (`df_exec_mode = "async"`); `None` for an unknown monitor.
+    pub async fn run_now(self: &Arc<Self>, id: &str) -> Option<Result<CheckReport, String>> {
+        let slot = self.slot(id)?;
+        let me = self.clone();
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let res = tokio::task::spawn_blocking(move || me.run_blocking(&slot, now_secs(), ExecMode::Async)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        Some(res.unwrap_or_else(|e| Err(format!("check task failed: {e}"))))
+    }
+
+    /// The scheduler loop: runs due checks until [`Engine::stop`] is called.
+    pub async fn scheduler(self: Arc<Self>) {
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let now = now_secs();
+            let mut next_wake = now + 60;
+            for slot in self.slots() {
+                let due = slot.health.lock().next_run;
+                let Some(due) = due else { continue };
+                if due > now {
+                    next_wake = next_wake.min(due);
+                    continue;
+                }
+                // Due: the next run is the first tick after now, so a long stall never storms.
+                let following = slot.monitor.schedule.next_after(now.max(due));
+                slot.health.lock().next_run = following;
+                if let Some(f) = following {
+                    next_wake = next_wake.min(f);
+                }
+                if slot.running.load(Ordering::SeqCst) {
+                    tracing::warn!(monitor = %slot.monitor.id, tick = due, "previous check still running: tick skipped");
+                    self.metrics.tick_skipped(&slot.monitor.id);
+                    continue;
+                }
+                slot.running.store(true, Ordering::SeqCst);
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let _ = me.run_blocking(&slot, due, ExecMode::Crontab);
+                    me.in_flight.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+            let wait = (next_wake - now_secs()).clamp(0, 60) as u64;
+            let sub_second = 1000 - (chrono::Utc::now().timestamp_subsec_millis() as u64).min(999);
+            let sleep = std::time::Duration::from_millis(if wait == 0 { 50 } else { (wait - 1) * 1000 + sub_second });
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Stops scheduling and waits for in-flight checks.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Manual recovery: one `manual_ok` per open round selected; returns the events.
+    pub fn recover_blocking(&self, sel: &RecoverSelector, user: &RecoverUser) -> Result<Vec<Event>, String> {
+        let now = now_secs();
+        let issues = self.runner.db.issues(None, now).map_err(|e| e.to_string())?;
+        let chosen: Vec<_> = issues
+            .into_iter()
+            .filter(|i| match sel {
+                RecoverSelector::All => true,
+                RecoverSelector::Monitor(m) => &i.monitor == m,
+                RecoverSelector::Refs(r) => r.contains(&i.event_ref),
+            })
+            .collect();
+        let mut out = Vec::new();
+        for issue in chosen {
+            let slot = self.slot(&issue.monitor);
+            let ev = match slot {
+                Some(slot) if issue.source == "monitor" => {
+                    let mut st = slot.state.lock();
+                    self.runner
+                        .recover(&slot.monitor, &mut st, &issue.event_ref, now, user)
+                        .map_err(|e| e.to_string())?
+                }
+                _ => Some(self.recover_orphan(&issue, now, user)?),
+            };
+            if let Some(ev) = ev {
+                self.metrics.events_stored(ev.str("df_status"));
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closes an issue whose monitor is not loaded (removed, or a custom event round).
+    fn recover_orphan(&self, issue: &crate::eventdb::IssueRow, now: i64, user: &RecoverUser) -> Result<Event, String> {
+        let db = &self.runner.db;
+        let last = db.event(&issue.last_event_id).map_err(|e| e.to_string())?;
+        let mut ev = Event::new();
+        if let Some(last) = &last {
+            // Keep the identity fields of the round (monitor, tags, source, names).
+            for (k, v) in &last.0 {
+                if !k.starts_with("df_") || k.starts_with("df_monitor") || k == "df_dimension_tags" || k == "df_source" || k.starts_with("df_event_") {
+                    ev.0.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let id = crate::event::event_id(&issue.event_ref, now, Status::ManualOk, Sub::Check);
+        ev.set("df_event_id", id);
+        ev.set("date", now);
+        ev.set("timestamp", now);
+        ev.set("df_source", issue.source.clone());
+        ev.set("df_status", "manual_ok");
+        ev.set("df_sub_status", issue.status.clone());
+        ev.set("df_issue_start_time", issue.issue_start);
+        ev.set("df_issue_duration", now - issue.issue_start);
+        ev.set("df_fault_id", issue.fault_id.clone());
+        ev.set("df_monitor_checker_event_ref", issue.event_ref.clone());
+        ev.set("df_title", format!("Recovered by hand: {}", issue.title));
+        ev.set("df_message", user.message.clone().unwrap_or_else(|| format!("{} recovered by {}", issue.title, user.name)));
+        ev.set("df_user_id", user.id.clone());
+        ev.set("df_user_name", user.name.clone());
+        ev.set("df_user_email", user.email.clone());
+        ev.set("df_exec_mode", "async");
+        ev.0.remove("df_monitor_checker_value");
+        let mut commit = crate::eventdb::Commit {
+            events: vec![ev.clone()],
+            ..Default::default()
+        };
+        if issue.source == "monitor" && !issue.monitor.is_empty() {
+            // The monitor is gone; its stored state for this object goes with the round.
+            commit.deletes.push((issue.monitor.clone(), issue.event_ref.clone()));
+        }
+        let _: Option<StoredObject> = None;
+        db.commit(&commit).map_err(|e| e.to_string())?;
+        Ok(ev)
+    }
+
+    /// Whether a slot's monitor runs on a schedule.
+    pub fn is_scheduled(slot: &Slot) -> bool {
+        !matches!(slot.monitor.schedule, Schedule::Manual)
+    }
+}
