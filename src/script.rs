@@ -1868,6 +1868,34 @@ mod tests {
     }
 
     #[test]
+    fn pathological_sources_are_refused() {
+        let e = engine();
+        let n = 100_000;
+        for src in [
+            format!("{}1{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}1{}", "[".repeat(n), "]".repeat(n)),
+            format!("{}1{}", "{".repeat(n), "}".repeat(n)),
+            format!("{}1{}", "#{a:".repeat(n), "}".repeat(n)),
+            format!("1{}", " + 1".repeat(n)),
+            "-".repeat(n) + "1",
+            "!".repeat(n) + "true",
+        ] {
+            let r = e.compile_script(&src, "deep.rhai");
+            assert!(
+                matches!(r, Err(ScriptError::Compile { .. })),
+                "{}",
+                &src[..10]
+            );
+            let r = e.compile_expr(&src);
+            assert!(
+                matches!(r, Err(ScriptError::Compile { .. })),
+                "{}",
+                &src[..10]
+            );
+        }
+    }
+
+    #[test]
     fn huge_values_fail() {
         let e = engine();
         for src in [
