@@ -7,17 +7,23 @@
 //! runner over a scratch store.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod check;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod detect;
 pub mod event;
 pub mod eventdb;
+pub mod ingest;
 pub mod lineproto;
+pub mod metrics;
 pub mod monitor;
 pub mod query;
 pub mod replay;
+pub mod schedule;
 pub mod script;
+pub mod serve;
 pub mod store;
 pub mod testing;
 pub mod timeutil;

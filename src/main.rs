@@ -16,6 +16,84 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the engine: scheduler, HTTP API, built-in host input.
+    Serve {
+        /// config file (TOML)
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// data directory (default ./data)
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// listen address (default 127.0.0.1:9530)
+        #[arg(long)]
+        listen: Option<String>,
+        /// monitors directory (default ./monitors)
+        #[arg(long)]
+        monitors: Option<PathBuf>,
+        /// scripts directory (default ./scripts)
+        #[arg(long)]
+        scripts: Option<PathBuf>,
+    },
+    /// Trigger one monitor now on the running server (df_exec_mode = "async").
+    Run {
+        /// monitor id
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Query events on the running server.
+    Events {
+        /// status (critical, ok, nodata, ...)
+        #[arg(long)]
+        status: Option<String>,
+        /// monitor id
+        #[arg(long)]
+        monitor: Option<String>,
+        /// source (monitor, custom, ...)
+        #[arg(long)]
+        source: Option<String>,
+        /// only events at or after this time (RFC 3339 or Unix seconds)
+        #[arg(long)]
+        since: Option<String>,
+        /// at most this many (default 50)
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List unrecovered issues on the running server.
+    Issues {
+        /// only this monitor
+        #[arg(long)]
+        monitor: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Recover issues by hand on the running server (one manual_ok per open round).
+    Recover {
+        /// event refs (df_monitor_checker_event_ref)
+        refs: Vec<String>,
+        /// every issue of this monitor
+        #[arg(long)]
+        monitor: Option<String>,
+        /// every open issue
+        #[arg(long)]
+        all: bool,
+        /// df_user_id
+        #[arg(long)]
+        user_id: String,
+        /// df_user_name
+        #[arg(long)]
+        user_name: String,
+        /// df_user_email
+        #[arg(long)]
+        user_email: String,
+        /// message of the manual_ok event
+        #[arg(long)]
+        message: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Validate monitors and their scripts; exit 1 on any error.
     Check {
         /// monitor directories or files (default: ./monitors)
@@ -69,6 +147,17 @@ enum Cmd {
     },
 }
 
+/// Options shared by commands that talk to a running server.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// server URL
+    #[arg(long, default_value = "http://127.0.0.1:9530")]
+    server: String,
+    /// print JSON instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
 fn precision(p: &str) -> Result<Precision> {
     Precision::parse(p).ok_or_else(|| anyhow!("--precision {p:?}: expected n, u, ms, s, m or h"))
 }
@@ -79,6 +168,29 @@ fn time_arg(flag: &str, v: &str) -> Result<i64> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Serve { config, data, listen, monitors, scripts } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(tocsin::serve::serve(tocsin::serve::ServeArgs { config, data, listen, monitors, scripts }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { id, server } => {
+            tocsin::client::run(&tocsin::client::Client::new(&server.server), &id, server.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Events { status, monitor, source, since, limit, server } => {
+            let a = tocsin::client::EventsArgs { status, monitor, source, since, limit };
+            tocsin::client::events(&tocsin::client::Client::new(&server.server), &a, server.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Issues { monitor, server } => {
+            tocsin::client::issues(&tocsin::client::Client::new(&server.server), monitor.as_deref(), server.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Recover { refs, monitor, all, user_id, user_name, user_email, message, server } => {
+            let a = tocsin::client::RecoverArgs { refs, monitor, all, user_id, user_name, user_email, message };
+            tocsin::client::recover(&tocsin::client::Client::new(&server.server), &a, server.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Check { paths, scripts, config } => {
             let errors = tocsin::cli::check(&paths, scripts.as_deref(), config.as_deref())?;
             Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -113,7 +225,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // serve logs its work; one-shot commands only warn
+                let serving = std::env::args().nth(1).as_deref() == Some("serve");
+                (if serving { "info" } else { "warn" }).into()
+            }),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {

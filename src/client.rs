@@ -1,0 +1,258 @@
+//! Admin commands that talk to a running server: `run`, `events`, `issues`, `recover`.
+
+use crate::timeutil::{format_duration, format_time, parse_time};
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Value};
+
+/// A connection to a running server.
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client for `server` (e.g. `http://127.0.0.1:9530`), using `TOCSIN_ADMIN_TOKEN` if set.
+    pub fn new(server: &str) -> Client {
+        Client {
+            base: server.trim_end_matches('/').to_string(),
+            token: std::env::var("TOCSIN_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+            agent: ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(60)).build(),
+        }
+    }
+
+    fn auth(&self, r: ureq::Request) -> ureq::Request {
+        match &self.token {
+            Some(t) => r.set("Authorization", &format!("Bearer {t}")),
+            None => r,
+        }
+    }
+
+    fn answer(&self, what: &str, res: Result<ureq::Response, ureq::Error>) -> Result<Value> {
+        match res {
+            Ok(r) => r.into_json::<Value>().map_err(|e| anyhow!("{what}: unreadable answer from {}: {e}", self.base)),
+            Err(ureq::Error::Status(code, r)) => {
+                let body = r.into_string().unwrap_or_default();
+                let msg = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(Value::as_str).map(String::from))
+                    .unwrap_or(body);
+                let hint = match code {
+                    401 => " (set TOCSIN_ADMIN_TOKEN)",
+                    403 => " (TOCSIN_ADMIN_TOKEN is wrong)",
+                    _ => "",
+                };
+                bail!("{what}: server answered {code}: {msg}{hint}")
+            }
+            Err(e) => bail!("{what}: cannot reach tocsin at {}: {e} (is `tocsin serve` running? see --server)", self.base),
+        }
+    }
+
+    /// GET with query parameters.
+    pub fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Value> {
+        let mut r = self.auth(self.agent.get(&format!("{}{path}", self.base)));
+        for (k, v) in params {
+            r = r.query(k, v);
+        }
+        self.answer(path, r.call())
+    }
+
+    /// POST a JSON body.
+    pub fn post(&self, path: &str, body: Value) -> Result<Value> {
+        let r = self.auth(self.agent.post(&format!("{}{path}", self.base)));
+        self.answer(path, r.send_json(body))
+    }
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count().min(60));
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let c: String = c.chars().take(60).collect();
+                format!("{c:<width$}", width = w[i])
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(headers.iter().map(|s| s.to_string()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r));
+        out.push('\n');
+    }
+    out
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(x) => x.to_string(),
+    }
+}
+
+/// Renders events as a table.
+pub fn events_table(events: &[Value]) -> String {
+    table(
+        &["DATE", "STATUS", "SOURCE", "MONITOR", "TAGS", "TITLE"],
+        events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.get("date").and_then(Value::as_i64).map(format_time).unwrap_or_default(),
+                    s(e, "df_status"),
+                    s(e, "df_source"),
+                    s(e, "df_monitor_checker_id"),
+                    s(e, "df_dimension_tags"),
+                    s(e, "df_title"),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// `tocsin run ID`.
+pub fn run(c: &Client, id: &str, as_json: bool) -> Result<()> {
+    let v = c.post(&format!("/api/v1/monitors/{id}/run"), json!({}))?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let events = v.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
+    println!("ran {id}: {} object(s), {} event(s)", v.get("objects").and_then(Value::as_u64).unwrap_or(0), events.len());
+    if !events.is_empty() {
+        print!("{}", events_table(&events));
+    }
+    for e in v.get("errors").and_then(Value::as_array).into_iter().flatten() {
+        eprintln!("error: {}", e.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Filters of `tocsin events`.
+#[derive(Debug, Default)]
+pub struct EventsArgs {
+    /// status
+    pub status: Option<String>,
+    /// monitor id
+    pub monitor: Option<String>,
+    /// source
+    pub source: Option<String>,
+    /// since (RFC 3339 or Unix seconds)
+    pub since: Option<String>,
+    /// at most
+    pub limit: Option<usize>,
+}
+
+/// `tocsin events`.
+pub fn events(c: &Client, a: &EventsArgs, as_json: bool) -> Result<()> {
+    let mut p: Vec<(&str, String)> = Vec::new();
+    if let Some(v) = &a.status {
+        p.push(("status", v.clone()));
+    }
+    if let Some(v) = &a.monitor {
+        p.push(("monitor", v.clone()));
+    }
+    if let Some(v) = &a.source {
+        p.push(("source", v.clone()));
+    }
+    if let Some(v) = &a.since {
+        p.push(("from", parse_time(v).map_err(|e| anyhow!("--since: {e}"))?.to_string()));
+    }
+    p.push(("limit", a.limit.unwrap_or(50).to_string()));
+    let v = c.get("/api/v1/events", &p)?;
+    let events = v.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+    } else {
+        print!("{}", events_table(&events));
+    }
+    Ok(())
+}
+
+/// `tocsin issues`.
+pub fn issues(c: &Client, monitor: Option<&str>, as_json: bool) -> Result<()> {
+    let mut p: Vec<(&str, String)> = Vec::new();
+    if let Some(m) = monitor {
+        p.push(("monitor", m.to_string()));
+    }
+    let v = c.get("/api/v1/issues", &p)?;
+    let issues = v.get("issues").and_then(Value::as_array).cloned().unwrap_or_default();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&issues)?);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        table(
+            &["REF", "MONITOR", "STATUS", "TAGS", "SINCE", "DURATION", "TITLE"],
+            issues
+                .iter()
+                .map(|i| vec![
+                    s(i, "event_ref"),
+                    s(i, "monitor"),
+                    s(i, "status"),
+                    s(i, "dimension_tags"),
+                    i.get("issue_start").and_then(Value::as_i64).map(format_time).unwrap_or_default(),
+                    i.get("duration").and_then(Value::as_i64).map(format_duration).unwrap_or_default(),
+                    s(i, "title"),
+                ])
+                .collect()
+        )
+    );
+    Ok(())
+}
+
+/// What `tocsin recover` recovers and who does it.
+#[derive(Debug, Default)]
+pub struct RecoverArgs {
+    /// event refs
+    pub refs: Vec<String>,
+    /// every issue of a monitor
+    pub monitor: Option<String>,
+    /// every issue
+    pub all: bool,
+    /// `df_user_id`
+    pub user_id: String,
+    /// `df_user_name`
+    pub user_name: String,
+    /// `df_user_email`
+    pub user_email: String,
+    /// message
+    pub message: Option<String>,
+}
+
+/// `tocsin recover`.
+pub fn recover(c: &Client, a: &RecoverArgs, as_json: bool) -> Result<()> {
+    let mut body = json!({"user_id": a.user_id, "user_name": a.user_name, "user_email": a.user_email});
+    match (a.refs.is_empty(), &a.monitor, a.all) {
+        (false, None, false) => body["refs"] = json!(a.refs),
+        (true, Some(m), false) => body["monitor"] = json!(m),
+        (true, None, true) => body["all"] = json!(true),
+        _ => bail!("give event refs, or --monitor ID, or --all (exactly one)"),
+    }
+    if let Some(m) = &a.message {
+        body["message"] = json!(m);
+    }
+    let v = c.post("/api/v1/issues/recover", body)?;
+    let events = v.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+    } else {
+        println!("recovered {} issue(s)", events.len());
+        if !events.is_empty() {
+            print!("{}", events_table(&events));
+        }
+    }
+    Ok(())
+}

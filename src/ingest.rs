@@ -1,0 +1,179 @@
+//! Ingest: request bodies to durable points. Concurrent writers' batches are grouped into one
+//! SQLite transaction (group commit) by a single writer thread, so they share one fsync; a
+//! bounded queue refuses work (429) instead of growing without limit.
+
+use crate::lineproto::{self, ParseError, Point, Precision};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+
+/// Why a write was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// the body is not valid line protocol
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    /// the body could not be decoded (gzip)
+    #[error("cannot decode body: {0}")]
+    Decode(String),
+    /// the decoded body is larger than allowed
+    #[error("body larger than {0} bytes after decompression")]
+    TooLarge(usize),
+    /// the queue is full; try again later
+    #[error("ingest is saturated; retry later")]
+    Busy,
+    /// the store failed
+    #[error("store: {0}")]
+    Store(String),
+}
+
+struct Job {
+    points: Vec<Point>,
+    done: tokio::sync::oneshot::Sender<Result<usize, String>>,
+}
+
+/// The ingest pipeline.
+pub struct Ingest {
+    tx: parking_lot::Mutex<Option<mpsc::SyncSender<Job>>>,
+    queued_points: Arc<AtomicUsize>,
+    max_queued_points: usize,
+    metrics: Arc<Metrics>,
+    thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Most points one group commit takes.
+const GROUP_POINTS: usize = 500_000;
+
+impl Ingest {
+    /// Starts the writer thread.
+    pub fn start(store: Arc<Store>, metrics: Arc<Metrics>, max_queued_points: usize) -> Arc<Ingest> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(1024);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let q2 = queued.clone();
+        let thread = std::thread::Builder::new()
+            .name("tocsin-ingest".into())
+            .spawn(move || writer(store, rx, q2))
+            .expect("spawn ingest writer");
+        Arc::new(Ingest {
+            tx: parking_lot::Mutex::new(Some(tx)),
+            queued_points: queued,
+            max_queued_points,
+            metrics,
+            thread: parking_lot::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Stores points durably; answers once they are committed.
+    pub async fn write(&self, points: Vec<Point>) -> Result<usize, IngestError> {
+        if points.is_empty() {
+            return Ok(0);
+        }
+        let n = points.len();
+        if self.queued_points.fetch_add(n, Ordering::SeqCst) + n > self.max_queued_points.max(n) {
+            self.queued_points.fetch_sub(n, Ordering::SeqCst);
+            self.metrics.ingest_throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(IngestError::Busy);
+        }
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let sent = match self.tx.lock().as_ref() {
+            Some(tx) => tx.try_send(Job { points, done }).map_err(|_| ()),
+            None => Err(()),
+        };
+        if sent.is_err() {
+            self.queued_points.fetch_sub(n, Ordering::SeqCst);
+            self.metrics.ingest_throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(IngestError::Busy);
+        }
+        let stored = rx
+            .await
+            .map_err(|_| IngestError::Store("writer stopped".into()))?
+            .map_err(IngestError::Store)?;
+        self.metrics.ingest_points.fetch_add(n as u64, Ordering::Relaxed);
+        self.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+        Ok(stored)
+    }
+
+    /// Finishes queued writes and stops the writer thread.
+    pub fn shutdown(&self) {
+        self.tx.lock().take();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn writer(store: Arc<Store>, rx: mpsc::Receiver<Job>, queued: Arc<AtomicUsize>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let mut total = jobs[0].points.len();
+        while total < GROUP_POINTS {
+            match rx.try_recv() {
+                Ok(j) => {
+                    total += j.points.len();
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<&[Point]> = jobs.iter().map(|j| j.points.as_slice()).collect();
+        let res = store.write_batches(&batches).map_err(|e| e.to_string());
+        if let Err(e) = &res {
+            tracing::error!("ingest commit failed: {e}");
+        }
+        queued.fetch_sub(total, Ordering::SeqCst);
+        for j in jobs {
+            let n = j.points.len();
+            let _ = j.done.send(res.as_ref().map(|_| n).map_err(Clone::clone));
+        }
+    }
+}
+
+/// Decodes a request body (gzip when `gzip` is set), refusing more than `limit` bytes.
+pub fn decode_body(body: &[u8], gzip: bool, limit: usize) -> Result<std::borrow::Cow<'_, [u8]>, IngestError> {
+    if !gzip {
+        return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    let mut out = Vec::new();
+    let mut dec = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
+    dec.read_to_end(&mut out).map_err(|e| IngestError::Decode(e.to_string()))?;
+    if out.len() > limit {
+        return Err(IngestError::TooLarge(limit));
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+/// Parses a body into points; points without a timestamp get `now_ns`.
+pub fn parse_body(body: &[u8], precision: Precision, now_ns: i64) -> Result<Vec<Point>, IngestError> {
+    Ok(lineproto::parse(body, precision, now_ns)?)
+}
+
+/// The JSON echo of parsed points for `?dry=true&echo=json`, types kept.
+pub fn echo_json(points: &[Point]) -> serde_json::Value {
+    use crate::lineproto::FieldValue;
+    use serde_json::{json, Map, Value};
+    Value::Array(
+        points
+            .iter()
+            .map(|p| {
+                let tags: Map<String, Value> = p.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                let fields: Map<String, Value> = p
+                    .fields
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            FieldValue::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+                            FieldValue::Int(i) => json!(i),
+                            FieldValue::UInt(u) => json!(u),
+                            FieldValue::Str(s) => json!(s),
+                            FieldValue::Bool(b) => json!(b),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect();
+                json!({"measurement": p.measurement, "tags": tags, "fields": fields, "time": p.time})
+            })
+            .collect(),
+    )
+}

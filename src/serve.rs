@@ -1,0 +1,174 @@
+//! `tocsin serve`: wires the store, event store, engine, ingest, host input, retention and the
+//! HTTP server together, and stops them gracefully on SIGTERM/SIGINT.
+
+use crate::api::{router, AppState};
+use crate::check::Runner;
+use crate::cli::load_config;
+use crate::eventdb::EventDb;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::schedule::{Engine, Sources};
+use crate::script::ScriptEngine;
+use crate::store::{Store, StoreOptions};
+use crate::timeutil::parse_duration;
+use anyhow::{anyhow, bail, Context, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Flags of `tocsin serve`; each overrides the config file.
+#[derive(Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// config file
+    pub config: Option<PathBuf>,
+    /// data directory
+    pub data: Option<PathBuf>,
+    /// listen address
+    pub listen: Option<String>,
+    /// monitors directory
+    pub monitors: Option<PathBuf>,
+    /// scripts directory
+    pub scripts: Option<PathBuf>,
+}
+
+/// Runs the server until a stop signal.
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
+    let data = args.data.or(cfg.data.clone()).unwrap_or_else(|| PathBuf::from("./data"));
+    let listen = args.listen.or(cfg.listen.clone()).unwrap_or_else(|| "127.0.0.1:9530".into());
+    let monitors = args.monitors.or(cfg.monitors.clone()).unwrap_or_else(|| PathBuf::from("./monitors"));
+    let scripts = args.scripts.or(cfg.scripts.clone()).unwrap_or_else(|| PathBuf::from("./scripts"));
+    let addr: SocketAddr = tokio::net::lookup_host(&listen)
+        .await
+        .with_context(|| format!("listen address {listen:?}: expected host:port such as 127.0.0.1:9530"))?
+        .next()
+        .ok_or_else(|| anyhow!("listen address {listen:?} resolves to nothing"))?;
+    if cfg.ingest_token.is_none() && cfg.admin_token.is_none() && !addr.ip().is_loopback() {
+        bail!(
+            "refusing to listen on non-loopback {addr} without tokens: set ingest_token and admin_token in the config file, or listen on 127.0.0.1"
+        );
+    }
+    for (name, t) in [("ingest_token", &cfg.ingest_token), ("admin_token", &cfg.admin_token)] {
+        if t.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!("{name} is not set: those endpoints are open to anyone who reaches {addr}");
+        }
+    }
+    let metrics_keep = parse_duration(cfg.retention.metrics.as_deref().unwrap_or("7d")).map_err(|e| anyhow!("retention.metrics: {e}"))?;
+    let events_keep = parse_duration(cfg.retention.events.as_deref().unwrap_or("30d")).map_err(|e| anyhow!("retention.events: {e}"))?;
+
+    let store = Arc::new(Store::open(&data, StoreOptions::default()).map_err(|e| anyhow!("{e}"))?);
+    let db = Arc::new(EventDb::open(&data).map_err(|e| anyhow!("{e}"))?);
+    let metrics = Arc::new(Metrics::default());
+    let runner = Arc::new(Runner {
+        store: store.clone(),
+        db: db.clone(),
+        engine: Arc::new(ScriptEngine::new(Default::default())),
+        policies: cfg.policy_names(),
+        public_url: cfg.public_url.clone(),
+    });
+    let engine = Engine::new(
+        runner,
+        metrics.clone(),
+        Sources {
+            monitors: monitors.clone(),
+            scripts,
+            policies: cfg.policy_ids(),
+        },
+    );
+    let ingest = Ingest::start(store.clone(), metrics.clone(), 4_000_000);
+    let state = AppState {
+        engine: engine.clone(),
+        ingest: ingest.clone(),
+        ingest_token: cfg.ingest_token.clone(),
+        admin_token: cfg.admin_token.clone(),
+        max_body: cfg.max_body_bytes.unwrap_or(32 << 20),
+    };
+
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, data = %data.display(), monitors = %monitors.display(), "tocsin listening");
+    eprintln!("tocsin listening on http://{addr} (data {}, monitors {})", data.display(), monitors.display());
+
+    let scheduler = tokio::spawn(engine.clone().scheduler());
+    let mut background = Vec::new();
+    if cfg.host_input.enabled.unwrap_or(true) {
+        let every = parse_duration(cfg.host_input.every.as_deref().unwrap_or("10s")).map_err(|e| anyhow!("host_input.every: {e}"))?;
+        background.push(tokio::spawn(host_input(ingest.clone(), every.max(1))));
+    }
+    background.push(tokio::spawn(retention(store.clone(), db.clone(), metrics_keep, events_keep)));
+    #[cfg(unix)]
+    {
+        let e = engine.clone();
+        background.push(tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading monitors");
+                let e2 = e.clone();
+                let _ = tokio::task::spawn_blocking(move || e2.reload()).await;
+            }
+        }));
+    }
+
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(stop_signal())
+        .await
+        .context("HTTP server failed")?;
+    tracing::info!("stopping: finishing in-flight checks and writes");
+    for b in background {
+        b.abort();
+    }
+    engine.stop().await;
+    let _ = scheduler.await;
+    let ing = ingest.clone();
+    tokio::task::spawn_blocking(move || ing.shutdown()).await.ok();
+    eprintln!("tocsin stopped");
+    Ok(())
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn host_input(ingest: Arc<Ingest>, every: i64) {
+    let mut input = crate::hostinput::HostInput::new(None);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(every as u64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        let points = input.collect(now);
+        if let Err(e) = ingest.write(points).await {
+            tracing::warn!("host input not stored: {e}");
+        }
+    }
+}
+
+async fn retention(store: Arc<Store>, db: Arc<EventDb>, metrics_keep: i64, events_keep: i64) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now().timestamp();
+        let (s, d) = (store.clone(), db.clone());
+        let res = tokio::task::spawn_blocking(move || {
+            let m = s.drop_before((now - metrics_keep) * 1_000_000_000).map_err(|e| e.to_string())?;
+            let e = d.drop_events_before(now - events_keep).map_err(|e| e.to_string())?;
+            Ok::<_, String>((m, e))
+        })
+        .await;
+        match res {
+            Ok(Ok((m, e))) if m + e > 0 => tracing::info!(metric_chunks = m, events = e, "retention removed old data"),
+            Ok(Err(e)) => tracing::warn!("retention failed: {e}"),
+            _ => {}
+        }
+    }
+}
