@@ -5,6 +5,7 @@
 //! machine ([`detect`]) and renders events ([`event`]).
 #![deny(missing_docs)]
 
+pub mod hostinput;
 pub mod lineproto;
 pub mod query;
 pub mod script;
