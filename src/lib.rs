@@ -15,6 +15,7 @@ pub mod config;
 pub mod detect;
 pub mod event;
 pub mod eventdb;
+pub mod hostinput;
 pub mod ingest;
 pub mod lineproto;
 pub mod metrics;
