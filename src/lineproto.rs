@@ -946,3 +946,524 @@ fn parse_hex_f64(s: &[u8], neg: bool) -> Option<f64> {
     };
     Some(f64::from_bits(sign | bits))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FieldValue::{Bool, Float, Int, Str, UInt};
+
+    const DEFAULT: i64 = 42;
+
+    fn one(input: &str) -> Point {
+        let mut points = parse(input.as_bytes(), Precision::Nanos, DEFAULT)
+            .unwrap_or_else(|e| panic!("{input:?} should parse: {e}"));
+        assert_eq!(points.len(), 1, "{input:?}");
+        points.pop().unwrap()
+    }
+
+    fn err(input: &[u8]) -> ParseError {
+        match parse(input, Precision::Nanos, DEFAULT) {
+            Ok(points) => panic!(
+                "{:?} should fail, got {points:?}",
+                String::from_utf8_lossy(input)
+            ),
+            Err(e) => e,
+        }
+    }
+
+    /// Asserts the error's line and column.
+    fn err_at(input: &str, line: usize, column: usize) -> ParseError {
+        let e = err(input.as_bytes());
+        assert_eq!((e.line, e.column), (line, column), "{input:?}: {e}");
+        e
+    }
+
+    fn value(v: &str) -> FieldValue {
+        one(&format!("m f={v}")).fields.remove(0).1
+    }
+
+    fn tags(p: &Point) -> Vec<(&str, &str)> {
+        p.tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn basic_point() {
+        let p =
+            one("cpu,host=a,region=west usage=0.5,count=3i,ok=t,name=\"x\" 1700000000000000000");
+        assert_eq!(p.measurement, "cpu");
+        assert_eq!(tags(&p), [("host", "a"), ("region", "west")]);
+        assert_eq!(
+            p.fields,
+            [
+                ("usage".to_string(), Float(0.5)),
+                ("count".to_string(), Int(3)),
+                ("ok".to_string(), Bool(true)),
+                ("name".to_string(), Str("x".into())),
+            ]
+        );
+        assert_eq!(p.time, 1_700_000_000_000_000_000);
+    }
+
+    #[test]
+    fn tags_sorted_fields_in_input_order() {
+        let p = one("m,z=1,a=2,m=3 z=1,a=2");
+        assert_eq!(tags(&p), [("a", "2"), ("m", "3"), ("z", "1")]);
+        assert_eq!(p.fields[0].0, "z");
+        assert_eq!(p.fields[1].0, "a");
+    }
+
+    #[test]
+    fn no_tags_and_missing_timestamp_uses_default() {
+        let p = one("m v=1");
+        assert!(p.tags.is_empty());
+        assert_eq!(p.time, DEFAULT);
+    }
+
+    #[test]
+    fn measurement_escapes() {
+        assert_eq!(one(r"cpu\ load v=1").measurement, "cpu load");
+        assert_eq!(one(r"cpu\,main,t=1 v=1").measurement, "cpu,main");
+        // `=` and other escapes are not special in a measurement; the backslash stays.
+        assert_eq!(one(r"cpu\=x v=1").measurement, r"cpu\=x");
+        assert_eq!(one("cpu=load v=1").measurement, "cpu=load");
+        assert_eq!(one(r"c\pu v=1").measurement, r"c\pu");
+        // `\\ ` is a kept backslash followed by an escaped space.
+        assert_eq!(one(r"a\\ b v=1").measurement, r"a\ b");
+    }
+
+    #[test]
+    fn tag_escapes() {
+        let p = one(r"m,ta\ g\,k\=y=v\ a\,l\=ue,t2=\, v=1");
+        assert_eq!(tags(&p), [("t2", ","), ("ta g,k=y", "v a,l=ue")]);
+        // Unknown escapes keep their backslash.
+        assert_eq!(tags(&one(r"m,k=eas\t v=1")), [("k", r"eas\t")]);
+        assert_eq!(tags(&one(r"m,k=two\\ words v=1")), [("k", r"two\ words")]);
+        // Quotes are plain characters in tags.
+        assert_eq!(tags(&one(r#"m,"k"="v" v=1"#)), [(r#""k""#, r#""v""#)]);
+        // Control characters are allowed in tag values (not keys).
+        assert_eq!(tags(&one("m,k=x\u{1}y v=1")), [("k", "x\u{1}y")]);
+        err(b"m,x\x01y=v v=1");
+    }
+
+    #[test]
+    fn field_key_escapes() {
+        let p = one(r"m f\ o\,o\=x=1,\a=2");
+        assert_eq!(p.fields[0].0, "f o,o=x");
+        assert_eq!(p.fields[1].0, r"\a");
+    }
+
+    #[test]
+    fn string_fields() {
+        assert_eq!(value(r#""hello world""#), Str("hello world".into()));
+        assert_eq!(value(r#""""#), Str(String::new()));
+        assert_eq!(
+            value(r#""a \"quoted\" word""#),
+            Str(r#"a "quoted" word"#.into())
+        );
+        assert_eq!(value(r#""back\\slash""#), Str(r"back\slash".into()));
+        assert_eq!(value(r#""test\\\"""#), Str(r#"test\""#.into()));
+        // Other backslashes are kept as they are.
+        assert_eq!(value(r#""\n\t\x""#), Str(r"\n\t\x".into()));
+        // Commas, spaces, `=` and raw newlines belong to the string.
+        assert_eq!(value("\"a,b c=d\ne\""), Str("a,b c=d\ne".into()));
+        assert_eq!(value("\"wè\""), Str("wè".into()));
+        let p = one(r#"m s="x",n=1i 5"#);
+        assert_eq!(p.fields[1], ("n".into(), Int(1)));
+        assert_eq!(p.time, 5);
+    }
+
+    #[test]
+    fn string_errors() {
+        err_at(r#"m f="open"#, 1, 5);
+        err_at(r#"m f="ends with backslash\""#, 1, 5);
+        err_at(r#"m f="a"x"#, 1, 8);
+        err_at(r#"m f="a""b""#, 1, 8);
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(value("1i"), Int(1));
+        assert_eq!(value("-1i"), Int(-1));
+        assert_eq!(value("007i"), Int(7));
+        assert_eq!(value("9223372036854775807i"), Int(i64::MAX));
+        assert_eq!(value("-9223372036854775808i"), Int(i64::MIN));
+        err_at("m f=9223372036854775808i", 1, 5);
+        err_at("m f=-9223372036854775809i", 1, 5);
+        err_at("m f=1.0i", 1, 5);
+        err_at("m f=-i", 1, 5);
+        err_at("m f=1_0i", 1, 5);
+        err_at("m f=1ii", 1, 5);
+    }
+
+    #[test]
+    fn unsigned() {
+        assert_eq!(value("0u"), UInt(0));
+        assert_eq!(value("42u"), UInt(42));
+        assert_eq!(value("00018446744073709551615u"), UInt(u64::MAX));
+        err_at("m f=18446744073709551616u", 1, 5);
+        err_at("m f=-1u", 1, 5);
+        err_at("m f=--1u", 1, 5);
+        err_at("m f=.5u", 1, 5);
+    }
+
+    #[test]
+    fn booleans() {
+        for t in ["t", "T", "true", "True", "TRUE"] {
+            assert_eq!(value(t), Bool(true), "{t}");
+        }
+        for f in ["f", "F", "false", "False", "FALSE"] {
+            assert_eq!(value(f), Bool(false), "{f}");
+        }
+        for bad in ["tru", "tRUE", "falsey", "Ture", "t1"] {
+            err_at(&format!("m f={bad}"), 1, 5);
+        }
+        // Not starting like a boolean, number or string.
+        err_at("m f=yes", 1, 5);
+    }
+
+    #[test]
+    fn floats() {
+        assert_eq!(value("1"), Float(1.0));
+        assert_eq!(value("-1.5"), Float(-1.5));
+        assert_eq!(value(".5"), Float(0.5));
+        assert_eq!(value("-.5"), Float(-0.5));
+        assert_eq!(value("5."), Float(5.0));
+        assert_eq!(value("1e3"), Float(1000.0));
+        assert_eq!(value("1E3"), Float(1000.0));
+        assert_eq!(value("1.5e+3"), Float(1500.0));
+        assert_eq!(value("-1.0e-4"), Float(-0.0001));
+        assert_eq!(value("6.632243e+06"), Float(6632243.0));
+        assert_eq!(value("0001.5"), Float(1.5));
+        assert_eq!(value("1e-400"), Float(0.0));
+        assert_eq!(value("0.1"), Float(0.1));
+        let max = "17976931348623157".to_string() + &"0".repeat(292);
+        assert_eq!(value(&max), Float(f64::MAX));
+        // Go's ParseFloat also takes digit separators and hexadecimal mantissas.
+        assert_eq!(value("1_000.5"), Float(1000.5));
+        assert_eq!(value("0x1p3"), Float(8.0));
+        assert_eq!(value("-0x1.8p1"), Float(-3.0));
+        for bad in [
+            ".", "-.", "-", "1.1.1", "1e", "1e+", "e5", "1a", ".1a", "9ie10", "1__0", "1_", "_1",
+            "0x1", "0x", "1-2",
+        ] {
+            err_at(&format!("m f={bad}"), 1, 5);
+        }
+        // Out of range, NaN and infinities are not valid line protocol floats.
+        err_at("m f=1e400", 1, 5);
+        err_at(&format!("m f=-1{}", "0".repeat(400)), 1, 5);
+        err_at("m f=NaN", 1, 5);
+        err_at("m f=nan", 1, 5);
+        err_at("m f=-Inf", 1, 5);
+        err_at("m f=-infinity", 1, 5);
+        err_at("m f=inf", 1, 5);
+        // A leading `+` does not start a value.
+        err_at("m f=+1", 1, 5);
+    }
+
+    #[test]
+    fn hex_float_rounding() {
+        let h = |s: &str| parse_f64(s.as_bytes());
+        assert_eq!(h("0x1p-1074"), Ok(f64::from_bits(1)));
+        assert_eq!(h("0x1p-1075"), Ok(0.0)); // tie to even
+        assert_eq!(h("0x1.0000001p-1075"), Ok(f64::from_bits(1)));
+        assert_eq!(h("0x3p-1075"), Ok(f64::from_bits(2))); // 1.5 ulp ties to even (2)
+        assert_eq!(h("0x5p-1075"), Ok(f64::from_bits(2))); // 2.5 ulp ties to even (2)
+        assert_eq!(h("0x3p-1076"), Ok(f64::from_bits(1))); // 0.75 ulp rounds up
+        assert_eq!(h("0x1.fffffffffffffp1023"), Ok(f64::MAX));
+        assert_eq!(h("0x1.fffffffffffff8p1023"), Err("out of range"));
+        assert_eq!(h("0x1p1024"), Err("out of range"));
+        assert_eq!(h("0x1.00000000000008p0"), Ok(1.0));
+        assert_eq!(h("0x1.00000000000018p0"), Ok(1.0 + 2.0 * f64::EPSILON));
+        assert_eq!(h("0x1.000000000000080000001p0"), Ok(1.0 + f64::EPSILON));
+        assert_eq!(h("0x.8p1"), Ok(1.0));
+        assert_eq!(h("0x0.0p0"), Ok(0.0));
+        assert_eq!(h("0x_1p0"), Ok(1.0));
+        assert_eq!(h("0x1fffffffffffff.8p0"), Ok(9007199254740992.0));
+        assert_eq!(h("0x1p-1022"), Ok(f64::MIN_POSITIVE));
+        assert_eq!(h("0x0.fffffffffffff8p-1022"), Ok(f64::MIN_POSITIVE));
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(one("m v=1 0").time, 0);
+        assert_eq!(one("m v=1 -1").time, -1);
+        assert_eq!(one("m v=1 -0").time, 0);
+        assert_eq!(one("m v=1 9223372036854775807").time, i64::MAX);
+        assert_eq!(one("m v=1 -9223372036854775808").time, i64::MIN);
+        err_at("m v=1 9223372036854775808", 1, 7);
+        err_at("m v=1 -", 1, 7);
+        err_at("m v=1 1-2", 1, 7);
+        err_at("m v=1 12a", 1, 7);
+        err_at("m v=1 +5", 1, 7);
+        err_at("m v=1 1.5", 1, 7);
+        err_at("m v=1 1 2", 1, 9);
+        err_at("m v=1 1\t", 1, 7);
+    }
+
+    #[test]
+    fn precision_conversion() {
+        let at = |p: Precision, input: &str| parse(input.as_bytes(), p, DEFAULT).map(|v| v[0].time);
+        assert_eq!(at(Precision::Nanos, "m v=1 5"), Ok(5));
+        assert_eq!(at(Precision::Micros, "m v=1 5"), Ok(5_000));
+        assert_eq!(
+            at(Precision::Millis, "m v=1 946730096789"),
+            Ok(946_730_096_789_000_000)
+        );
+        assert_eq!(at(Precision::Seconds, "m v=1 -5"), Ok(-5_000_000_000));
+        assert_eq!(at(Precision::Minutes, "m v=1 2"), Ok(120_000_000_000));
+        assert_eq!(at(Precision::Hours, "m v=1 2"), Ok(7_200_000_000_000));
+        // The default time is already in ns and is not scaled.
+        assert_eq!(at(Precision::Seconds, "m v=1"), Ok(DEFAULT));
+        // Overflow on conversion is an error.
+        assert_eq!(
+            at(Precision::Seconds, "m v=1 9223372036"),
+            Ok(9_223_372_036_000_000_000)
+        );
+        let e = at(Precision::Seconds, "m v=1 9223372037").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 7));
+        assert!(at(Precision::Hours, "m v=1 -2562048").is_err());
+        assert_eq!(Precision::parse("µs"), Some(Precision::Micros));
+        assert_eq!(Precision::parse("x"), None);
+    }
+
+    #[test]
+    fn line_endings_and_whitespace() {
+        let points = parse(
+            b"a v=1 1\r\nb v=2\r\nc v=3 3\r\n",
+            Precision::Nanos,
+            DEFAULT,
+        )
+        .unwrap();
+        assert_eq!(
+            points
+                .iter()
+                .map(|p| p.measurement.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(points[1].time, DEFAULT);
+        // CR at the very end, trailing spaces, several spaces between sections, leading spaces.
+        assert_eq!(one("m v=1\r").fields[0].1, Float(1.0));
+        assert_eq!(one("m,t=x    v=1    5   ").time, 5);
+        assert_eq!(one("   m v=1 5\n").time, 5);
+        // A lone CR inside a line is not an end of line.
+        err_at("m v=1\rm v=2", 1, 6);
+        err_at("m v=1 5\rx", 1, 8);
+        // Tabs are not separators.
+        err_at("m\tv=1", 1, 2);
+        err_at("m v=1\t5", 1, 5);
+        err_at("\tm v=1", 1, 1);
+    }
+
+    #[test]
+    fn comments_and_blank_lines() {
+        let input =
+            "# a comment\n\n   \n  # indented comment\r\nm v=1 1\n\n# trailing\nm v=2 2\n\n";
+        let points = parse(input.as_bytes(), Precision::Nanos, DEFAULT).unwrap();
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[1].time, 2);
+        assert!(parse(b"", Precision::Nanos, 0).unwrap().is_empty());
+        assert!(parse(b"\n\r\n# only comments\n", Precision::Nanos, 0)
+            .unwrap()
+            .is_empty());
+        // Comments may hold any printable text, including non-UTF-8 bytes.
+        assert_eq!(
+            parse(b"# caf\xe9\nm v=1", Precision::Nanos, 0)
+                .unwrap()
+                .len(),
+            1
+        );
+        // A `#` later in a line is not a comment.
+        assert_eq!(one("m#1 v=1").measurement, "m#1");
+        err_at("m v=1 # no", 1, 7);
+        // Control characters are not allowed in comments.
+        err_at("# bad\tcomment\nm v=1", 1, 6);
+    }
+
+    #[test]
+    fn structure_errors() {
+        err_at("cpu", 1, 4);
+        err_at("cpu\n", 1, 4);
+        err_at("cpu ", 1, 5);
+        err_at("cpu,", 1, 5);
+        err_at("cpu, v=1", 1, 5);
+        err_at("cpu,host v=1i", 1, 9);
+        err_at("cpu,host", 1, 9);
+        err_at("cpu,host= v=1", 1, 10);
+        err_at("cpu,host=", 1, 10);
+        err_at("cpu,=a v=1", 1, 5);
+        err_at("cpu,a=b=c v=1", 1, 8);
+        err_at("cpu,a=b, v=1", 1, 9);
+        err_at("cpu,a=b,c=d", 1, 12);
+        err_at("cpu v", 1, 6);
+        err_at("cpu v=", 1, 7);
+        err_at("cpu v= 1", 1, 7);
+        err_at("cpu =1", 1, 5);
+        err_at("cpu v=1,", 1, 9);
+        err_at("cpu v=1, w=2", 1, 9);
+        err_at("cpu v=1,,w=2", 1, 9);
+        err_at(",t=1 v=1", 1, 1);
+        err_at(" ,t=1 v=1", 1, 2);
+        err_at("cpu v=\"a\",w=1i\nbad", 2, 4);
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = err_at("cpu value=42\ncpu value=invalid\ncpu value=42", 2, 11);
+        assert!(e.message.contains("found 'i'"), "{e}");
+        assert!(e.message.contains("expected"), "{e}");
+        err_at("a v=1\r\nb v=1\r\nc v=1x\r\n", 3, 5);
+        // Newlines inside strings count as lines.
+        err_at("a s=\"x\ny\" 1\nb v=", 3, 5);
+        // Columns are in bytes.
+        err_at("mé,t=1 v=1 bad", 1, 13);
+        let e = err(b"cpu value=42\ncpu value=invalid\n");
+        assert_eq!(e.to_string(), format!("line 2:11: {}", e.message));
+    }
+
+    #[test]
+    fn invalid_utf8() {
+        for (input, column) in [
+            (&b"bad\xff v=1"[..], 4),
+            (b"m,bad\xff=foo v=1", 6),
+            (b"m,foo=bad\xff v=1", 10),
+            (b"m bad\xff=1", 6),
+            (b"m f=\"bad\xff\"", 9),
+        ] {
+            let e = err(input);
+            assert_eq!((e.line, e.column), (1, column), "{e}");
+            assert!(e.message.contains("UTF-8"), "{e}");
+        }
+        assert_eq!(one("m\u{a0}x,k=é v=\"ü\"").measurement, "m\u{a0}x");
+    }
+
+    #[test]
+    fn duplicates() {
+        let e = err(b"cpu,b=2,b=1,c=3 value=1i 1000000000");
+        assert!(e.message.contains("duplicate tag key \"b\""), "{e}");
+        // Duplicate fields are kept as written, like the reference decoder does.
+        let p = one("m v=1,v=2i");
+        assert_eq!(
+            p.fields,
+            [("v".to_string(), Float(1.0)), ("v".to_string(), Int(2))]
+        );
+    }
+
+    #[test]
+    fn backslash_at_end_of_input() {
+        // A final backslash escapes nothing and stays.
+        err_at("m v=1 0\\", 1, 7);
+        err_at("m\\", 1, 3);
+        err_at("m,k=v\\", 1, 7);
+        // An escaped space continues the tag value; the next space starts the fields.
+        assert_eq!(tags(&one("m,k=v\\  v=1")), [("k", "v ")]);
+        // `v\ v=1` escapes the space, so the tag value runs into `=`.
+        err_at("m,k=v\\ v=1", 1, 9);
+    }
+
+    #[test]
+    fn many_points() {
+        let mut body = String::new();
+        for i in 0..1000 {
+            body.push_str(&format!("cpu,host=h{i},dc=x usage={i}.5,n={i}i {i}\n"));
+        }
+        let points = parse(body.as_bytes(), Precision::Nanos, 0).unwrap();
+        assert_eq!(points.len(), 1000);
+        assert_eq!(points[999].time, 999);
+        assert_eq!(tags(&points[7]), [("dc", "x"), ("host", "h7")]);
+        assert_eq!(points[7].fields[0].1, Float(7.5));
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn escape(s: &str, special: &[char]) -> String {
+            let mut out = String::new();
+            for c in s.chars() {
+                if special.contains(&c) {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out
+        }
+
+        fn name() -> impl Strategy<Value = String> {
+            // Printable text that may need escaping; no backslashes (their meaning depends
+            // on the next character) and no leading '#'.
+            "[a-zA-Z0-9_ ,=\"é.-]{1,12}".prop_filter("no leading #", |s| !s.starts_with('#'))
+        }
+
+        fn field_value() -> impl Strategy<Value = FieldValue> {
+            prop_oneof![
+                any::<f64>()
+                    .prop_filter("finite", |v| v.is_finite())
+                    .prop_map(FieldValue::Float),
+                any::<i64>().prop_map(FieldValue::Int),
+                any::<u64>().prop_map(FieldValue::UInt),
+                any::<bool>().prop_map(FieldValue::Bool),
+                "[a-z \\\\\",=\n]{0,10}".prop_map(FieldValue::Str),
+            ]
+        }
+
+        fn encode(v: &FieldValue) -> String {
+            match v {
+                FieldValue::Float(f) => format!("{f:?}"),
+                FieldValue::Int(i) => format!("{i}i"),
+                FieldValue::UInt(u) => format!("{u}u"),
+                FieldValue::Bool(b) => b.to_string(),
+                FieldValue::Str(s) => format!("\"{}\"", escape(s, &['"', '\\'])),
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn never_panics(input in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = parse(&input, Precision::Nanos, 0);
+            }
+
+            #[test]
+            fn never_panics_on_near_valid(input in "[a-z,= \\\\\"#\r\n0-9.ieu+-]{0,60}") {
+                if let Err(e) = parse(input.as_bytes(), Precision::Seconds, 0) {
+                    prop_assert!(e.line >= 1 && e.column >= 1);
+                    prop_assert!(e.line <= input.matches('\n').count() + 1);
+                }
+            }
+
+            #[test]
+            fn round_trip(
+                measurement in name(),
+                tags in proptest::collection::btree_map(name(), name(), 0..4),
+                fields in proptest::collection::vec((name(), field_value()), 1..4),
+                time in proptest::option::of(any::<i64>()),
+            ) {
+                let mut line = escape(&measurement, &[' ', ',']);
+                for (k, v) in &tags {
+                    line.push_str(&format!(",{}={}", escape(k, &[' ', ',', '=']), escape(v, &[' ', ',', '='])));
+                }
+                line.push(' ');
+                let encoded: Vec<String> = fields
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", escape(k, &[' ', ',', '=']), encode(v)))
+                    .collect();
+                line.push_str(&encoded.join(","));
+                if let Some(t) = time {
+                    line.push_str(&format!(" {t}"));
+                }
+                let points = parse(line.as_bytes(), Precision::Nanos, 7).map_err(|e| {
+                    TestCaseError::fail(format!("{line:?}: {e}"))
+                })?;
+                prop_assert_eq!(points.len(), 1);
+                let p = &points[0];
+                prop_assert_eq!(&p.measurement, &measurement);
+                prop_assert_eq!(p.tags.clone(), tags.into_iter().collect::<Vec<_>>());
+                prop_assert_eq!(&p.fields, &fields);
+                prop_assert_eq!(p.time, time.unwrap_or(7));
+            }
+        }
+    }
+}
