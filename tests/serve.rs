@@ -1,0 +1,363 @@
+//! End-to-end tests of `tocsin serve` on loopback with a temporary data directory: ingest,
+//! async runs, events, issues, manual recovery, restarts, kill -9 durability, limits, tokens.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Option<Child>,
+    url: String,
+    dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+const MONITOR: &str = r#"
+id = "m1"
+name = "Test CPU"
+manual = true
+interval = "5m"
+[query]
+measurement = "cpu"
+field = "usage"
+by = ["host"]
+[rules]
+critical = "Result > 90"
+recover_after = 1
+"#;
+
+const COUNTER: &str = r#"
+id = "count"
+manual = true
+interval = "1h"
+[query]
+measurement = "durable"
+field = "v"
+agg = "count"
+[rules]
+info = "Result >= 0"
+"#;
+
+impl Server {
+    fn start(dir: &Path, config: &str) -> Server {
+        let port = free_port();
+        let cfg = dir.join("tocsin.toml");
+        std::fs::write(&cfg, format!("listen = \"127.0.0.1:{port}\"\n{config}")).unwrap();
+        let mut s = Server {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["serve", "--config"])
+            .arg(self.dir.join("tocsin.toml"))
+            .arg("--data")
+            .arg(self.dir.join("data"))
+            .arg("--monitors")
+            .arg(self.dir.join("monitors"))
+            .arg("--scripts")
+            .arg(self.dir.join("scripts"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if ureq::get(&format!("{}/healthz", self.url)).call().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not come up on {}", self.url);
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(&mut self) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    fn cli(&self, args: &[&str], token: Option<&str>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+        c.args(args).arg("--server").arg(&self.url);
+        match token {
+            Some(t) => c.env("TOCSIN_ADMIN_TOKEN", t),
+            None => c.env_remove("TOCSIN_ADMIN_TOKEN"),
+        };
+        c.output().unwrap()
+    }
+
+    fn post(&self, path: &str, body: &[u8], token: Option<&str>) -> (u16, String) {
+        let mut r = ureq::post(&format!("{}{path}", self.url)).timeout(Duration::from_secs(20));
+        if let Some(t) = token {
+            r = r.set("Authorization", &format!("Bearer {t}"));
+        }
+        match r.send_bytes(body) {
+            Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        ureq::get(&format!("{}{path}", self.url)).call().unwrap().into_json().unwrap()
+    }
+
+    fn run_json(&self, id: &str, token: Option<&str>) -> Value {
+        let (code, body) = self.post(&format!("/api/v1/monitors/{id}/run"), b"", token);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn setup(config: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("monitors")).unwrap();
+    std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+    std::fs::write(dir.path().join("monitors/m1.toml"), MONITOR).unwrap();
+    std::fs::write(dir.path().join("monitors/count.toml"), COUNTER).unwrap();
+    let s = Server::start(dir.path(), &format!("[host_input]\nenabled = false\n{config}"));
+    (dir, s)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn count_points(s: &Server) -> f64 {
+    let v = s.run_json("count", None);
+    let ev = &v["events"][0];
+    ev["df_monitor_checker_value"].as_str().map(|x| x.parse().unwrap()).unwrap_or(0.0)
+}
+
+#[test]
+fn lifecycle_write_run_issue_recover_restart_kill() {
+    let (_dir, mut s) = setup("");
+    // write → run → critical event → issue
+    let line = format!("cpu,host=web01 usage=95 {}", now() - 30);
+    let (code, body) = s.post("/v1/write/metric?precision=s", line.as_bytes(), None);
+    assert_eq!(code, 200, "{body}");
+    let o = s.cli(&["run", "m1"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("critical"));
+    let o = s.cli(&["events", "--monitor", "m1", "--json"], None);
+    let events: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 1);
+    let first = &events[0];
+    assert_eq!(first["df_status"], "critical");
+    assert_eq!(first["df_exec_mode"], "async");
+    assert_eq!(first["host"], "web01");
+    let o = s.cli(&["issues", "--json"], None);
+    let issues: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(issues.as_array().unwrap().len(), 1, "{issues}");
+    let issue_start = issues[0]["issue_start"].as_i64().unwrap();
+    assert_eq!(issues[0]["fault_id"], first["df_event_id"]);
+    let table = String::from_utf8_lossy(&s.cli(&["issues"], None).stdout).into_owned();
+    assert!(table.contains("REF") && table.contains("m1") && table.contains("critical"), "{table}");
+
+    // restart: the open issue and state survive; a re-run continues the same round
+    assert!(s.stop().success(), "SIGTERM exits 0");
+    s.spawn();
+    let issues = s.get("/api/v1/issues");
+    assert_eq!(issues["count"], 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    let v = s.run_json("m1", None);
+    assert_eq!(v["events"][0]["df_status"], "critical");
+    assert_eq!(v["events"][0]["df_issue_start_time"].as_i64().unwrap(), issue_start, "same round after restart");
+    assert_eq!(v["events"][0]["df_fault_id"], first["df_event_id"]);
+
+    // manual recovery
+    let o = s.cli(
+        &["recover", "--monitor", "m1", "--user-id", "u1", "--user-name", "Ann", "--user-email", "ann@example.com", "--message", "rebooted", "--json"],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rec[0]["df_status"], "manual_ok");
+    assert_eq!(rec[0]["df_user_name"], "Ann");
+    assert_eq!(rec[0]["df_user_email"], "ann@example.com");
+    assert_eq!(rec[0]["df_message"], "rebooted");
+    assert_eq!(rec[0]["df_issue_start_time"].as_i64().unwrap(), issue_start);
+    assert_eq!(s.get("/api/v1/issues")["count"], 0);
+    let manual = s.get("/api/v1/events?status=manual_ok");
+    assert_eq!(manual["count"], 1);
+
+    // kill -9 right after an acknowledged write: the write is there after restart
+    let before = count_points(&s);
+    let mut body = String::new();
+    for i in 0..1000 {
+        body.push_str(&format!("durable,k=a v={i} {}\n", (now() - 60) * 1_000_000_000 + i));
+    }
+    let (code, _) = s.post("/write", body.as_bytes(), None);
+    assert_eq!(code, 204);
+    s.kill9();
+    s.spawn();
+    assert_eq!(count_points(&s), before + 1000.0, "acknowledged points survive kill -9");
+    // no event stored twice across all of this
+    let all = s.get("/api/v1/events?limit=1000");
+    let ids: std::collections::HashSet<_> = all["events"].as_array().unwrap().iter().map(|e| e["df_event_id"].clone()).collect();
+    assert_eq!(ids.len(), all["count"].as_u64().unwrap() as usize);
+}
+
+#[test]
+fn bad_batches_are_rejected_whole_and_limits_hold() {
+    let (_dir, s) = setup("max_body_bytes = 4096\n");
+    let before = count_points(&s);
+    let t = (now() - 60) * 1_000_000_000;
+    let bad = format!("durable v=1 {t}\ndurable v=2 {t}1\ndurable v=\"unterminated {t}\n");
+    let (code, body) = s.post("/write", bad.as_bytes(), None);
+    assert_eq!(code, 400, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["line"], 3, "{err}");
+    assert!(err["column"].as_u64().unwrap() > 0);
+    assert_eq!(count_points(&s), before, "nothing of a bad batch is stored");
+    // oversized body
+    let big = vec![b'x'; 10_000];
+    let (code, _) = s.post("/write", &big, None);
+    assert_eq!(code, 413);
+    // gzip
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(format!("durable v=7 {t}\n").as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let resp = ureq::post(&format!("{}/api/v2/write", s.url)).set("Content-Encoding", "gzip").send_bytes(&gz).unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(count_points(&s), before + 1.0);
+    // bad precision
+    let (code, body) = s.post("/write?precision=weeks", b"durable v=1", None);
+    assert_eq!(code, 400);
+    assert!(body.contains("precision"), "{body}");
+    // dry run echo keeps types and stores nothing
+    let (code, body) = s.post(
+        "/v1/write/metric?dry=true&echo=json&precision=s",
+        b"durable,t=x f=1.5,i=-2i,u=3u,s=\"hi\",b=true 1700000000",
+        None,
+    );
+    assert_eq!(code, 200);
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo[0]["measurement"], "durable");
+    assert_eq!(echo[0]["tags"]["t"], "x");
+    assert_eq!(echo[0]["fields"]["f"], 1.5);
+    assert_eq!(echo[0]["fields"]["i"], -2);
+    assert_eq!(echo[0]["fields"]["u"], 3);
+    assert_eq!(echo[0]["fields"]["s"], "hi");
+    assert_eq!(echo[0]["fields"]["b"], true);
+    assert_eq!(echo[0]["time"].as_i64(), Some(1_700_000_000_000_000_000));
+    assert_eq!(count_points(&s), before + 1.0);
+    // unknown monitor
+    let (code, _) = s.post("/api/v1/monitors/nope/run", b"", None);
+    assert_eq!(code, 404);
+    let o = s.cli(&["run", "nope"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("404"));
+    // bad recover request
+    let (code, body) = s.post("/api/v1/issues/recover", br#"{"all": true}"#, None);
+    assert_eq!(code, 400);
+    assert!(body.contains("user_id"), "{body}");
+    // metrics and monitors
+    let text = ureq::get(&format!("{}/metrics", s.url)).call().unwrap().into_string().unwrap();
+    assert!(text.contains("tocsin_checks_total{monitor=\"count\"}"), "{text}");
+    assert!(text.contains("tocsin_ingest_points_total"));
+    assert!(text.contains("tocsin_open_issues 0"));
+    let mons = s.get("/api/v1/monitors");
+    let count = mons["monitors"].as_array().unwrap().iter().find(|m| m["id"] == "count").unwrap().clone();
+    assert!(count["last_run"].as_i64().is_some());
+    assert!(count["last_error"].is_null());
+}
+
+#[test]
+fn tokens_guard_ingest_and_admin() {
+    let (_dir, s) = setup("ingest_token = \"in-secret\"\nadmin_token = \"ad-secret\"\n");
+    let (code, _) = s.post("/write", b"durable v=1", None);
+    assert_eq!(code, 401);
+    let (code, _) = s.post("/write", b"durable v=1", Some("wrong"));
+    assert_eq!(code, 403);
+    let (code, _) = s.post("/write", b"durable v=1", Some("in-secret"));
+    assert_eq!(code, 204);
+    let (code, _) = s.post("/api/v1/monitors/count/run", b"", None);
+    assert_eq!(code, 401);
+    let (code, _) = s.post("/api/v1/monitors/count/run", b"", Some("in-secret"));
+    assert_eq!(code, 403);
+    let (code, _) = s.post("/api/v1/monitors/reload", b"", Some("ad-secret"));
+    assert_eq!(code, 200);
+    let o = s.cli(&["run", "count"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("401"));
+    let o = s.cli(&["run", "count"], Some("ad-secret"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn refuses_public_listen_without_tokens_and_unreachable_server_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--monitors")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to listen"), "{}", String::from_utf8_lossy(&o.stderr));
+    let port = free_port();
+    let o = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["issues", "--server", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach tocsin"));
+}
+
+#[test]
+fn reload_keeps_state_of_unchanged_monitors() {
+    let (dir, s) = setup("");
+    let line = format!("cpu,host=a usage=99 {}", now() - 10);
+    s.post("/v1/write/metric?precision=s", line.as_bytes(), None);
+    assert_eq!(s.run_json("m1", None)["events"][0]["df_status"], "critical");
+    std::fs::write(dir.path().join("monitors/extra.toml"), COUNTER.replace("\"count\"", "\"extra\"")).unwrap();
+    std::fs::write(dir.path().join("monitors/broken.toml"), "every = \"soon\"\n").unwrap();
+    let (code, body) = s.post("/api/v1/monitors/reload", b"", None);
+    assert_eq!(code, 200);
+    let rep: Value = serde_json::from_str(&body).unwrap();
+    assert!(rep["unchanged"].as_array().unwrap().contains(&Value::from("m1")), "{rep}");
+    assert!(rep["changed"].as_array().unwrap().contains(&Value::from("extra")), "{rep}");
+    assert_eq!(rep["errors"].as_array().unwrap().len(), 1, "{rep}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let v = s.run_json("m1", None);
+    assert_eq!(v["events"][0]["df_issue_duration"].as_i64().map(|d| d >= 1), Some(true), "round continues: {v}");
+    let mons = s.get("/api/v1/monitors");
+    assert_eq!(mons["errors"].as_array().unwrap().len(), 1);
+}
