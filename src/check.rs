@@ -128,7 +128,6 @@ impl ScriptHost for Host<'_> {
             .map(|(k, v)| Filter::parse(k, v))
             .collect::<Result<Vec<_>, _>>()?;
         let (start_ns, end_ns) = self.window(window_secs);
-        // Group by every tag key so each series comes back on its own.
         let q = WindowQuery {
             measurement: measurement.into(),
             field: field.into(),
@@ -137,9 +136,8 @@ impl ScriptHost for Host<'_> {
             start_ns,
             end_ns,
         };
-        let keys = self.store.tag_keys(measurement, field).map_err(|e| e.to_string())?;
-        let q = WindowQuery { by: keys, ..q };
-        let groups = self.store.window(&q).map_err(|e| e.to_string())?;
+        // One group per series, with its full tag set.
+        let groups = self.store.window_series(&q).map_err(|e| e.to_string())?;
         Ok(groups
             .into_iter()
             .map(|g| (g.tags, g.points.iter().map(|(t, v)| (t.div_euclid(NS), *v)).collect()))
@@ -596,11 +594,11 @@ impl Runner {
         }
         vars.insert("Result".into(), json!(value.map(format_value).unwrap_or_default()));
         let tpl = &m.template;
+        // Each class of event has its own templates; a missing one falls back to the default
+        // text, never to another class's template (a nodata title has no Result to show).
         let (title_t, message_t) = match emit.status {
-            Status::Nodata | Status::NodataOk | Status::NodataAsOk if tpl.nodata_title.is_some() || tpl.nodata_message.is_some() => {
-                (tpl.nodata_title.as_ref(), tpl.nodata_message.as_ref())
-            }
-            s if s.is_recovery() => (tpl.recover_title.as_ref(), tpl.recover_message.as_ref()),
+            Status::Nodata | Status::NodataOk | Status::NodataAsOk => (tpl.nodata_title.as_ref(), tpl.nodata_message.as_ref()),
+            Status::Ok | Status::ManualOk => (tpl.recover_title.as_ref(), tpl.recover_message.as_ref()),
             _ => (tpl.title.as_ref(), tpl.message.as_ref()),
         };
         let dims_text = if tags.is_empty() {

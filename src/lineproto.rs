@@ -1171,7 +1171,7 @@ mod tests {
         assert_eq!(value("0001.5"), Float(1.5));
         assert_eq!(value("1e-400"), Float(0.0));
         assert_eq!(value("0.1"), Float(0.1));
-        let max = "17976931348623157".to_string() + &"0".repeat(292);
+        let max = format!("17976931348623157{}", "0".repeat(292));
         assert_eq!(value(&max), Float(f64::MAX));
         // Go's ParseFloat also takes digit separators and hexadecimal mantissas.
         assert_eq!(value("1_000.5"), Float(1000.5));

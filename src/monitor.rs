@@ -634,7 +634,7 @@ pub fn parse_monitor(
         },
     };
     let mut levels = Vec::new();
-    let mut compile = |src: &Spanned<String>, field: &str, e: &mut Errs| -> Option<Rule> {
+    let compile = |src: &Spanned<String>, field: &str, e: &mut Errs| -> Option<Rule> {
         match ctx.engine.compile_expr(src.get_ref()) {
             Ok(c) => Some(Rule {
                 source: src.get_ref().clone(),
