@@ -68,7 +68,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(self.body)).into_response();
         if let Some(s) = self.retry_after {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         r
     }
@@ -83,7 +84,10 @@ impl From<IngestError> for ApiError {
                 retry_after: None,
             },
             IngestError::Decode(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
-            IngestError::TooLarge(n) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {n} bytes")),
+            IngestError::TooLarge(n) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {n} bytes"),
+            ),
             IngestError::Busy => ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 body: json!({"error": "ingest is saturated; retry later"}),
@@ -108,9 +112,16 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn check_token(headers: &HeaderMap, token: Option<&str>) -> ApiResult<()> {
     let Some(token) = token else { return Ok(()) };
     let Some(h) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <token>",
+        ));
     };
-    let given = h.to_str().unwrap_or("").strip_prefix("Bearer ").unwrap_or("");
+    let given = h
+        .to_str()
+        .unwrap_or("")
+        .strip_prefix("Bearer ")
+        .unwrap_or("");
     if ct_eq(given.trim().as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
@@ -146,28 +157,49 @@ struct WriteParams {
     echo: Option<String>,
 }
 
-async fn ingest_body(st: &AppState, headers: &HeaderMap, p: &WriteParams, body: &Bytes) -> ApiResult<Vec<crate::lineproto::Point>> {
+async fn ingest_body(
+    st: &AppState,
+    headers: &HeaderMap,
+    p: &WriteParams,
+    body: &Bytes,
+) -> ApiResult<Vec<crate::lineproto::Point>> {
     check_token(headers, st.ingest_token.as_deref())?;
     let precision = match p.precision.as_deref() {
         None | Some("") => Precision::Nanos,
-        Some(s) => Precision::parse(s).ok_or_else(|| ApiError::field("precision", format!("{s:?} is not one of n, ns, u, us, µs, ms, s, m, h")))?,
+        Some(s) => Precision::parse(s).ok_or_else(|| {
+            ApiError::field(
+                "precision",
+                format!("{s:?} is not one of n, ns, u, us, µs, ms, s, m, h"),
+            )
+        })?,
     };
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let decoded = decode_body(body, gzip, st.max_body).map_err(|e| {
-        st.engine.metrics.ingest_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        st.engine
+            .metrics
+            .ingest_rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ApiError::from(e)
     })?;
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     parse_body(&decoded, precision, now).map_err(|e| {
-        st.engine.metrics.ingest_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        st.engine
+            .metrics
+            .ingest_rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ApiError::from(e)
     })
 }
 
-async fn write_datakit(State(st): State<AppState>, headers: HeaderMap, Query(p): Query<WriteParams>, body: Bytes) -> ApiResult<Response> {
+async fn write_datakit(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<WriteParams>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let points = ingest_body(&st, &headers, &p, &body).await?;
     if p.dry.as_deref() == Some("true") {
         if p.echo.as_deref() == Some("json") {
@@ -180,7 +212,12 @@ async fn write_datakit(State(st): State<AppState>, headers: HeaderMap, Query(p):
     Ok(Json(json!({"points": n})).into_response())
 }
 
-async fn write_influx(State(st): State<AppState>, headers: HeaderMap, Query(p): Query<WriteParams>, body: Bytes) -> ApiResult<StatusCode> {
+async fn write_influx(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<WriteParams>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
     let points = ingest_body(&st, &headers, &p, &body).await?;
     st.ingest.write(points).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -194,7 +231,10 @@ fn time_param(name: &str, v: Option<&String>) -> ApiResult<Option<i64>> {
 
 fn num_param(name: &str, v: Option<&String>) -> ApiResult<Option<usize>> {
     v.filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| ApiError::field(name, format!("{s:?} is not a non-negative integer"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| ApiError::field(name, format!("{s:?} is not a non-negative integer")))
+        })
         .transpose()
 }
 
@@ -221,11 +261,16 @@ fn db_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
     tokio::task::spawn_blocking(f).await.map_err(db_err)?
 }
 
-async fn list_events(State(st): State<AppState>, Query(p): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+async fn list_events(
+    State(st): State<AppState>,
+    Query(p): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let q = event_query(&p)?;
     let db = st.engine.runner.db.clone();
     let events = blocking(move || db.events(&q).map_err(db_err)).await?;
@@ -240,10 +285,16 @@ async fn get_event(State(st): State<AppState>, Path(id): Path<String>) -> ApiRes
     }
 }
 
-async fn event_stats(State(st): State<AppState>, Query(p): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+async fn event_stats(
+    State(st): State<AppState>,
+    Query(p): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let by = p.get("by").cloned().unwrap_or_else(|| "source".into());
     if !["source", "status", "name", "group", "monitor"].contains(&by.as_str()) {
-        return Err(ApiError::field("by", format!("{by:?} is not one of source, status, name, group, monitor")));
+        return Err(ApiError::field(
+            "by",
+            format!("{by:?} is not one of source, status, name, group, monitor"),
+        ));
     }
     let mut q = event_query(&p)?;
     q.limit = None;
@@ -254,10 +305,14 @@ async fn event_stats(State(st): State<AppState>, Query(p): Query<HashMap<String,
     Ok(Json(json!({"by": by, "total": total, "counts": counts})))
 }
 
-async fn list_issues(State(st): State<AppState>, Query(p): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+async fn list_issues(
+    State(st): State<AppState>,
+    Query(p): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let db = st.engine.runner.db.clone();
     let monitor = p.get("monitor").filter(|s| !s.is_empty()).cloned();
-    let mut issues = blocking(move || db.issues(monitor.as_deref(), now_secs()).map_err(db_err)).await?;
+    let mut issues =
+        blocking(move || db.issues(monitor.as_deref(), now_secs()).map_err(db_err)).await?;
     if let Some(s) = p.get("status").filter(|s| !s.is_empty()) {
         issues.retain(|i| &i.status == s);
     }
@@ -285,17 +340,34 @@ struct RecoverBody {
     message: Option<String>,
 }
 
-async fn recover(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Value>> {
+async fn recover(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     check_token(&headers, st.admin_token.as_deref())?;
-    let b: RecoverBody = serde_json::from_slice(&body).map_err(|e| ApiError::field("body", format!("expected JSON {{refs|monitor|all, user_id, user_name, user_email, message}}: {e}")))?;
+    let b: RecoverBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::field(
+            "body",
+            format!(
+                "expected JSON {{refs|monitor|all, user_id, user_name, user_email, message}}: {e}"
+            ),
+        )
+    })?;
     let sel = match (b.refs, b.monitor, b.all.unwrap_or(false)) {
         (Some(r), None, false) if !r.is_empty() => RecoverSelector::Refs(r),
         (None, Some(m), false) => RecoverSelector::Monitor(m),
         (None, None, true) => RecoverSelector::All,
-        _ => return Err(ApiError::field("refs", "give exactly one of refs (non-empty), monitor, or all = true")),
+        _ => {
+            return Err(ApiError::field(
+                "refs",
+                "give exactly one of refs (non-empty), monitor, or all = true",
+            ))
+        }
     };
     let need = |v: Option<String>, name: &str| -> ApiResult<String> {
-        v.filter(|s| !s.trim().is_empty()).ok_or_else(|| ApiError::field(name, "required: who recovers the issue"))
+        v.filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ApiError::field(name, "required: who recovers the issue"))
     };
     let user = RecoverUser {
         id: need(b.user_id, "user_id")?,
@@ -332,16 +404,30 @@ async fn list_monitors(State(st): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    let errors: Vec<String> = st.engine.load_errors().iter().map(|e| e.to_string()).collect();
+    let errors: Vec<String> = st
+        .engine
+        .load_errors()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     Json(json!({"monitors": list, "errors": errors}))
 }
 
-async fn run_monitor(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn run_monitor(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     check_token(&headers, st.admin_token.as_deref())?;
     match st.engine.run_now(&id).await {
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no monitor {id:?}"))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no monitor {id:?}"),
+        )),
         Some(Err(e)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
-        Some(Ok(rep)) => Ok(Json(json!({"monitor": id, "objects": rep.objects, "events": rep.events, "errors": rep.errors}))),
+        Some(Ok(rep)) => Ok(Json(
+            json!({"monitor": id, "objects": rep.objects, "events": rep.events, "errors": rep.errors}),
+        )),
     }
 }
 
@@ -355,17 +441,34 @@ async fn reload(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Jso
 async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     let engine = st.engine.clone();
     let text = blocking(move || {
-        let open = engine.runner.db.issues(None, now_secs()).map(|v| v.len()).unwrap_or(0) as f64;
+        let open = engine
+            .runner
+            .db
+            .issues(None, now_secs())
+            .map(|v| v.len())
+            .unwrap_or(0) as f64;
         let series = engine.runner.store.series_count() as f64;
         let samples = engine.runner.store.sample_count() as f64;
         let monitors = engine.slots().len() as f64;
         let errors = engine.load_errors().len() as f64;
         Ok(engine.metrics.render(&[
-            ("tocsin_open_issues", "Rounds open in the unrecovered-issue table.", open),
+            (
+                "tocsin_open_issues",
+                "Rounds open in the unrecovered-issue table.",
+                open,
+            ),
             ("tocsin_store_series", "Series in the metric store.", series),
-            ("tocsin_store_samples_in_memory", "Samples held in memory.", samples),
+            (
+                "tocsin_store_samples_in_memory",
+                "Samples held in memory.",
+                samples,
+            ),
             ("tocsin_monitors_loaded", "Monitors loaded.", monitors),
-            ("tocsin_monitor_load_errors", "Monitor files that failed to load.", errors),
+            (
+                "tocsin_monitor_load_errors",
+                "Monitor files that failed to load.",
+                errors,
+            ),
         ]))
     })
     .await?;

@@ -104,7 +104,14 @@ impl Host<'_> {
 }
 
 impl ScriptHost for Host<'_> {
-    fn query(&self, measurement: &str, field: &str, agg: &str, by: &[String], window_secs: i64) -> Result<Vec<(Tags, f64)>, String> {
+    fn query(
+        &self,
+        measurement: &str,
+        field: &str,
+        agg: &str,
+        by: &[String],
+        window_secs: i64,
+    ) -> Result<Vec<(Tags, f64)>, String> {
         let agg = Agg::from_str(agg).map_err(|e| e.to_string())?;
         let (start_ns, end_ns) = self.window(window_secs);
         let q = WindowQuery {
@@ -122,7 +129,13 @@ impl ScriptHost for Host<'_> {
             .collect())
     }
 
-    fn series(&self, measurement: &str, field: &str, where_: &Tags, window_secs: i64) -> Result<Vec<(Tags, Vec<(i64, f64)>)>, String> {
+    fn series(
+        &self,
+        measurement: &str,
+        field: &str,
+        where_: &Tags,
+        window_secs: i64,
+    ) -> Result<Vec<(Tags, Vec<(i64, f64)>)>, String> {
         let filters = where_
             .iter()
             .map(|(k, v)| Filter::parse(k, v))
@@ -140,7 +153,15 @@ impl ScriptHost for Host<'_> {
         let groups = self.store.window_series(&q).map_err(|e| e.to_string())?;
         Ok(groups
             .into_iter()
-            .map(|g| (g.tags, g.points.iter().map(|(t, v)| (t.div_euclid(NS), *v)).collect()))
+            .map(|g| {
+                (
+                    g.tags,
+                    g.points
+                        .iter()
+                        .map(|(t, v)| (t.div_euclid(NS), *v))
+                        .collect(),
+                )
+            })
             .collect())
     }
 
@@ -191,11 +212,20 @@ impl Runner {
 
     /// Runs one check of `m` at trigger time `t`. On success the state is advanced and the
     /// events are stored; on error nothing changes.
-    pub fn run(&self, m: &Monitor, st: &mut MonitorState, t: i64, mode: ExecMode) -> Result<CheckReport, CheckError> {
+    pub fn run(
+        &self,
+        m: &Monitor,
+        st: &mut MonitorState,
+        t: i64,
+        mode: ExecMode,
+    ) -> Result<CheckReport, CheckError> {
         if m.mtype == MonitorType::BotObs {
             return self.run_bot(m, st, t, mode);
         }
-        let q = m.query.as_ref().expect("validated: non-bot monitors have a query");
+        let q = m
+            .query
+            .as_ref()
+            .expect("validated: non-bot monitors have a query");
         let end = t - m.delay;
         let start = end - m.interval;
         let base = WindowQuery {
@@ -242,7 +272,12 @@ impl Runner {
             let tags = known
                 .map(|(t, _)| t.clone())
                 .or_else(|| window.get(&r).map(|g| g.tags.clone()))
-                .or_else(|| probe.as_ref().and_then(|p| p.get(&r)).map(|g| g.tags.clone()))
+                .or_else(|| {
+                    probe
+                        .as_ref()
+                        .and_then(|p| p.get(&r))
+                        .map(|g| g.tags.clone())
+                })
                 .unwrap_or_default();
             let mut state = known.map(|(_, s)| s.clone()).unwrap_or_default();
             let in_window = window.get(&r);
@@ -289,7 +324,9 @@ impl Runner {
                         )
                     }
                     Err(e) => {
-                        report.errors.push(format!("{}: {e}", canonical_tags(&tags)));
+                        report
+                            .errors
+                            .push(format!("{}: {e}", canonical_tags(&tags)));
                         continue;
                     }
                 }
@@ -298,7 +335,17 @@ impl Runner {
             };
             let emits = state.step(obs, t, &m.settings, &r);
             for emit in emits {
-                commit.events.push(self.build_event(m, &tags, &r, t, start, end, mode, &emit, eval.as_ref()));
+                commit.events.push(self.build_event(
+                    m,
+                    &tags,
+                    &r,
+                    t,
+                    start,
+                    end,
+                    mode,
+                    &emit,
+                    eval.as_ref(),
+                ));
             }
             if state.forgettable(t, m.forget_after) && state.last_seen.is_some() {
                 commit.deletes.push((m.id.clone(), r.clone()));
@@ -325,7 +372,14 @@ impl Runner {
     }
 
     /// Manual recovery of an open round at `t`; returns the stored `manual_ok` event.
-    pub fn recover(&self, m: &Monitor, st: &mut MonitorState, event_ref: &str, t: i64, user: &RecoverUser) -> Result<Option<Event>, CheckError> {
+    pub fn recover(
+        &self,
+        m: &Monitor,
+        st: &mut MonitorState,
+        event_ref: &str,
+        t: i64,
+        user: &RecoverUser,
+    ) -> Result<Option<Event>, CheckError> {
         let Some((tags, state)) = st.objects.get(event_ref) else {
             return Ok(None);
         };
@@ -334,7 +388,17 @@ impl Runner {
         let Some(emit) = state.recover(t, event_ref) else {
             return Ok(None);
         };
-        let mut ev = self.build_event(m, &tags, event_ref, t, t - m.delay - m.interval, t - m.delay, ExecMode::Async, &emit, None);
+        let mut ev = self.build_event(
+            m,
+            &tags,
+            event_ref,
+            t,
+            t - m.delay - m.interval,
+            t - m.delay,
+            ExecMode::Async,
+            &emit,
+            None,
+        );
         ev.set("df_user_id", user.id.clone());
         ev.set("df_user_name", user.name.clone());
         ev.set("df_user_email", user.email.clone());
@@ -359,13 +423,22 @@ impl Runner {
     }
 
     /// The non-empty groups of a window, keyed by event ref.
-    fn fetch(&self, m: &Monitor, base: &WindowQuery, start: i64, end: i64) -> Result<BTreeMap<String, Group>, CheckError> {
+    fn fetch(
+        &self,
+        m: &Monitor,
+        base: &WindowQuery,
+        start: i64,
+        end: i64,
+    ) -> Result<BTreeMap<String, Group>, CheckError> {
         let q = WindowQuery {
             start_ns: start * NS,
             end_ns: end * NS,
             ..base.clone()
         };
-        let groups = self.store.window(&q).map_err(|e| CheckError::Query(e.to_string()))?;
+        let groups = self
+            .store
+            .window(&q)
+            .map_err(|e| CheckError::Query(e.to_string()))?;
         Ok(groups
             .into_iter()
             .filter(|g| !g.points.is_empty())
@@ -373,18 +446,31 @@ impl Runner {
             .collect())
     }
 
-    fn result_for(&self, m: &Monitor, r: &str, values: &BTreeMap<String, f64>, previous: Option<&BTreeMap<String, Group>>) -> Option<f64> {
+    fn result_for(
+        &self,
+        m: &Monitor,
+        r: &str,
+        values: &BTreeMap<String, f64>,
+        previous: Option<&BTreeMap<String, Group>>,
+    ) -> Option<f64> {
         let cur = *values.get(r)?;
         let agg = m.query.as_ref().map(|q| q.agg).unwrap_or(Agg::Avg);
         match m.rules.kind {
             RuleKind::Threshold | RuleKind::Composite => Some(cur),
             RuleKind::Mutation => {
-                let prev = previous.and_then(|p| p.get(r)).and_then(|g| aggregate(agg, &g.points));
+                let prev = previous
+                    .and_then(|p| p.get(r))
+                    .and_then(|g| aggregate(agg, &g.points));
                 Some(prev.map_or(0.0, |p| cur - p))
             }
             RuleKind::Range => {
-                let pts = previous.and_then(|p| p.get(r)).map(|g| g.points.as_slice()).unwrap_or(&[]);
-                let (Some(mean), Some(sd)) = (aggregate(Agg::Avg, pts), aggregate(Agg::Stddev, pts)) else {
+                let pts = previous
+                    .and_then(|p| p.get(r))
+                    .map(|g| g.points.as_slice())
+                    .unwrap_or(&[]);
+                let (Some(mean), Some(sd)) =
+                    (aggregate(Agg::Avg, pts), aggregate(Agg::Stddev, pts))
+                else {
                     return Some(0.0);
                 };
                 Some(if sd > 0.0 { (cur - mean) / sd } else { 0.0 })
@@ -398,21 +484,39 @@ impl Runner {
                 let dev: Vec<(i64, f64)> = all.iter().map(|(_, v)| (0, (v - med).abs())).collect();
                 let mad = aggregate(Agg::Median, &dev).unwrap_or(0.0);
                 // 1.4826 scales the MAD to a standard deviation for normal data.
-                Some(if mad > 0.0 { (cur - med) / (1.4826 * mad) } else { 0.0 })
+                Some(if mad > 0.0 {
+                    (cur - med) / (1.4826 * mad)
+                } else {
+                    0.0
+                })
             }
         }
     }
 
-    fn evaluate(&self, m: &Monitor, result: Option<f64>, tags: &Tags, points: &[(i64, f64)], host: &Host) -> Result<Evaluated, String> {
+    fn evaluate(
+        &self,
+        m: &Monitor,
+        result: Option<f64>,
+        tags: &Tags,
+        points: &[(i64, f64)],
+        host: &Host,
+    ) -> Result<Evaluated, String> {
         let ctx = CheckCtx {
             result,
             tags: tags.clone(),
             points: points.iter().map(|(t, v)| (t.div_euclid(NS), *v)).collect(),
         };
         let (level, value, message) = if let Some((_, script)) = &m.rules.script {
-            let out = self.engine.eval_check(script, &ctx, host).map_err(|e| e.to_string())?;
-            let level = Level::parse(&out.status)
-                .ok_or_else(|| format!("script returned status {:?}: expected ok, info, warning, error or critical", out.status))?;
+            let out = self
+                .engine
+                .eval_check(script, &ctx, host)
+                .map_err(|e| e.to_string())?;
+            let level = Level::parse(&out.status).ok_or_else(|| {
+                format!(
+                    "script returned status {:?}: expected ok, info, warning, error or critical",
+                    out.status
+                )
+            })?;
             (level, out.value.or(result), out.message)
         } else {
             let mut level = Level::Ok;
@@ -443,15 +547,28 @@ impl Runner {
         })
     }
 
-    fn run_bot(&self, m: &Monitor, st: &mut MonitorState, t: i64, mode: ExecMode) -> Result<CheckReport, CheckError> {
-        let (_, script) = m.rules.script.as_ref().expect("validated: bots have a script");
+    fn run_bot(
+        &self,
+        m: &Monitor,
+        st: &mut MonitorState,
+        t: i64,
+        mode: ExecMode,
+    ) -> Result<CheckReport, CheckError> {
+        let (_, script) = m
+            .rules
+            .script
+            .as_ref()
+            .expect("validated: bots have a script");
         let host = Host {
             store: &self.store,
             db: &self.db,
             now: t,
             delay: m.delay,
         };
-        let reports = self.engine.run_bot(script, &host).map_err(|e| CheckError::Script(e.to_string()))?;
+        let reports = self
+            .engine
+            .run_bot(script, &host)
+            .map_err(|e| CheckError::Script(e.to_string()))?;
         let mut report = CheckReport::default();
         let mut commit = Commit::default();
         let mut new_states = Vec::new();
@@ -464,10 +581,17 @@ impl Runner {
         for (r, rep) in by_ref {
             report.objects += 1;
             let Some(level) = Level::parse(&rep.status) else {
-                report.errors.push(format!("report status {:?}: expected ok, info, warning, error or critical", rep.status));
+                report.errors.push(format!(
+                    "report status {:?}: expected ok, info, warning, error or critical",
+                    rep.status
+                ));
                 continue;
             };
-            let mut state = st.objects.get(&r).map(|(_, s)| s.clone()).unwrap_or_default();
+            let mut state = st
+                .objects
+                .get(&r)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
             state.last_seen = Some(t);
             let obs = Observation::Data {
                 level,
@@ -475,7 +599,17 @@ impl Runner {
                 sub: Sub::Check,
             };
             for emit in state.step(obs, t, &m.settings, &r) {
-                let mut ev = self.build_event(m, &rep.dimension_tags, &r, t, t - m.interval, t, mode, &emit, None);
+                let mut ev = self.build_event(
+                    m,
+                    &rep.dimension_tags,
+                    &r,
+                    t,
+                    t - m.interval,
+                    t,
+                    mode,
+                    &emit,
+                    None,
+                );
                 if emit.status.is_fault() || emit.status == Status::Info {
                     if !rep.title.is_empty() {
                         ev.set("df_title", rep.title.clone());
@@ -544,13 +678,23 @@ impl Runner {
         ev.set("df_status", emit.status.as_str());
         ev.set_opt("df_sub_status", emit.sub_status.map(|s| s.as_str()));
         if let Some(base) = &self.public_url {
-            ev.set("df_event_url", format!("{}/api/v1/events/{}", base.trim_end_matches('/'), emit.event_id));
+            ev.set(
+                "df_event_url",
+                format!(
+                    "{}/api/v1/events/{}",
+                    base.trim_end_matches('/'),
+                    emit.event_id
+                ),
+            );
         }
         ev.set("df_dimension_tags", dims.clone());
         ev.set("df_monitor_id", m.policy.clone());
         ev.set(
             "df_monitor_name",
-            self.policies.get(&m.policy).cloned().unwrap_or_else(|| policy_default_name(&m.policy)),
+            self.policies
+                .get(&m.policy)
+                .cloned()
+                .unwrap_or_else(|| policy_default_name(&m.policy)),
         );
         ev.set("df_monitor_type", m.mtype.as_str());
         ev.set("df_monitor_checker", m.checker());
@@ -558,7 +702,10 @@ impl Runner {
         ev.set("df_monitor_checker_id", m.id.clone());
         ev.set("df_monitor_checker_name", m.name.clone());
         let value = eval.and_then(|e| e.value);
-        let show_value = !matches!(emit.status, Status::Nodata | Status::NodataOk | Status::NodataAsOk | Status::ManualOk);
+        let show_value = !matches!(
+            emit.status,
+            Status::Nodata | Status::NodataOk | Status::NodataAsOk | Status::ManualOk
+        );
         if show_value {
             ev.set_opt("df_monitor_checker_value", value.map(format_value));
         }
@@ -582,7 +729,12 @@ impl Runner {
             if let Some(msg) = &e.message {
                 detail.insert("script_message".into(), json!(msg));
             }
-            let rule = m.rules.levels.iter().find(|(l, _)| *l == e.level).map(|(_, r)| r.source.clone());
+            let rule = m
+                .rules
+                .levels
+                .iter()
+                .find(|(l, _)| *l == e.level)
+                .map(|(_, r)| r.source.clone());
             detail.insert("matched_rule".into(), json!(rule));
         }
         ev.set("df_event_detail", Value::Object(detail).to_string());
@@ -592,19 +744,32 @@ impl Runner {
         for (k, v) in tags {
             vars.insert(k.clone(), json!(v));
         }
-        vars.insert("Result".into(), json!(value.map(format_value).unwrap_or_default()));
+        vars.insert(
+            "Result".into(),
+            json!(value.map(format_value).unwrap_or_default()),
+        );
         let tpl = &m.template;
         // Each class of event has its own templates; a missing one falls back to the default
         // text, never to another class's template (a nodata title has no Result to show).
         let (title_t, message_t) = match emit.status {
-            Status::Nodata | Status::NodataOk | Status::NodataAsOk => (tpl.nodata_title.as_ref(), tpl.nodata_message.as_ref()),
-            Status::Ok | Status::ManualOk => (tpl.recover_title.as_ref(), tpl.recover_message.as_ref()),
+            Status::Nodata | Status::NodataOk | Status::NodataAsOk => {
+                (tpl.nodata_title.as_ref(), tpl.nodata_message.as_ref())
+            }
+            Status::Ok | Status::ManualOk => {
+                (tpl.recover_title.as_ref(), tpl.recover_message.as_ref())
+            }
             _ => (tpl.title.as_ref(), tpl.message.as_ref()),
         };
         let dims_text = if tags.is_empty() {
             String::new()
         } else {
-            format!(" ({})", tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "))
+            format!(
+                " ({})",
+                tags.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         let title = title_t
             .map(|t| render_template(t, &vars))

@@ -24,7 +24,10 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
 pub fn check(paths: &[PathBuf], scripts: Option<&Path>, config: Option<&Path>) -> Result<usize> {
     let cfg = load_config(config)?;
     let paths = if paths.is_empty() {
-        vec![cfg.monitors.clone().unwrap_or_else(|| PathBuf::from("monitors"))]
+        vec![cfg
+            .monitors
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("monitors"))]
     } else {
         paths.to_vec()
     };
@@ -71,7 +74,12 @@ pub fn test(files: &[PathBuf]) -> Result<usize> {
                 if r.failures.is_empty() {
                     println!("ok    {} ({} expectation(s))", f.display(), r.checked);
                 } else {
-                    println!("FAIL  {} ({} of {} expectation(s) failed)", f.display(), r.failures.len(), r.checked);
+                    println!(
+                        "FAIL  {} ({} of {} expectation(s) failed)",
+                        f.display(),
+                        r.failures.len(),
+                        r.checked
+                    );
                     for fail in &r.failures {
                         println!("{fail}");
                     }
@@ -131,9 +139,13 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         for e in &loaded.errors {
             eprintln!("{e}");
         }
-        bail!("{} monitor error(s); fix them (tocsin check) before replaying", loaded.errors.len());
+        bail!(
+            "{} monitor error(s); fix them (tocsin check) before replaying",
+            loaded.errors.len()
+        );
     }
-    let bytes = std::fs::read(&a.metrics).with_context(|| format!("cannot read {}", a.metrics.display()))?;
+    let bytes = std::fs::read(&a.metrics)
+        .with_context(|| format!("cannot read {}", a.metrics.display()))?;
     let points = lineproto::parse(&bytes, a.precision, 0)
         .map_err(|e| anyhow!("{}: {e}", a.metrics.display()))?;
     let store = Arc::new(Store::scratch());
@@ -149,8 +161,10 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     let bar = if std::io::stderr().is_terminal() && ticks.len() > 200 {
         let b = indicatif::ProgressBar::new(ticks.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} checks ({eta} left)")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} checks ({eta} left)",
+            )
+            .expect("valid template"),
         );
         Some(b)
     } else {
@@ -187,7 +201,8 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
 pub fn write(file: &Path, data: &Path, precision: Precision) -> Result<usize> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let points = lineproto::parse(&bytes, precision, now).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let points =
+        lineproto::parse(&bytes, precision, now).map_err(|e| anyhow!("{}: {e}", file.display()))?;
     let store = Store::open(data, StoreOptions::default()).map_err(|e| anyhow!("{e}"))?;
     let n = store.write(&points).map_err(|e| anyhow!("{e}"))?;
     Ok(n)

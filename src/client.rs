@@ -16,8 +16,12 @@ impl Client {
     pub fn new(server: &str) -> Client {
         Client {
             base: server.trim_end_matches('/').to_string(),
-            token: std::env::var("TOCSIN_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
-            agent: ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(60)).build(),
+            token: std::env::var("TOCSIN_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+            agent: ureq::AgentBuilder::new()
+                .timeout(std::time::Duration::from_secs(60))
+                .build(),
         }
     }
 
@@ -30,7 +34,9 @@ impl Client {
 
     fn answer(&self, what: &str, res: Result<ureq::Response, ureq::Error>) -> Result<Value> {
         match res {
-            Ok(r) => r.into_json::<Value>().map_err(|e| anyhow!("{what}: unreadable answer from {}: {e}", self.base)),
+            Ok(r) => r
+                .into_json::<Value>()
+                .map_err(|e| anyhow!("{what}: unreadable answer from {}: {e}", self.base)),
             Err(ureq::Error::Status(code, r)) => {
                 let body = r.into_string().unwrap_or_default();
                 let msg = serde_json::from_str::<Value>(&body)
@@ -44,7 +50,10 @@ impl Client {
                 };
                 bail!("{what}: server answered {code}: {msg}{hint}")
             }
-            Err(e) => bail!("{what}: cannot reach tocsin at {}: {e} (is `tocsin serve` running? see --server)", self.base),
+            Err(e) => bail!(
+                "{what}: cannot reach tocsin at {}: {e} (is `tocsin serve` running? see --server)",
+                self.base
+            ),
         }
     }
 
@@ -109,7 +118,10 @@ pub fn events_table(events: &[Value]) -> String {
             .iter()
             .map(|e| {
                 vec![
-                    e.get("date").and_then(Value::as_i64).map(format_time).unwrap_or_default(),
+                    e.get("date")
+                        .and_then(Value::as_i64)
+                        .map(format_time)
+                        .unwrap_or_default(),
                     s(e, "df_status"),
                     s(e, "df_source"),
                     s(e, "df_monitor_checker_id"),
@@ -128,12 +140,25 @@ pub fn run(c: &Client, id: &str, as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let events = v.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
-    println!("ran {id}: {} object(s), {} event(s)", v.get("objects").and_then(Value::as_u64).unwrap_or(0), events.len());
+    let events = v
+        .get("events")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "ran {id}: {} object(s), {} event(s)",
+        v.get("objects").and_then(Value::as_u64).unwrap_or(0),
+        events.len()
+    );
     if !events.is_empty() {
         print!("{}", events_table(&events));
     }
-    for e in v.get("errors").and_then(Value::as_array).into_iter().flatten() {
+    for e in v
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         eprintln!("error: {}", e.as_str().unwrap_or_default());
     }
     Ok(())
@@ -167,11 +192,20 @@ pub fn events(c: &Client, a: &EventsArgs, as_json: bool) -> Result<()> {
         p.push(("source", v.clone()));
     }
     if let Some(v) = &a.since {
-        p.push(("from", parse_time(v).map_err(|e| anyhow!("--since: {e}"))?.to_string()));
+        p.push((
+            "from",
+            parse_time(v)
+                .map_err(|e| anyhow!("--since: {e}"))?
+                .to_string(),
+        ));
     }
     p.push(("limit", a.limit.unwrap_or(50).to_string()));
     let v = c.get("/api/v1/events", &p)?;
-    let events = v.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
+    let events = v
+        .get("events")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&events)?);
     } else {
@@ -187,7 +221,11 @@ pub fn issues(c: &Client, monitor: Option<&str>, as_json: bool) -> Result<()> {
         p.push(("monitor", m.to_string()));
     }
     let v = c.get("/api/v1/issues", &p)?;
-    let issues = v.get("issues").and_then(Value::as_array).cloned().unwrap_or_default();
+    let issues = v
+        .get("issues")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&issues)?);
         return Ok(());
@@ -203,8 +241,14 @@ pub fn issues(c: &Client, monitor: Option<&str>, as_json: bool) -> Result<()> {
                     s(i, "monitor"),
                     s(i, "status"),
                     s(i, "dimension_tags"),
-                    i.get("issue_start").and_then(Value::as_i64).map(format_time).unwrap_or_default(),
-                    i.get("duration").and_then(Value::as_i64).map(format_duration).unwrap_or_default(),
+                    i.get("issue_start")
+                        .and_then(Value::as_i64)
+                        .map(format_time)
+                        .unwrap_or_default(),
+                    i.get("duration")
+                        .and_then(Value::as_i64)
+                        .map(format_duration)
+                        .unwrap_or_default(),
                     s(i, "title"),
                 ])
                 .collect()
@@ -234,7 +278,8 @@ pub struct RecoverArgs {
 
 /// `tocsin recover`.
 pub fn recover(c: &Client, a: &RecoverArgs, as_json: bool) -> Result<()> {
-    let mut body = json!({"user_id": a.user_id, "user_name": a.user_name, "user_email": a.user_email});
+    let mut body =
+        json!({"user_id": a.user_id, "user_name": a.user_name, "user_email": a.user_email});
     match (a.refs.is_empty(), &a.monitor, a.all) {
         (false, None, false) => body["refs"] = json!(a.refs),
         (true, Some(m), false) => body["monitor"] = json!(m),
@@ -245,7 +290,11 @@ pub fn recover(c: &Client, a: &RecoverArgs, as_json: bool) -> Result<()> {
         body["message"] = json!(m);
     }
     let v = c.post("/api/v1/issues/recover", body)?;
-    let events = v.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
+    let events = v
+        .get("events")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&events)?);
     } else {

@@ -125,7 +125,8 @@ pub struct Mute {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         let cfg: Config = toml::from_str(&text).map_err(|e| {
             let line = e
                 .span()
@@ -133,12 +134,17 @@ impl Config {
                 .unwrap_or(1);
             format!("{}:{}: {}", path.display(), line, e.message())
         })?;
-        cfg.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), String> {
-        for (name, v) in [("retention.metrics", &self.retention.metrics), ("retention.events", &self.retention.events), ("host_input.every", &self.host_input.every)] {
+        for (name, v) in [
+            ("retention.metrics", &self.retention.metrics),
+            ("retention.events", &self.retention.events),
+            ("host_input.every", &self.host_input.every),
+        ] {
             if let Some(v) = v {
                 parse_duration(v).map_err(|e| format!("{name}: {e}"))?;
             }
@@ -158,11 +164,17 @@ impl Config {
                     }
                 }
                 if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
-                    return Err(format!("policies.{}.targets.url = {:?}: expected an http:// or https:// URL", p.id, t.url));
+                    return Err(format!(
+                        "policies.{}.targets.url = {:?}: expected an http:// or https:// URL",
+                        p.id, t.url
+                    ));
                 }
                 for s in t.statuses.iter().flatten() {
                     if crate::event::Status::parse(s).is_none() {
-                        return Err(format!("policies.{}.targets.statuses: unknown status {s:?}", p.id));
+                        return Err(format!(
+                            "policies.{}.targets.statuses: unknown status {s:?}",
+                            p.id
+                        ));
                     }
                 }
             }

@@ -167,8 +167,10 @@ impl EventDb {
             message: format!("cannot create {}: {e}", dir.display()),
         })?;
         let conn = Connection::open(dir.join("tocsin.db")).map_err(sql("open"))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
-            .map_err(sql("configure"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+        )
+        .map_err(sql("configure"))?;
         Self::init(conn)
     }
 
@@ -211,7 +213,8 @@ impl EventDb {
                 .prepare_cached("DELETE FROM object_state WHERE monitor = ?1 AND ref = ?2")
                 .map_err(sql("prepare delete"))?;
             for (monitor, r) in &c.deletes {
-                del.execute(params![monitor, r]).map_err(sql("delete state"))?;
+                del.execute(params![monitor, r])
+                    .map_err(sql("delete state"))?;
             }
         }
         tx.commit().map_err(sql("commit"))?;
@@ -226,7 +229,11 @@ impl EventDb {
             .map_err(sql("prepare load"))?;
         let rows = st
             .query_map(params![monitor], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
             .map_err(sql("load states"))?;
         let mut out = Vec::new();
@@ -236,11 +243,16 @@ impl EventDb {
                 table: "object_state",
                 message: format!("tags of {event_ref}: {e}"),
             })?;
-            let state: ObjectState = serde_json::from_str(&state).map_err(|e| EventDbError::Corrupt {
-                table: "object_state",
-                message: format!("state of {event_ref}: {e}"),
-            })?;
-            out.push(StoredObject { event_ref, tags, state });
+            let state: ObjectState =
+                serde_json::from_str(&state).map_err(|e| EventDbError::Corrupt {
+                    table: "object_state",
+                    message: format!("state of {event_ref}: {e}"),
+                })?;
+            out.push(StoredObject {
+                event_ref,
+                tags,
+                state,
+            });
         }
         Ok(out)
     }
@@ -251,8 +263,11 @@ impl EventDb {
         let mut st = conn
             .prepare("SELECT DISTINCT monitor FROM object_state ORDER BY monitor")
             .map_err(sql("prepare"))?;
-        let rows = st.query_map([], |r| r.get(0)).map_err(sql("list monitors"))?;
-        rows.collect::<Result<Vec<String>, _>>().map_err(sql("list monitors"))
+        let rows = st
+            .query_map([], |r| r.get(0))
+            .map_err(sql("list monitors"))?;
+        rows.collect::<Result<Vec<String>, _>>()
+            .map_err(sql("list monitors"))
     }
 
     /// Events matching the query, newest first.
@@ -266,7 +281,9 @@ impl EventDb {
         let conn = self.conn.lock();
         let mut st = conn.prepare(&sql_text).map_err(sql("prepare query"))?;
         let rows = st
-            .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, String>(0)
+            })
             .map_err(sql("query events"))?;
         let mut out = Vec::new();
         for row in rows {
@@ -284,7 +301,9 @@ impl EventDb {
     pub fn event(&self, id: &str) -> Result<Option<Event>, EventDbError> {
         let conn = self.conn.lock();
         let body: Option<String> = conn
-            .query_row("SELECT body FROM events WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row("SELECT body FROM events WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(sql("get event"))?;
         body.map(|b| {
@@ -308,21 +327,26 @@ impl EventDb {
             _ => {
                 return Err(EventDbError::Corrupt {
                     table: "events",
-                    message: format!("cannot count by {by:?}: expected source, status, name, group or monitor"),
+                    message: format!(
+                        "cannot count by {by:?}: expected source, status, name, group or monitor"
+                    ),
                 })
             }
         };
         let (where_sql, args) = event_filter(q);
         let conn = self.conn.lock();
         let mut st = conn
-            .prepare(&format!("SELECT {col}, COUNT(*) FROM events{where_sql} GROUP BY {col}"))
+            .prepare(&format!(
+                "SELECT {col}, COUNT(*) FROM events{where_sql} GROUP BY {col}"
+            ))
             .map_err(sql("prepare stats"))?;
         let rows = st
             .query_map(rusqlite::params_from_iter(args.iter()), |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
             })
             .map_err(sql("stats"))?;
-        rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(sql("stats"))
+        rows.collect::<Result<BTreeMap<_, _>, _>>()
+            .map_err(sql("stats"))
     }
 
     /// The unrecovered-issue table, durations computed at `now`.
@@ -386,16 +410,21 @@ impl EventDb {
     /// Reads a small value kept across restarts.
     pub fn get_kv(&self, key: &str) -> Result<Option<String>, EventDbError> {
         let conn = self.conn.lock();
-        conn.query_row("SELECT value FROM kv WHERE key = ?1", params![key], |r| r.get(0))
-            .optional()
-            .map_err(sql("kv get"))
+        conn.query_row("SELECT value FROM kv WHERE key = ?1", params![key], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(sql("kv get"))
     }
 
     /// Stores a small value kept across restarts.
     pub fn set_kv(&self, key: &str, value: &str) -> Result<(), EventDbError> {
         let conn = self.conn.lock();
-        conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)", params![key, value])
-            .map_err(sql("kv set"))?;
+        conn.execute(
+            "INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )
+        .map_err(sql("kv set"))?;
         Ok(())
     }
 }
@@ -427,10 +456,17 @@ fn event_filter(q: &EventQuery) -> (String, Vec<rusqlite::types::Value>) {
         add("date <= ?", V::Integer(t));
     }
     if let Some(text) = &q.text {
-        let pat = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pat = format!(
+            "%{}%",
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
         args.push(V::Text(pat));
         let n = args.len();
-        clauses.push(format!("(title LIKE ?{n} ESCAPE '\\' OR message LIKE ?{n} ESCAPE '\\')"));
+        clauses.push(format!(
+            "(title LIKE ?{n} ESCAPE '\\' OR message LIKE ?{n} ESCAPE '\\')"
+        ));
     }
     if clauses.is_empty() {
         (String::new(), args)

@@ -48,7 +48,11 @@ const GROUP_POINTS: usize = 500_000;
 
 impl Ingest {
     /// Starts the writer thread.
-    pub fn start(store: Arc<Store>, metrics: Arc<Metrics>, max_queued_points: usize) -> Arc<Ingest> {
+    pub fn start(
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        max_queued_points: usize,
+    ) -> Arc<Ingest> {
         let (tx, rx) = mpsc::sync_channel::<Job>(1024);
         let queued = Arc::new(AtomicUsize::new(0));
         let q2 = queued.clone();
@@ -73,7 +77,9 @@ impl Ingest {
         let n = points.len();
         if self.queued_points.fetch_add(n, Ordering::SeqCst) + n > self.max_queued_points.max(n) {
             self.queued_points.fetch_sub(n, Ordering::SeqCst);
-            self.metrics.ingest_throttled.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .ingest_throttled
+                .fetch_add(1, Ordering::Relaxed);
             return Err(IngestError::Busy);
         }
         let (done, rx) = tokio::sync::oneshot::channel();
@@ -83,14 +89,18 @@ impl Ingest {
         };
         if sent.is_err() {
             self.queued_points.fetch_sub(n, Ordering::SeqCst);
-            self.metrics.ingest_throttled.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .ingest_throttled
+                .fetch_add(1, Ordering::Relaxed);
             return Err(IngestError::Busy);
         }
         let stored = rx
             .await
             .map_err(|_| IngestError::Store("writer stopped".into()))?
             .map_err(IngestError::Store)?;
-        self.metrics.ingest_points.fetch_add(n as u64, Ordering::Relaxed);
+        self.metrics
+            .ingest_points
+            .fetch_add(n as u64, Ordering::Relaxed);
         self.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
         Ok(stored)
     }
@@ -131,13 +141,18 @@ fn writer(store: Arc<Store>, rx: mpsc::Receiver<Job>, queued: Arc<AtomicUsize>) 
 }
 
 /// Decodes a request body (gzip when `gzip` is set), refusing more than `limit` bytes.
-pub fn decode_body(body: &[u8], gzip: bool, limit: usize) -> Result<std::borrow::Cow<'_, [u8]>, IngestError> {
+pub fn decode_body(
+    body: &[u8],
+    gzip: bool,
+    limit: usize,
+) -> Result<std::borrow::Cow<'_, [u8]>, IngestError> {
     if !gzip {
         return Ok(std::borrow::Cow::Borrowed(body));
     }
     let mut out = Vec::new();
     let mut dec = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
-    dec.read_to_end(&mut out).map_err(|e| IngestError::Decode(e.to_string()))?;
+    dec.read_to_end(&mut out)
+        .map_err(|e| IngestError::Decode(e.to_string()))?;
     if out.len() > limit {
         return Err(IngestError::TooLarge(limit));
     }
@@ -145,7 +160,11 @@ pub fn decode_body(body: &[u8], gzip: bool, limit: usize) -> Result<std::borrow:
 }
 
 /// Parses a body into points; points without a timestamp get `now_ns`.
-pub fn parse_body(body: &[u8], precision: Precision, now_ns: i64) -> Result<Vec<Point>, IngestError> {
+pub fn parse_body(
+    body: &[u8],
+    precision: Precision,
+    now_ns: i64,
+) -> Result<Vec<Point>, IngestError> {
     Ok(lineproto::parse(body, precision, now_ns)?)
 }
 

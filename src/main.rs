@@ -8,7 +8,11 @@ use tocsin::lineproto::Precision;
 use tocsin::timeutil::parse_time;
 
 #[derive(Parser)]
-#[command(name = "tocsin", version, about = "Monitor-driven detection engine and event centre")]
+#[command(
+    name = "tocsin",
+    version,
+    about = "Monitor-driven detection engine and event centre"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -168,38 +172,118 @@ fn time_arg(flag: &str, v: &str) -> Result<i64> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Serve { config, data, listen, monitors, scripts } => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(tocsin::serve::serve(tocsin::serve::ServeArgs { config, data, listen, monitors, scripts }))?;
+        Cmd::Serve {
+            config,
+            data,
+            listen,
+            monitors,
+            scripts,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(tocsin::serve::serve(tocsin::serve::ServeArgs {
+                config,
+                data,
+                listen,
+                monitors,
+                scripts,
+            }))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run { id, server } => {
-            tocsin::client::run(&tocsin::client::Client::new(&server.server), &id, server.json)?;
+            tocsin::client::run(
+                &tocsin::client::Client::new(&server.server),
+                &id,
+                server.json,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Events { status, monitor, source, since, limit, server } => {
-            let a = tocsin::client::EventsArgs { status, monitor, source, since, limit };
-            tocsin::client::events(&tocsin::client::Client::new(&server.server), &a, server.json)?;
+        Cmd::Events {
+            status,
+            monitor,
+            source,
+            since,
+            limit,
+            server,
+        } => {
+            let a = tocsin::client::EventsArgs {
+                status,
+                monitor,
+                source,
+                since,
+                limit,
+            };
+            tocsin::client::events(
+                &tocsin::client::Client::new(&server.server),
+                &a,
+                server.json,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Issues { monitor, server } => {
-            tocsin::client::issues(&tocsin::client::Client::new(&server.server), monitor.as_deref(), server.json)?;
+            tocsin::client::issues(
+                &tocsin::client::Client::new(&server.server),
+                monitor.as_deref(),
+                server.json,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Recover { refs, monitor, all, user_id, user_name, user_email, message, server } => {
-            let a = tocsin::client::RecoverArgs { refs, monitor, all, user_id, user_name, user_email, message };
-            tocsin::client::recover(&tocsin::client::Client::new(&server.server), &a, server.json)?;
+        Cmd::Recover {
+            refs,
+            monitor,
+            all,
+            user_id,
+            user_name,
+            user_email,
+            message,
+            server,
+        } => {
+            let a = tocsin::client::RecoverArgs {
+                refs,
+                monitor,
+                all,
+                user_id,
+                user_name,
+                user_email,
+                message,
+            };
+            tocsin::client::recover(
+                &tocsin::client::Client::new(&server.server),
+                &a,
+                server.json,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Check { paths, scripts, config } => {
+        Cmd::Check {
+            paths,
+            scripts,
+            config,
+        } => {
             let errors = tocsin::cli::check(&paths, scripts.as_deref(), config.as_deref())?;
-            Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Cmd::Test { files } => {
             let failures = tocsin::cli::test(&files)?;
-            Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if failures == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
-        Cmd::Replay { monitors, metrics, from, to, scripts, config, precision: p } => {
+        Cmd::Replay {
+            monitors,
+            metrics,
+            from,
+            to,
+            scripts,
+            config,
+            precision: p,
+        } => {
             let args = tocsin::cli::ReplayArgs {
                 monitors,
                 metrics,
@@ -215,7 +299,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             std::io::Write::flush(&mut out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Write { file, data, precision: p } => {
+        Cmd::Write {
+            file,
+            data,
+            precision: p,
+        } => {
             let n = tocsin::cli::write(&file, &data, precision(&p)?)?;
             println!("stored {n} sample(s) in {}", data.display());
             Ok(ExitCode::SUCCESS)

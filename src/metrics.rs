@@ -45,7 +45,11 @@ impl Metrics {
 
     /// Counts a tick skipped because the previous check was still running.
     pub fn tick_skipped(&self, monitor: &str) {
-        self.monitors.lock().entry(monitor.to_string()).or_default().skipped += 1;
+        self.monitors
+            .lock()
+            .entry(monitor.to_string())
+            .or_default()
+            .skipped += 1;
     }
 
     /// Counts stored events by status.
@@ -65,27 +69,87 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
-        counter(&mut out, "tocsin_ingest_points_total", "Points accepted by the write endpoints.", self.ingest_points.load(Ordering::Relaxed));
-        counter(&mut out, "tocsin_ingest_requests_total", "Write requests accepted.", self.ingest_requests.load(Ordering::Relaxed));
-        counter(&mut out, "tocsin_ingest_rejected_total", "Write requests rejected as bad input.", self.ingest_rejected.load(Ordering::Relaxed));
-        counter(&mut out, "tocsin_ingest_throttled_total", "Write requests refused with 429.", self.ingest_throttled.load(Ordering::Relaxed));
-        counter(&mut out, "tocsin_custom_events_total", "Custom events accepted.", self.custom_events.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "tocsin_ingest_points_total",
+            "Points accepted by the write endpoints.",
+            self.ingest_points.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "tocsin_ingest_requests_total",
+            "Write requests accepted.",
+            self.ingest_requests.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "tocsin_ingest_rejected_total",
+            "Write requests rejected as bad input.",
+            self.ingest_rejected.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "tocsin_ingest_throttled_total",
+            "Write requests refused with 429.",
+            self.ingest_throttled.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "tocsin_custom_events_total",
+            "Custom events accepted.",
+            self.custom_events.load(Ordering::Relaxed),
+        );
         let mons = self.monitors.lock().clone();
-        let labelled = |out: &mut String, name: &str, help: &str, kind: &str, f: &dyn Fn(&MonitorFigures) -> String| {
+        let labelled = |out: &mut String,
+                        name: &str,
+                        help: &str,
+                        kind: &str,
+                        f: &dyn Fn(&MonitorFigures) -> String| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (id, m) in &mons {
                 let _ = writeln!(out, "{name}{{monitor=\"{}\"}} {}", escape(id), f(m));
             }
         };
-        labelled(&mut out, "tocsin_checks_total", "Checks run.", "counter", &|m| m.checks.to_string());
-        labelled(&mut out, "tocsin_check_errors_total", "Checks with a query or script error.", "counter", &|m| m.errors.to_string());
-        labelled(&mut out, "tocsin_skipped_ticks_total", "Ticks skipped because the previous check overran.", "counter", &|m| m.skipped.to_string());
+        labelled(
+            &mut out,
+            "tocsin_checks_total",
+            "Checks run.",
+            "counter",
+            &|m| m.checks.to_string(),
+        );
+        labelled(
+            &mut out,
+            "tocsin_check_errors_total",
+            "Checks with a query or script error.",
+            "counter",
+            &|m| m.errors.to_string(),
+        );
+        labelled(
+            &mut out,
+            "tocsin_skipped_ticks_total",
+            "Ticks skipped because the previous check overran.",
+            "counter",
+            &|m| m.skipped.to_string(),
+        );
         let _ = writeln!(out, "# HELP tocsin_check_duration_seconds Time spent in checks.\n# TYPE tocsin_check_duration_seconds summary");
         for (id, m) in &mons {
-            let _ = writeln!(out, "tocsin_check_duration_seconds_sum{{monitor=\"{}\"}} {}", escape(id), m.duration_sum);
-            let _ = writeln!(out, "tocsin_check_duration_seconds_count{{monitor=\"{}\"}} {}", escape(id), m.checks);
+            let _ = writeln!(
+                out,
+                "tocsin_check_duration_seconds_sum{{monitor=\"{}\"}} {}",
+                escape(id),
+                m.duration_sum
+            );
+            let _ = writeln!(
+                out,
+                "tocsin_check_duration_seconds_count{{monitor=\"{}\"}} {}",
+                escape(id),
+                m.checks
+            );
         }
         let _ = writeln!(out, "# HELP tocsin_events_total Events stored, by status.\n# TYPE tocsin_events_total counter");
         for (s, n) in self.events.lock().iter() {
@@ -99,7 +163,9 @@ impl Metrics {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

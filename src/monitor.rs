@@ -101,8 +101,7 @@ impl Schedule {
                 // cron iterates backwards with `rev()` on `after`'s counterpart.
                 schedule
                     .after(&dt)
-                    .rev()
-                    .next()
+                    .next_back()
                     .map(|d| d.timestamp())
                     .filter(|x| *x <= t)
             }
@@ -458,7 +457,11 @@ impl Errs<'_> {
     }
     fn bad<T: fmt::Debug>(&mut self, v: &Spanned<T>, field: &str, why: &str) {
         let short = field.rsplit('.').next().unwrap_or(field);
-        self.at(v.span(), field, format!("{short} = {:?}: {why}", v.get_ref()));
+        self.at(
+            v.span(),
+            field,
+            format!("{short} = {:?}: {why}", v.get_ref()),
+        );
     }
     fn duration(&mut self, v: &Option<Spanned<String>>, field: &str, default: i64) -> i64 {
         match v {
@@ -513,7 +516,11 @@ pub fn parse_monitor(
     if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         match &raw.id {
             Some(s) => e.bad(s, "id", "expected 1-128 characters without spaces"),
-            None => e.at(0..0, "id", format!("file stem {stem:?} is not a usable id; set id = \"...\"")),
+            None => e.at(
+                0..0,
+                "id",
+                format!("file stem {stem:?} is not a usable id; set id = \"...\""),
+            ),
         }
     }
     let name = raw
@@ -546,7 +553,10 @@ pub fn parse_monitor(
             e.bad(
                 p,
                 "policy",
-                &format!("unknown policy; known: {} (policies come from the config file)", known.join(", ")),
+                &format!(
+                    "unknown policy; known: {} (policies come from the config file)",
+                    known.join(", ")
+                ),
             );
         }
     }
@@ -558,7 +568,11 @@ pub fn parse_monitor(
         .filter(|x| **x)
         .count();
     let schedule = if set > 1 {
-        e.at(0..0, "every", "set only one of every, cron or manual = true".into());
+        e.at(
+            0..0,
+            "every",
+            "set only one of every, cron or manual = true".into(),
+        );
         Schedule::Manual
     } else if let Some(ev) = &raw.every {
         match parse_duration(ev.get_ref()) {
@@ -606,12 +620,21 @@ pub fn parse_monitor(
     // Query.
     let query = match (&raw.query, mtype) {
         (Some(q), MonitorType::BotObs) => {
-            e.at(q.span(), "query", "bot_obs monitors have no [query]: the script queries through host functions".into());
+            e.at(
+                q.span(),
+                "query",
+                "bot_obs monitors have no [query]: the script queries through host functions"
+                    .into(),
+            );
             None
         }
         (None, MonitorType::BotObs) => None,
         (None, _) => {
-            e.at(0..0, "query", "missing [query] section (measurement, field, agg)".into());
+            e.at(
+                0..0,
+                "query",
+                "missing [query] section (measurement, field, agg)".into(),
+            );
             None
         }
         (Some(q), _) => parse_query(q, &mut e),
@@ -628,7 +651,11 @@ pub fn parse_monitor(
             "outlier" => RuleKind::Outlier,
             "composite" => RuleKind::Composite,
             _ => {
-                e.bad(k, "rules.kind", &format!("expected one of {}", RULE_KINDS.join(", ")));
+                e.bad(
+                    k,
+                    "rules.kind",
+                    &format!("expected one of {}", RULE_KINDS.join(", ")),
+                );
                 RuleKind::Threshold
             }
         },
@@ -664,9 +691,16 @@ pub fn parse_monitor(
     let recovery = raw_rules
         .and_then(|r| r.recovery.as_ref())
         .and_then(|s| compile(s, "rules.recovery", &mut e));
-    let script_src = match (raw_rules.and_then(|r| r.script.as_ref()), raw.script.as_ref()) {
+    let script_src = match (
+        raw_rules.and_then(|r| r.script.as_ref()),
+        raw.script.as_ref(),
+    ) {
         (Some(a), Some(_)) => {
-            e.bad(a, "rules.script", "set the script once: either script or rules.script");
+            e.bad(
+                a,
+                "rules.script",
+                "set the script once: either script or rules.script",
+            );
             None
         }
         (a, b) => a.or(b),
@@ -675,7 +709,11 @@ pub fn parse_monitor(
         Ok((path, src)) => match ctx.engine.compile_script(&src, &path.display().to_string()) {
             Ok(c) => Some((s.get_ref().clone(), c)),
             Err(err) => {
-                e.bad(s, "rules.script", &format!("{} does not compile: {err}", path.display()));
+                e.bad(
+                    s,
+                    "rules.script",
+                    &format!("{} does not compile: {err}", path.display()),
+                );
                 None
             }
         },
@@ -688,13 +726,22 @@ pub fn parse_monitor(
         e.at(
             raw.rules.as_ref().map(|r| r.span()).unwrap_or(0..0),
             "rules",
-            "use either level expressions (critical, error, warning, info) or a script, not both".into(),
+            "use either level expressions (critical, error, warning, info) or a script, not both"
+                .into(),
         );
     }
     if mtype == MonitorType::BotObs && script_src.is_none() {
-        e.at(0..0, "rules.script", "a bot_obs monitor needs a script that calls report(...)".into());
+        e.at(
+            0..0,
+            "rules.script",
+            "a bot_obs monitor needs a script that calls report(...)".into(),
+        );
     }
-    if mtype != MonitorType::BotObs && script_src.is_none() && levels.is_empty() && raw_rules.is_some() {
+    if mtype != MonitorType::BotObs
+        && script_src.is_none()
+        && levels.is_empty()
+        && raw_rules.is_some()
+    {
         e.at(
             raw.rules.as_ref().map(|r| r.span()).unwrap_or(0..0),
             "rules",
@@ -702,20 +749,41 @@ pub fn parse_monitor(
         );
     }
     if mtype != MonitorType::BotObs && raw_rules.is_none() {
-        e.at(0..0, "rules", "missing [rules] section: e.g. critical = \"Result > 90\"".into());
+        e.at(
+            0..0,
+            "rules",
+            "missing [rules] section: e.g. critical = \"Result > 90\"".into(),
+        );
     }
-    let count = |v: Option<&Spanned<i64>>, field: &str, default: u32, min: i64, e: &mut Errs| -> u32 {
-        match v {
-            None => default,
-            Some(s) if *s.get_ref() >= min && *s.get_ref() <= 10_000 => *s.get_ref() as u32,
-            Some(s) => {
-                e.bad(s, field, &format!("expected an integer from {min} to 10000"));
-                default
+    let count =
+        |v: Option<&Spanned<i64>>, field: &str, default: u32, min: i64, e: &mut Errs| -> u32 {
+            match v {
+                None => default,
+                Some(s) if *s.get_ref() >= min && *s.get_ref() <= 10_000 => *s.get_ref() as u32,
+                Some(s) => {
+                    e.bad(
+                        s,
+                        field,
+                        &format!("expected an integer from {min} to 10000"),
+                    );
+                    default
+                }
             }
-        }
-    };
-    let trigger_after = count(raw_rules.and_then(|r| r.trigger_after.as_ref()), "rules.trigger_after", 1, 1, &mut e);
-    let recover_after = count(raw_rules.and_then(|r| r.recover_after.as_ref()), "rules.recover_after", 1, 0, &mut e);
+        };
+    let trigger_after = count(
+        raw_rules.and_then(|r| r.trigger_after.as_ref()),
+        "rules.trigger_after",
+        1,
+        1,
+        &mut e,
+    );
+    let recover_after = count(
+        raw_rules.and_then(|r| r.recover_after.as_ref()),
+        "rules.recover_after",
+        1,
+        0,
+        &mut e,
+    );
     let baseline = e.duration(
         &raw_rules.and_then(|r| r.baseline.clone()),
         "rules.baseline",
@@ -742,14 +810,22 @@ pub fn parse_monitor(
         let action = match &n.action {
             None => NodataAction::Nodata,
             Some(s) => NodataAction::parse(s.get_ref()).unwrap_or_else(|| {
-                e.bad(s, "nodata.action", &format!("expected one of {}", NODATA_ACTIONS.join(", ")));
+                e.bad(
+                    s,
+                    "nodata.action",
+                    &format!("expected one of {}", NODATA_ACTIONS.join(", ")),
+                );
                 NodataAction::None
             }),
         };
         NodataSpec { after, action }
     });
     if let (Some(n), MonitorType::BotObs) = (&raw.nodata, mtype) {
-        e.at(n.span(), "nodata", "bot_obs monitors have no [nodata]: a bot reports what it sees".into());
+        e.at(
+            n.span(),
+            "nodata",
+            "bot_obs monitors have no [nodata]: a bot reports what it sees".into(),
+        );
     }
 
     // Templates.
@@ -759,10 +835,26 @@ pub fn parse_monitor(
         for (src, field, slot) in [
             (&t.title, "template.title", &mut template.title),
             (&t.message, "template.message", &mut template.message),
-            (&t.recover_title, "template.recover_title", &mut template.recover_title),
-            (&t.recover_message, "template.recover_message", &mut template.recover_message),
-            (&t.nodata_title, "template.nodata_title", &mut template.nodata_title),
-            (&t.nodata_message, "template.nodata_message", &mut template.nodata_message),
+            (
+                &t.recover_title,
+                "template.recover_title",
+                &mut template.recover_title,
+            ),
+            (
+                &t.recover_message,
+                "template.recover_message",
+                &mut template.recover_message,
+            ),
+            (
+                &t.nodata_title,
+                "template.nodata_title",
+                &mut template.nodata_title,
+            ),
+            (
+                &t.nodata_message,
+                "template.nodata_message",
+                &mut template.nodata_message,
+            ),
         ] {
             if let Some(s) = src {
                 match crate::event::validate_template(s.get_ref()) {
@@ -829,7 +921,11 @@ fn parse_query(q: &Spanned<RawQuery>, e: &mut Errs) -> Option<QuerySpec> {
             String::new()
         }
         None => {
-            e.at(span.clone(), "query.measurement", "missing: the measurement to query, e.g. \"cpu\"".into());
+            e.at(
+                span.clone(),
+                "query.measurement",
+                "missing: the measurement to query, e.g. \"cpu\"".into(),
+            );
             String::new()
         }
     };
@@ -840,7 +936,11 @@ fn parse_query(q: &Spanned<RawQuery>, e: &mut Errs) -> Option<QuerySpec> {
             String::new()
         }
         None => {
-            e.at(span.clone(), "query.field", "missing: the field to aggregate, e.g. \"usage_total\"".into());
+            e.at(
+                span.clone(),
+                "query.field",
+                "missing: the field to aggregate, e.g. \"usage_total\"".into(),
+            );
             String::new()
         }
     };
@@ -849,12 +949,19 @@ fn parse_query(q: &Spanned<RawQuery>, e: &mut Errs) -> Option<QuerySpec> {
         Some(a) => match Agg::from_str(a.get_ref()) {
             Ok(x) => x,
             Err(_) => {
-                e.bad(a, "query.agg", &format!("expected one of {}", AGG_NAMES.join(", ")));
+                e.bad(
+                    a,
+                    "query.agg",
+                    &format!("expected one of {}", AGG_NAMES.join(", ")),
+                );
                 Agg::Avg
             }
         },
     };
-    let by = q.by.as_ref().map(|b| b.get_ref().clone()).unwrap_or_default();
+    let by =
+        q.by.as_ref()
+            .map(|b| b.get_ref().clone())
+            .unwrap_or_default();
     if let Some(b) = &q.by {
         let mut seen = HashSet::new();
         for t in b.get_ref() {
@@ -887,7 +994,11 @@ fn parse_query(q: &Spanned<RawQuery>, e: &mut Errs) -> Option<QuerySpec> {
 
 /// Finds a script: an absolute path, else in the scripts directory, else next to the monitor
 /// file, else in `../scripts` beside the monitors directory.
-fn load_script(name: &str, monitor_file: &Path, ctx: &LoadContext) -> Result<(PathBuf, String), String> {
+fn load_script(
+    name: &str,
+    monitor_file: &Path,
+    ctx: &LoadContext,
+) -> Result<(PathBuf, String), String> {
     let p = Path::new(name);
     let mut candidates = Vec::new();
     if p.is_absolute() {
@@ -967,4 +1078,54 @@ fn weekday_names(field: &str) -> Result<String, String> {
     }
     flush(&mut num, &mut out, after_slash)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fires_on_epoch_multiples() {
+        let s = Schedule::Every(300);
+        assert_eq!(s.next_after(1000), Some(1200));
+        assert_eq!(s.next_after(1200), Some(1500));
+        assert_eq!(s.latest_at_or_before(1499), Some(1200));
+        assert_eq!(s.latest_at_or_before(1500), Some(1500));
+        assert_eq!(s.ticks(1200, 1800), vec![1200, 1500, 1800]);
+    }
+
+    #[test]
+    fn cron_five_and_six_fields_and_weekdays() {
+        let s = Schedule::Cron {
+            expr: String::new(),
+            schedule: Box::new(parse_cron("*/5 * * * *").unwrap()),
+        };
+        // 2024-05-01T10:02:00Z
+        assert_eq!(s.next_after(1_714_557_720), Some(1_714_557_900));
+        assert_eq!(s.latest_at_or_before(1_714_557_720), Some(1_714_557_600));
+        assert_eq!(s.latest_at_or_before(1_714_557_600), Some(1_714_557_600));
+        let secs = Schedule::Cron {
+            expr: String::new(),
+            schedule: Box::new(parse_cron("*/10 * * * * *").unwrap()),
+        };
+        assert_eq!(secs.next_after(1_714_557_600), Some(1_714_557_610));
+        // 2024-05-01 is a Wednesday: weekday 3 in crontab numbering
+        let wed = Schedule::Cron {
+            expr: String::new(),
+            schedule: Box::new(parse_cron("0 12 * * 3").unwrap()),
+        };
+        assert_eq!(
+            wed.next_after(1_714_557_600),
+            Some(1_714_557_600 + 2 * 3600)
+        );
+        let sun = parse_cron("0 0 * * 0").unwrap();
+        let sun7 = parse_cron("0 0 * * 7").unwrap();
+        let t = chrono::DateTime::from_timestamp(1_714_557_600, 0).unwrap();
+        assert_eq!(sun.after(&t).next(), sun7.after(&t).next());
+        assert!(parse_cron("61 * * * *").is_err());
+        assert!(parse_cron("* * *")
+            .unwrap_err()
+            .contains("expected 5 fields"));
+        assert!(parse_cron("0 0 * * 9").is_err());
+    }
 }

@@ -13,7 +13,10 @@ pub fn schedule(monitors: &[Monitor], from: i64, to: i64) -> Vec<(i64, usize)> {
         .enumerate()
         .flat_map(|(i, m)| m.schedule.ticks(from, to).into_iter().map(move |t| (t, i)))
         .collect();
-    ticks.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| monitors[a.1].id.cmp(&monitors[b.1].id)));
+    ticks.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| monitors[a.1].id.cmp(&monitors[b.1].id))
+    });
     ticks
 }
 
@@ -34,11 +37,19 @@ pub fn run(
         match runner.run(m, st, *t, ExecMode::Crontab) {
             Ok(rep) => {
                 for e in rep.errors {
-                    warn(format!("{} at {}: {e}", m.id, crate::timeutil::format_time(*t)));
+                    warn(format!(
+                        "{} at {}: {e}",
+                        m.id,
+                        crate::timeutil::format_time(*t)
+                    ));
                 }
                 events.extend(rep.events);
             }
-            Err(e) => warn(format!("{} at {}: {e}", m.id, crate::timeutil::format_time(*t))),
+            Err(e) => warn(format!(
+                "{} at {}: {e}",
+                m.id,
+                crate::timeutil::format_time(*t)
+            )),
         }
         progress(done + 1);
     }
@@ -51,7 +62,10 @@ pub fn sort_events(events: &mut [Event]) {
     events.sort_by(|a, b| {
         a.date()
             .cmp(&b.date())
-            .then_with(|| a.str("df_monitor_checker_id").cmp(&b.str("df_monitor_checker_id")))
+            .then_with(|| {
+                a.str("df_monitor_checker_id")
+                    .cmp(&b.str("df_monitor_checker_id"))
+            })
             .then_with(|| a.event_ref().cmp(b.event_ref()))
     });
 }

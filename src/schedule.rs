@@ -141,7 +141,10 @@ impl Engine {
         let mut next = BTreeMap::new();
         for m in loaded.monitors {
             let id = m.id.clone();
-            if let Some(slot) = old.get(&id).filter(|s| s.monitor.fingerprint == m.fingerprint) {
+            if let Some(slot) = old
+                .get(&id)
+                .filter(|s| s.monitor.fingerprint == m.fingerprint)
+            {
                 report.unchanged.push(id.clone());
                 next.insert(id, slot.clone());
                 continue;
@@ -153,7 +156,9 @@ impl Engine {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(monitor = %id, "cannot restore state: {e}");
-                        report.errors.push(format!("{id}: cannot restore state: {e}"));
+                        report
+                            .errors
+                            .push(format!("{id}: cannot restore state: {e}"));
                         continue;
                     }
                 },
@@ -173,11 +178,21 @@ impl Engine {
                 }),
             );
         }
-        report.removed = old.keys().filter(|k| !next.contains_key(*k)).cloned().collect();
+        report.removed = old
+            .keys()
+            .filter(|k| !next.contains_key(*k))
+            .cloned()
+            .collect();
         *self.slots.write() = next;
         *self.errors.write() = loaded.errors;
         self.wake.notify_one();
-        tracing::info!(loaded = report.loaded, changed = report.changed.len(), removed = report.removed.len(), errors = report.errors.len(), "monitors loaded");
+        tracing::info!(
+            loaded = report.loaded,
+            changed = report.changed.len(),
+            removed = report.removed.len(),
+            errors = report.errors.len(),
+            "monitors loaded"
+        );
         report
     }
 
@@ -230,7 +245,8 @@ impl Engine {
         h.last_duration_ms = Some((secs * 1000.0) as u64);
         let out = match res {
             Ok(rep) => {
-                self.metrics.events_stored(rep.events.iter().filter_map(|e| e.str("df_status")));
+                self.metrics
+                    .events_stored(rep.events.iter().filter_map(|e| e.str("df_status")));
                 if rep.errors.is_empty() {
                     h.last_error = None;
                 } else {
@@ -251,7 +267,11 @@ impl Engine {
             }
         };
         if mode == ExecMode::Crontab {
-            if let Err(e) = self.runner.db.set_kv(&format!("last_tick:{id}"), &t.to_string()) {
+            if let Err(e) = self
+                .runner
+                .db
+                .set_kv(&format!("last_tick:{id}"), &t.to_string())
+            {
                 tracing::warn!(monitor = %id, "cannot record last tick: {e}");
             }
         }
@@ -263,7 +283,10 @@ impl Engine {
         let slot = self.slot(id)?;
         let me = self.clone();
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let res = tokio::task::spawn_blocking(move || me.run_blocking(&slot, now_secs(), ExecMode::Async)).await;
+        let res = tokio::task::spawn_blocking(move || {
+            me.run_blocking(&slot, now_secs(), ExecMode::Async)
+        })
+        .await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         Some(res.unwrap_or_else(|e| Err(format!("check task failed: {e}"))))
     }
@@ -304,7 +327,11 @@ impl Engine {
             }
             let wait = (next_wake - now_secs()).clamp(0, 60) as u64;
             let sub_second = 1000 - (chrono::Utc::now().timestamp_subsec_millis() as u64).min(999);
-            let sleep = std::time::Duration::from_millis(if wait == 0 { 50 } else { (wait - 1) * 1000 + sub_second });
+            let sleep = std::time::Duration::from_millis(if wait == 0 {
+                50
+            } else {
+                (wait - 1) * 1000 + sub_second
+            });
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.wake.notified() => {}
@@ -322,9 +349,17 @@ impl Engine {
     }
 
     /// Manual recovery: one `manual_ok` per open round selected; returns the events.
-    pub fn recover_blocking(&self, sel: &RecoverSelector, user: &RecoverUser) -> Result<Vec<Event>, String> {
+    pub fn recover_blocking(
+        &self,
+        sel: &RecoverSelector,
+        user: &RecoverUser,
+    ) -> Result<Vec<Event>, String> {
         let now = now_secs();
-        let issues = self.runner.db.issues(None, now).map_err(|e| e.to_string())?;
+        let issues = self
+            .runner
+            .db
+            .issues(None, now)
+            .map_err(|e| e.to_string())?;
         let chosen: Vec<_> = issues
             .into_iter()
             .filter(|i| match sel {
@@ -354,14 +389,24 @@ impl Engine {
     }
 
     /// Closes an issue whose monitor is not loaded (removed, or a custom event round).
-    fn recover_orphan(&self, issue: &crate::eventdb::IssueRow, now: i64, user: &RecoverUser) -> Result<Event, String> {
+    fn recover_orphan(
+        &self,
+        issue: &crate::eventdb::IssueRow,
+        now: i64,
+        user: &RecoverUser,
+    ) -> Result<Event, String> {
         let db = &self.runner.db;
         let last = db.event(&issue.last_event_id).map_err(|e| e.to_string())?;
         let mut ev = Event::new();
         if let Some(last) = &last {
             // Keep the identity fields of the round (monitor, tags, source, names).
             for (k, v) in &last.0 {
-                if !k.starts_with("df_") || k.starts_with("df_monitor") || k == "df_dimension_tags" || k == "df_source" || k.starts_with("df_event_") {
+                if !k.starts_with("df_")
+                    || k.starts_with("df_monitor")
+                    || k == "df_dimension_tags"
+                    || k == "df_source"
+                    || k.starts_with("df_event_")
+                {
                     ev.0.insert(k.clone(), v.clone());
                 }
             }
@@ -378,7 +423,12 @@ impl Engine {
         ev.set("df_fault_id", issue.fault_id.clone());
         ev.set("df_monitor_checker_event_ref", issue.event_ref.clone());
         ev.set("df_title", format!("Recovered by hand: {}", issue.title));
-        ev.set("df_message", user.message.clone().unwrap_or_else(|| format!("{} recovered by {}", issue.title, user.name)));
+        ev.set(
+            "df_message",
+            user.message
+                .clone()
+                .unwrap_or_else(|| format!("{} recovered by {}", issue.title, user.name)),
+        );
         ev.set("df_user_id", user.id.clone());
         ev.set("df_user_name", user.name.clone());
         ev.set("df_user_email", user.email.clone());
@@ -390,7 +440,9 @@ impl Engine {
         };
         if issue.source == "monitor" && !issue.monitor.is_empty() {
             // The monitor is gone; its stored state for this object goes with the round.
-            commit.deletes.push((issue.monitor.clone(), issue.event_ref.clone()));
+            commit
+                .deletes
+                .push((issue.monitor.clone(), issue.event_ref.clone()));
         }
         let _: Option<StoredObject> = None;
         db.commit(&commit).map_err(|e| e.to_string())?;

@@ -34,13 +34,27 @@ pub struct ServeArgs {
 /// Runs the server until a stop signal.
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let cfg = load_config(args.config.as_deref())?;
-    let data = args.data.or(cfg.data.clone()).unwrap_or_else(|| PathBuf::from("./data"));
-    let listen = args.listen.or(cfg.listen.clone()).unwrap_or_else(|| "127.0.0.1:9530".into());
-    let monitors = args.monitors.or(cfg.monitors.clone()).unwrap_or_else(|| PathBuf::from("./monitors"));
-    let scripts = args.scripts.or(cfg.scripts.clone()).unwrap_or_else(|| PathBuf::from("./scripts"));
+    let data = args
+        .data
+        .or(cfg.data.clone())
+        .unwrap_or_else(|| PathBuf::from("./data"));
+    let listen = args
+        .listen
+        .or(cfg.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:9530".into());
+    let monitors = args
+        .monitors
+        .or(cfg.monitors.clone())
+        .unwrap_or_else(|| PathBuf::from("./monitors"));
+    let scripts = args
+        .scripts
+        .or(cfg.scripts.clone())
+        .unwrap_or_else(|| PathBuf::from("./scripts"));
     let addr: SocketAddr = tokio::net::lookup_host(&listen)
         .await
-        .with_context(|| format!("listen address {listen:?}: expected host:port such as 127.0.0.1:9530"))?
+        .with_context(|| {
+            format!("listen address {listen:?}: expected host:port such as 127.0.0.1:9530")
+        })?
         .next()
         .ok_or_else(|| anyhow!("listen address {listen:?} resolves to nothing"))?;
     if cfg.ingest_token.is_none() && cfg.admin_token.is_none() && !addr.ip().is_loopback() {
@@ -48,13 +62,20 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             "refusing to listen on non-loopback {addr} without tokens: set ingest_token and admin_token in the config file, or listen on 127.0.0.1"
         );
     }
-    for (name, t) in [("ingest_token", &cfg.ingest_token), ("admin_token", &cfg.admin_token)] {
+    for (name, t) in [
+        ("ingest_token", &cfg.ingest_token),
+        ("admin_token", &cfg.admin_token),
+    ] {
         if t.is_none() && !addr.ip().is_loopback() {
-            tracing::warn!("{name} is not set: those endpoints are open to anyone who reaches {addr}");
+            tracing::warn!(
+                "{name} is not set: those endpoints are open to anyone who reaches {addr}"
+            );
         }
     }
-    let metrics_keep = parse_duration(cfg.retention.metrics.as_deref().unwrap_or("7d")).map_err(|e| anyhow!("retention.metrics: {e}"))?;
-    let events_keep = parse_duration(cfg.retention.events.as_deref().unwrap_or("30d")).map_err(|e| anyhow!("retention.events: {e}"))?;
+    let metrics_keep = parse_duration(cfg.retention.metrics.as_deref().unwrap_or("7d"))
+        .map_err(|e| anyhow!("retention.metrics: {e}"))?;
+    let events_keep = parse_duration(cfg.retention.events.as_deref().unwrap_or("30d"))
+        .map_err(|e| anyhow!("retention.events: {e}"))?;
 
     let store = Arc::new(Store::open(&data, StoreOptions::default()).map_err(|e| anyhow!("{e}"))?);
     let db = Arc::new(EventDb::open(&data).map_err(|e| anyhow!("{e}"))?);
@@ -84,22 +105,38 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         max_body: cfg.max_body_bytes.unwrap_or(32 << 20),
     };
 
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, data = %data.display(), monitors = %monitors.display(), "tocsin listening");
-    eprintln!("tocsin listening on http://{addr} (data {}, monitors {})", data.display(), monitors.display());
+    eprintln!(
+        "tocsin listening on http://{addr} (data {}, monitors {})",
+        data.display(),
+        monitors.display()
+    );
 
     let scheduler = tokio::spawn(engine.clone().scheduler());
     let mut background = Vec::new();
     if cfg.host_input.enabled.unwrap_or(true) {
-        let every = parse_duration(cfg.host_input.every.as_deref().unwrap_or("10s")).map_err(|e| anyhow!("host_input.every: {e}"))?;
+        let every = parse_duration(cfg.host_input.every.as_deref().unwrap_or("10s"))
+            .map_err(|e| anyhow!("host_input.every: {e}"))?;
         background.push(tokio::spawn(host_input(ingest.clone(), every.max(1))));
     }
-    background.push(tokio::spawn(retention(store.clone(), db.clone(), metrics_keep, events_keep)));
+    background.push(tokio::spawn(retention(
+        store.clone(),
+        db.clone(),
+        metrics_keep,
+        events_keep,
+    )));
     #[cfg(unix)]
     {
         let e = engine.clone();
         background.push(tokio::spawn(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading monitors");
                 let e2 = e.clone();
@@ -119,7 +156,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     engine.stop().await;
     let _ = scheduler.await;
     let ing = ingest.clone();
-    tokio::task::spawn_blocking(move || ing.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || ing.shutdown())
+        .await
+        .ok();
     eprintln!("tocsin stopped");
     Ok(())
 }
@@ -127,7 +166,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 async fn stop_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -160,13 +200,19 @@ async fn retention(store: Arc<Store>, db: Arc<EventDb>, metrics_keep: i64, event
         let now = chrono::Utc::now().timestamp();
         let (s, d) = (store.clone(), db.clone());
         let res = tokio::task::spawn_blocking(move || {
-            let m = s.drop_before((now - metrics_keep) * 1_000_000_000).map_err(|e| e.to_string())?;
-            let e = d.drop_events_before(now - events_keep).map_err(|e| e.to_string())?;
+            let m = s
+                .drop_before((now - metrics_keep) * 1_000_000_000)
+                .map_err(|e| e.to_string())?;
+            let e = d
+                .drop_events_before(now - events_keep)
+                .map_err(|e| e.to_string())?;
             Ok::<_, String>((m, e))
         })
         .await;
         match res {
-            Ok(Ok((m, e))) if m + e > 0 => tracing::info!(metric_chunks = m, events = e, "retention removed old data"),
+            Ok(Ok((m, e))) if m + e > 0 => {
+                tracing::info!(metric_chunks = m, events = e, "retention removed old data")
+            }
             Ok(Err(e)) => tracing::warn!("retention failed: {e}"),
             _ => {}
         }

@@ -125,25 +125,38 @@ pub fn expand(values: &str) -> Result<Vec<Option<f64>>, String> {
             continue;
         }
         if let Some(n) = tok.strip_prefix("_x") {
-            let n: usize = n.parse().map_err(|_| format!("bad repeat in {tok:?}: expected _xN"))?;
+            let n: usize = n
+                .parse()
+                .map_err(|_| format!("bad repeat in {tok:?}: expected _xN"))?;
             out.extend(std::iter::repeat_n(None, n));
             continue;
         }
         if let Some((head, n)) = tok.rsplit_once('x') {
-            let n: usize = n.parse().map_err(|_| format!("bad repeat in {tok:?}: expected a+bxN or axN"))?;
+            let n: usize = n
+                .parse()
+                .map_err(|_| format!("bad repeat in {tok:?}: expected a+bxN or axN"))?;
             // head is `a`, `a+b` or `a-b` (a may itself be negative or have an exponent)
             let split = head
                 .char_indices()
                 .skip(1)
-                .find(|(i, c)| (*c == '+' || *c == '-') && !matches!(head.as_bytes()[i - 1], b'e' | b'E'))
+                .find(|(i, c)| {
+                    (*c == '+' || *c == '-') && !matches!(head.as_bytes()[i - 1], b'e' | b'E')
+                })
                 .map(|(i, _)| i);
             let (a, b) = match split {
                 Some(i) => {
-                    let a: f64 = head[..i].parse().map_err(|_| format!("bad number in {tok:?}"))?;
-                    let b: f64 = head[i + 1..].parse().map_err(|_| format!("bad step in {tok:?}"))?;
+                    let a: f64 = head[..i]
+                        .parse()
+                        .map_err(|_| format!("bad number in {tok:?}"))?;
+                    let b: f64 = head[i + 1..]
+                        .parse()
+                        .map_err(|_| format!("bad step in {tok:?}"))?;
                     (a, if &head[i..=i] == "-" { -b } else { b })
                 }
-                None => (head.parse().map_err(|_| format!("bad number in {tok:?}"))?, 0.0),
+                None => (
+                    head.parse().map_err(|_| format!("bad number in {tok:?}"))?,
+                    0.0,
+                ),
             };
             for k in 0..=n {
                 out.push(Some(a + b * k as f64));
@@ -161,7 +174,8 @@ fn offset_or_time(s: &str, start: i64) -> Result<i64, String> {
     if let Ok(d) = parse_duration(s) {
         return Ok(start + d);
     }
-    parse_time(s).map_err(|_| format!("bad time {s:?}: expected an offset such as \"5m\" or RFC 3339"))
+    parse_time(s)
+        .map_err(|_| format!("bad time {s:?}: expected an offset such as \"5m\" or RFC 3339"))
 }
 
 fn describe(e: &Event, start: i64) -> String {
@@ -236,7 +250,9 @@ fn matches(x: &ExpectedEvent, e: &Event, start: i64) -> Result<bool, String> {
         }
     }
     if let Some(v) = &x.value {
-        let got = e.str("df_monitor_checker_value").and_then(|s| s.parse::<f64>().ok());
+        let got = e
+            .str("df_monitor_checker_value")
+            .and_then(|s| s.parse::<f64>().ok());
         let want = match v {
             toml::Value::Integer(i) => Some(*i as f64),
             toml::Value::Float(f) => Some(*f),
@@ -263,9 +279,13 @@ fn matches(x: &ExpectedEvent, e: &Event, start: i64) -> Result<bool, String> {
 
 /// Runs one test file.
 pub fn run_file(path: &Path) -> Result<FileResult, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let tf: TestFile = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
+        let line = e
+            .span()
+            .map(|s| text[..s.start].matches('\n').count() + 1)
+            .unwrap_or(1);
         format!("{}:{}: {}", path.display(), line, e.message())
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -273,7 +293,11 @@ pub fn run_file(path: &Path) -> Result<FileResult, String> {
         Some(s) => dir.join(s),
         None => {
             let guess = dir.join("../../scripts");
-            if guess.is_dir() { guess } else { PathBuf::from("scripts") }
+            if guess.is_dir() {
+                guess
+            } else {
+                PathBuf::from("scripts")
+            }
         }
     };
     let config = match &tf.config {
@@ -290,16 +314,35 @@ pub fn run_file(path: &Path) -> Result<FileResult, String> {
     let paths: Vec<PathBuf> = tf.monitors.iter().map(|m| dir.join(m)).collect();
     let loaded = load(&paths, &ctx);
     if !loaded.errors.is_empty() {
-        return Err(loaded.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"));
+        return Err(loaded
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"));
     }
     if loaded.monitors.is_empty() {
-        return Err(format!("{}: no monitors loaded from {:?}", path.display(), tf.monitors));
+        return Err(format!(
+            "{}: no monitors loaded from {:?}",
+            path.display(),
+            tf.monitors
+        ));
     }
     let mut result = FileResult::default();
     for (ci, case) in tf.tests.iter().enumerate() {
-        let name = case.name.clone().unwrap_or_else(|| format!("case {}", ci + 1));
+        let name = case
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("case {}", ci + 1));
         let label = format!("{} [{}]", path.display(), name);
-        run_case(case, &loaded.monitors, &engine, &config, &label, &mut result)?;
+        run_case(
+            case,
+            &loaded.monitors,
+            &engine,
+            &config,
+            &label,
+            &mut result,
+        )?;
     }
     Ok(result)
 }
@@ -316,12 +359,15 @@ fn run_case(
         Some(s) => parse_time(s).map_err(|e| format!("{label}: start: {e}"))?,
         None => 0,
     };
-    let step = parse_duration(case.interval.as_deref().unwrap_or("1m")).map_err(|e| format!("{label}: interval: {e}"))?;
+    let step = parse_duration(case.interval.as_deref().unwrap_or("1m"))
+        .map_err(|e| format!("{label}: interval: {e}"))?;
     let store = Arc::new(Store::scratch());
     let mut points = Vec::new();
     for s in &case.series {
-        let vals = expand(&s.values).map_err(|e| format!("{label}: series {}.{}: {e}", s.measurement, s.field))?;
-        let off = parse_duration(s.offset.as_deref().unwrap_or("0s")).map_err(|e| format!("{label}: offset: {e}"))?;
+        let vals = expand(&s.values)
+            .map_err(|e| format!("{label}: series {}.{}: {e}", s.measurement, s.field))?;
+        let off = parse_duration(s.offset.as_deref().unwrap_or("0s"))
+            .map_err(|e| format!("{label}: offset: {e}"))?;
         let sstep = match &s.interval {
             Some(i) => parse_duration(i).map_err(|e| format!("{label}: series interval: {e}"))?,
             None => step,
@@ -357,7 +403,12 @@ fn run_case(
                 m.clone()
             }
             None if monitors.len() == 1 => monitors[0].id.clone(),
-            None => return Err(format!("{label}: expect at {}: name the monitor (several are loaded)", x.at)),
+            None => {
+                return Err(format!(
+                    "{label}: expect at {}: name the monitor (several are loaded)",
+                    x.at
+                ))
+            }
         };
         expects.push((at, monitor, x));
     }
@@ -371,13 +422,20 @@ fn run_case(
             }
         }
     }
-    ticks.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| monitors[a.1].id.cmp(&monitors[b.1].id)));
+    ticks.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| monitors[a.1].id.cmp(&monitors[b.1].id))
+    });
     let mut states: HashMap<usize, MonitorState> = HashMap::new();
     let mut got: BTreeMap<(i64, String), Vec<Event>> = BTreeMap::new();
     let mut ran: std::collections::HashSet<(i64, String)> = Default::default();
     for (t, i) in ticks {
         let m = &monitors[i];
-        let mode = if matches!(m.schedule, Schedule::Manual) { ExecMode::Async } else { ExecMode::Crontab };
+        let mode = if matches!(m.schedule, Schedule::Manual) {
+            ExecMode::Async
+        } else {
+            ExecMode::Crontab
+        };
         let rep = runner
             .run(m, states.entry(i).or_default(), t, mode)
             .map_err(|e| format!("{label}: {} at {}: {e}", m.id, format_time(t)))?;
@@ -416,7 +474,11 @@ fn run_case(
         if !ok {
             let want: Vec<String> = x.events.iter().map(describe_expected).collect();
             let have: Vec<String> = actual.iter().map(|e| describe(e, start)).collect();
-            result.failures.push(side_by_side(&format!("{label}: monitor {mid} at {when}"), &want, &have));
+            result.failures.push(side_by_side(
+                &format!("{label}: monitor {mid} at {when}"),
+                &want,
+                &have,
+            ));
         }
     }
     Ok(())
@@ -427,8 +489,22 @@ fn side_by_side(head: &str, want: &[String], have: &[String]) -> String {
     let mut out = format!("{head}\n  {:<width$} | actual\n", "expected");
     let n = want.len().max(have.len()).max(1);
     for i in 0..n {
-        let w = want.get(i).map(String::as_str).unwrap_or(if i == 0 && want.is_empty() { "(no event)" } else { "" });
-        let h = have.get(i).map(String::as_str).unwrap_or(if i == 0 && have.is_empty() { "(no event)" } else { "" });
+        let w = want
+            .get(i)
+            .map(String::as_str)
+            .unwrap_or(if i == 0 && want.is_empty() {
+                "(no event)"
+            } else {
+                ""
+            });
+        let h = have
+            .get(i)
+            .map(String::as_str)
+            .unwrap_or(if i == 0 && have.is_empty() {
+                "(no event)"
+            } else {
+                ""
+            });
         out.push_str(&format!("  {w:<width$} | {h}\n"));
     }
     out
@@ -440,11 +516,20 @@ mod tests {
 
     #[test]
     fn expanding_notation() {
-        assert_eq!(expand("1+1x3").unwrap(), vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0)]);
+        assert_eq!(
+            expand("1+1x3").unwrap(),
+            vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0)]
+        );
         assert_eq!(expand("5x2").unwrap(), vec![Some(5.0); 3]);
-        assert_eq!(expand("10-2x2").unwrap(), vec![Some(10.0), Some(8.0), Some(6.0)]);
+        assert_eq!(
+            expand("10-2x2").unwrap(),
+            vec![Some(10.0), Some(8.0), Some(6.0)]
+        );
         assert_eq!(expand("-1+1x1").unwrap(), vec![Some(-1.0), Some(0.0)]);
-        assert_eq!(expand("_ 1 _x2 2.5").unwrap(), vec![None, Some(1.0), None, None, Some(2.5)]);
+        assert_eq!(
+            expand("_ 1 _x2 2.5").unwrap(),
+            vec![None, Some(1.0), None, None, Some(2.5)]
+        );
         assert_eq!(expand("1e2+1x1").unwrap(), vec![Some(100.0), Some(101.0)]);
         assert!(expand("abc").is_err());
         assert!(expand("1x").is_err());

@@ -15,7 +15,10 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -30,8 +33,17 @@ fn shipped_monitors_pass_check() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "check failed:\n{out}\n{err}");
     assert!(out.contains("0 error(s)"), "{out}");
-    for id in ["host-cpu", "host-mem", "host-disk", "host-load", "disk-forecast"] {
-        assert!(out.contains(&format!("ok  {id}")), "{id} missing from\n{out}");
+    for id in [
+        "host-cpu",
+        "host-mem",
+        "host-disk",
+        "host-load",
+        "disk-forecast",
+    ] {
+        assert!(
+            out.contains(&format!("ok  {id}")),
+            "{id} missing from\n{out}"
+        );
     }
 }
 
@@ -53,19 +65,34 @@ fn check_reports_file_line_field_value_and_allowed() {
         "good.toml",
         "every = \"1m\"\n[query]\nmeasurement = \"cpu\"\nfield = \"usage\"\n[rules]\ncritical = \"Result > 90\"\n",
     );
-    write(dir.path(), "typo.toml", "every = \"1m\"\nintervall = \"5m\"\n");
+    write(
+        dir.path(),
+        "typo.toml",
+        "every = \"1m\"\nintervall = \"5m\"\n",
+    );
     let o = run(&["check", dir.path().to_str().unwrap()]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
     let cpu = dir.path().join("cpu.toml");
     assert!(
-        err.contains(&format!("{}:7: query.agg: agg = \"avrage\": expected one of avg, min, max", cpu.display())),
+        err.contains(&format!(
+            "{}:7: query.agg: agg = \"avrage\": expected one of avg, min, max",
+            cpu.display()
+        )),
         "{err}"
     );
     assert!(err.contains("cron.toml:1: cron"), "{err}");
     assert!(err.contains("cron.toml:6: rules.critical"), "{err}");
-    assert!(err.contains("cron.toml:8: nodata.action: action = \"panic\": expected one of none, nodata, ok"), "{err}");
-    assert!(err.contains("typo.toml:2:") && err.contains("intervall"), "{err}");
+    assert!(
+        err.contains(
+            "cron.toml:8: nodata.action: action = \"panic\": expected one of none, nodata, ok"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("typo.toml:2:") && err.contains("intervall"),
+        "{err}"
+    );
     // the valid monitor still loads
     assert!(out.contains("ok  good"), "{out}");
 }
@@ -76,12 +103,27 @@ fn check_rejects_duplicate_ids_and_missing_scripts() {
     let body = "id = \"same\"\nevery = \"1m\"\n[query]\nmeasurement = \"m\"\nfield = \"f\"\n[rules]\nwarning = \"Result > 1\"\n";
     write(dir.path(), "a.toml", body);
     write(dir.path(), "b.toml", body);
-    write(dir.path(), "c.toml", "type = \"bot_obs\"\nevery = \"1m\"\nscript = \"nope.rhai\"\n");
-    let o = run(&["check", dir.path().to_str().unwrap(), "--scripts", dir.path().to_str().unwrap()]);
+    write(
+        dir.path(),
+        "c.toml",
+        "type = \"bot_obs\"\nevery = \"1m\"\nscript = \"nope.rhai\"\n",
+    );
+    let o = run(&[
+        "check",
+        dir.path().to_str().unwrap(),
+        "--scripts",
+        dir.path().to_str().unwrap(),
+    ]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err.contains("b.toml:1: id") && err.contains("already used"), "{err}");
-    assert!(err.contains("c.toml:3: rules.script") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("b.toml:1: id") && err.contains("already used"),
+        "{err}"
+    );
+    assert!(
+        err.contains("c.toml:3: rules.script") && err.contains("not found"),
+        "{err}"
+    );
 }
 
 fn replay(args: &[&str]) -> (Output, Vec<Value>) {
@@ -116,10 +158,16 @@ fn replay_of_the_shipped_example_is_deterministic_and_ordered() {
         (
             e["date"].as_i64().unwrap(),
             e["df_monitor_checker_id"].as_str().unwrap().to_string(),
-            e["df_monitor_checker_event_ref"].as_str().unwrap().to_string(),
+            e["df_monitor_checker_event_ref"]
+                .as_str()
+                .unwrap()
+                .to_string(),
         )
     };
-    assert!(events.windows(2).all(|w| key(&w[0]) <= key(&w[1])), "ordered by date, monitor, ref");
+    assert!(
+        events.windows(2).all(|w| key(&w[0]) <= key(&w[1])),
+        "ordered by date, monitor, ref"
+    );
     assert_eq!(events.len(), again.len());
     let summary: Vec<(String, String, i64, i64)> = events
         .iter()
@@ -132,7 +180,9 @@ fn replay_of_the_shipped_example_is_deterministic_and_ordered() {
             )
         })
         .collect();
-    let m = |id: &str, s: &str, date_min: i64, start_min: i64| (id.to_string(), s.to_string(), date_min * 60, start_min * 60);
+    let m = |id: &str, s: &str, date_min: i64, start_min: i64| {
+        (id.to_string(), s.to_string(), date_min * 60, start_min * 60)
+    };
     let expected = vec![
         // CPU: 97% from 10:10; 5-minute average 70.2 at 10:13 (warning, streak 1), 83.6 at 10:14
         m("host-cpu", "error", 14, 14),
@@ -151,18 +201,43 @@ fn replay_of_the_shipped_example_is_deterministic_and_ordered() {
     assert_eq!(summary, expected, "{summary:#?}");
     let first = &events[0];
     for f in [
-        "df_event_id", "date", "timestamp", "df_date_range", "df_check_range_start", "df_check_range_end",
-        "df_issue_start_time", "df_issue_duration", "df_fault_id", "df_source", "df_status", "df_title",
-        "df_message", "df_dimension_tags", "df_monitor_id", "df_monitor_name", "df_monitor_type",
-        "df_monitor_checker", "df_monitor_checker_sub", "df_monitor_checker_id", "df_monitor_checker_name",
-        "df_monitor_checker_value", "df_monitor_checker_ref", "df_monitor_checker_event_ref",
-        "df_event_detail", "df_exec_mode", "host",
+        "df_event_id",
+        "date",
+        "timestamp",
+        "df_date_range",
+        "df_check_range_start",
+        "df_check_range_end",
+        "df_issue_start_time",
+        "df_issue_duration",
+        "df_fault_id",
+        "df_source",
+        "df_status",
+        "df_title",
+        "df_message",
+        "df_dimension_tags",
+        "df_monitor_id",
+        "df_monitor_name",
+        "df_monitor_type",
+        "df_monitor_checker",
+        "df_monitor_checker_sub",
+        "df_monitor_checker_id",
+        "df_monitor_checker_name",
+        "df_monitor_checker_value",
+        "df_monitor_checker_ref",
+        "df_monitor_checker_event_ref",
+        "df_event_detail",
+        "df_exec_mode",
+        "host",
     ] {
         assert!(first.get(f).is_some(), "field {f} missing in {first}");
     }
     assert_eq!(first["df_dimension_tags"], r#"{"host":"web01"}"#);
     assert_eq!(first["df_exec_mode"], "crontab");
-    assert_eq!(first["df_check_range_end"].as_i64().unwrap() - first["df_check_range_start"].as_i64().unwrap(), 300);
+    assert_eq!(
+        first["df_check_range_end"].as_i64().unwrap()
+            - first["df_check_range_start"].as_i64().unwrap(),
+        300
+    );
     let ok = events.iter().find(|e| e["df_status"] == "ok").unwrap();
     assert_eq!(ok["df_sub_status"], "warning");
     assert_eq!(ok["df_fault_id"], first["df_event_id"]);
@@ -172,18 +247,66 @@ fn replay_of_the_shipped_example_is_deterministic_and_ordered() {
 #[test]
 fn replay_rejects_bad_input_with_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = write(dir.path(), "bad.lp", "cpu,host=a usage=1 1\ncpu,host=a usage=oops 2\n");
-    let (o, _) = replay(&["--monitors", "monitors", "--metrics", bad.to_str().unwrap(), "--from", "0", "--to", "60"]);
+    let bad = write(
+        dir.path(),
+        "bad.lp",
+        "cpu,host=a usage=1 1\ncpu,host=a usage=oops 2\n",
+    );
+    let (o, _) = replay(&[
+        "--monitors",
+        "monitors",
+        "--metrics",
+        bad.to_str().unwrap(),
+        "--from",
+        "0",
+        "--to",
+        "60",
+    ]);
     assert!(!o.status.success());
     assert!(text(&o).1.contains("bad.lp: line 2:"), "{}", text(&o).1);
-    let (o, _) = replay(&["--monitors", "monitors", "--metrics", "tests/data/example.lp", "--from", "yesterday", "--to", "60"]);
+    let (o, _) = replay(&[
+        "--monitors",
+        "monitors",
+        "--metrics",
+        "tests/data/example.lp",
+        "--from",
+        "yesterday",
+        "--to",
+        "60",
+    ]);
     assert!(!o.status.success());
-    assert!(text(&o).1.contains("--from") && text(&o).1.contains("RFC 3339"), "{}", text(&o).1);
-    let (o, _) = replay(&["--monitors", "monitors", "--metrics", "tests/data/example.lp", "--from", "100", "--to", "60"]);
+    assert!(
+        text(&o).1.contains("--from") && text(&o).1.contains("RFC 3339"),
+        "{}",
+        text(&o).1
+    );
+    let (o, _) = replay(&[
+        "--monitors",
+        "monitors",
+        "--metrics",
+        "tests/data/example.lp",
+        "--from",
+        "100",
+        "--to",
+        "60",
+    ]);
     assert!(!o.status.success());
-    let (o, _) = replay(&["--monitors", "monitors", "--metrics", "/nonexistent.lp", "--from", "0", "--to", "60"]);
+    let (o, _) = replay(&[
+        "--monitors",
+        "monitors",
+        "--metrics",
+        "/nonexistent.lp",
+        "--from",
+        "0",
+        "--to",
+        "60",
+    ]);
     assert!(!o.status.success());
-    assert!(text(&o).1.contains("cannot read /nonexistent.lp"), "{}", text(&o).1);
+    assert!(
+        text(&o).1.contains("cannot read /nonexistent.lp"),
+        "{}",
+        text(&o).1
+    );
 }
 
 #[test]
@@ -191,28 +314,47 @@ fn replay_runs_bots_and_counts_seconds_precision() {
     let dir = tempfile::tempdir().unwrap();
     let mut lp = String::new();
     for i in 0..120 {
-        lp.push_str(&format!("disk,host=h1,path=/data,fstype=ext4 used_percent={} {}\n", 50.0 + i as f64 * 0.5, i * 60));
+        lp.push_str(&format!(
+            "disk,host=h1,path=/data,fstype=ext4 used_percent={} {}\n",
+            50.0 + i as f64 * 0.5,
+            i * 60
+        ));
     }
     let metrics = write(dir.path(), "disk.lp", &lp);
     let (o, events) = replay(&[
-        "--monitors", "monitors/disk-forecast.toml", "--metrics", metrics.to_str().unwrap(),
-        "--from", "600", "--to", "1200", "--precision", "s",
+        "--monitors",
+        "monitors/disk-forecast.toml",
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "--from",
+        "600",
+        "--to",
+        "1200",
+        "--precision",
+        "s",
     ]);
     assert!(o.status.success(), "{}", text(&o).1);
     assert!(!events.is_empty());
     assert_eq!(events[0]["df_monitor_type"], "bot_obs");
     assert_eq!(events[0]["df_monitor_ref_key"], "disk-forecast");
-    assert_eq!(events[0]["df_status"], "critical", "30 points an hour from 55%: full in 1.5 h");
-    assert_eq!(events[0]["df_dimension_tags"], r#"{"host":"h1","path":"/data"}"#);
+    assert_eq!(
+        events[0]["df_status"], "critical",
+        "30 points an hour from 55%: full in 1.5 h"
+    );
+    assert_eq!(
+        events[0]["df_dimension_tags"],
+        r#"{"host":"h1","path":"/data"}"#
+    );
 }
 
 #[test]
 fn shipped_monitor_tests_pass() {
-    let mut files: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/monitors"))
-        .unwrap()
-        .map(|e| e.unwrap().path().display().to_string())
-        .filter(|p| p.ends_with(".toml"))
-        .collect();
+    let mut files: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/monitors"))
+            .unwrap()
+            .map(|e| e.unwrap().path().display().to_string())
+            .filter(|p| p.ends_with(".toml"))
+            .collect();
     files.sort();
     assert!(files.len() >= 5, "every shipped monitor has tests");
     let mut args = vec!["test".to_string()];
@@ -239,19 +381,40 @@ fn failing_monitor_test_prints_expected_and_actual() {
     let (out, _) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("expected") && out.contains("actual"), "{out}");
-    assert!(out.contains("(no event)") && out.contains("critical {\"host\":\"a\"}"), "{out}");
+    assert!(
+        out.contains("(no event)") && out.contains("critical {\"host\":\"a\"}"),
+        "{out}"
+    );
     assert!(out.contains("2 failure(s)"), "{out}");
 }
 
 #[test]
 fn write_loads_points_offline() {
     let dir = tempfile::tempdir().unwrap();
-    let lp = write(dir.path(), "m.lp", "cpu,host=a usage=1 1700000000\ncpu,host=b usage=2 1700000000\n");
+    let lp = write(
+        dir.path(),
+        "m.lp",
+        "cpu,host=a usage=1 1700000000\ncpu,host=b usage=2 1700000000\n",
+    );
     let data = dir.path().join("data");
-    let o = run(&["write", lp.to_str().unwrap(), "--data", data.to_str().unwrap(), "--precision", "s"]);
+    let o = run(&[
+        "write",
+        lp.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--precision",
+        "s",
+    ]);
     assert!(o.status.success(), "{}", text(&o).1);
     assert!(text(&o).0.contains("stored 2 sample(s)"));
     assert!(data.join("metrics.db").exists());
-    let o = run(&["write", lp.to_str().unwrap(), "--data", data.to_str().unwrap(), "--precision", "x"]);
+    let o = run(&[
+        "write",
+        lp.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--precision",
+        "x",
+    ]);
     assert!(!o.status.success());
 }

@@ -14,7 +14,11 @@ struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 const MONITOR: &str = r#"
@@ -126,7 +130,11 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> Value {
-        ureq::get(&format!("{}{path}", self.url)).call().unwrap().into_json().unwrap()
+        ureq::get(&format!("{}{path}", self.url))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap()
     }
 
     fn run_json(&self, id: &str, token: Option<&str>) -> Value {
@@ -151,7 +159,10 @@ fn setup(config: &str) -> (tempfile::TempDir, Server) {
     std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
     std::fs::write(dir.path().join("monitors/m1.toml"), MONITOR).unwrap();
     std::fs::write(dir.path().join("monitors/count.toml"), COUNTER).unwrap();
-    let s = Server::start(dir.path(), &format!("{config}[host_input]\nenabled = false\n"));
+    let s = Server::start(
+        dir.path(),
+        &format!("{config}[host_input]\nenabled = false\n"),
+    );
     (dir, s)
 }
 
@@ -169,7 +180,10 @@ fn count_points(s: &Server) -> f64 {
     }
     let v = s.run_json("count", None);
     let ev = &v["events"][0];
-    ev["df_monitor_checker_value"].as_str().map(|x| x.parse().unwrap()).unwrap_or(0.0)
+    ev["df_monitor_checker_value"]
+        .as_str()
+        .map(|x| x.parse().unwrap())
+        .unwrap_or(0.0)
 }
 
 #[test]
@@ -195,7 +209,10 @@ fn lifecycle_write_run_issue_recover_restart_kill() {
     let issue_start = issues[0]["issue_start"].as_i64().unwrap();
     assert_eq!(issues[0]["fault_id"], first["df_event_id"]);
     let table = String::from_utf8_lossy(&s.cli(&["issues"], None).stdout).into_owned();
-    assert!(table.contains("REF") && table.contains("m1") && table.contains("critical"), "{table}");
+    assert!(
+        table.contains("REF") && table.contains("m1") && table.contains("critical"),
+        "{table}"
+    );
 
     // restart: the open issue and state survive; a re-run continues the same round
     assert!(s.stop().success(), "SIGTERM exits 0");
@@ -205,12 +222,29 @@ fn lifecycle_write_run_issue_recover_restart_kill() {
     std::thread::sleep(Duration::from_millis(1100));
     let v = s.run_json("m1", None);
     assert_eq!(v["events"][0]["df_status"], "critical");
-    assert_eq!(v["events"][0]["df_issue_start_time"].as_i64().unwrap(), issue_start, "same round after restart");
+    assert_eq!(
+        v["events"][0]["df_issue_start_time"].as_i64().unwrap(),
+        issue_start,
+        "same round after restart"
+    );
     assert_eq!(v["events"][0]["df_fault_id"], first["df_event_id"]);
 
     // manual recovery
     let o = s.cli(
-        &["recover", "--monitor", "m1", "--user-id", "u1", "--user-name", "Ann", "--user-email", "ann@example.com", "--message", "rebooted", "--json"],
+        &[
+            "recover",
+            "--monitor",
+            "m1",
+            "--user-id",
+            "u1",
+            "--user-name",
+            "Ann",
+            "--user-email",
+            "ann@example.com",
+            "--message",
+            "rebooted",
+            "--json",
+        ],
         None,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -228,16 +262,28 @@ fn lifecycle_write_run_issue_recover_restart_kill() {
     let before = count_points(&s);
     let mut body = String::new();
     for i in 0..1000 {
-        body.push_str(&format!("durable,k=a v={i} {}\n", (now() - 60) * 1_000_000_000 + i));
+        body.push_str(&format!(
+            "durable,k=a v={i} {}\n",
+            (now() - 60) * 1_000_000_000 + i
+        ));
     }
     let (code, _) = s.post("/write", body.as_bytes(), None);
     assert_eq!(code, 204);
     s.kill9();
     s.spawn();
-    assert_eq!(count_points(&s), before + 1000.0, "acknowledged points survive kill -9");
+    assert_eq!(
+        count_points(&s),
+        before + 1000.0,
+        "acknowledged points survive kill -9"
+    );
     // no event stored twice across all of this
     let all = s.get("/api/v1/events?limit=1000");
-    let ids: std::collections::HashSet<_> = all["events"].as_array().unwrap().iter().map(|e| e["df_event_id"].clone()).collect();
+    let ids: std::collections::HashSet<_> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["df_event_id"].clone())
+        .collect();
     assert_eq!(ids.len(), all["count"].as_u64().unwrap() as usize);
 }
 
@@ -246,7 +292,10 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
     let (_dir, s) = setup("max_body_bytes = 4096\n");
     let before = count_points(&s);
     let t = (now() - 60) * 1_000_000_000;
-    let bad = format!("durable v=1 {t}\ndurable v=2 {}\ndurable v=\"unterminated {t}\n", t + 1);
+    let bad = format!(
+        "durable v=1 {t}\ndurable v=2 {}\ndurable v=\"unterminated {t}\n",
+        t + 1
+    );
     let (code, body) = s.post("/write", bad.as_bytes(), None);
     assert_eq!(code, 400, "{body}");
     let err: Value = serde_json::from_str(&body).unwrap();
@@ -259,9 +308,13 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
     assert_eq!(code, 413);
     // gzip
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(format!("durable v=7 {t}\n").as_bytes()).unwrap();
+    gz.write_all(format!("durable v=7 {t}\n").as_bytes())
+        .unwrap();
     let gz = gz.finish().unwrap();
-    let resp = ureq::post(&format!("{}/api/v2/write", s.url)).set("Content-Encoding", "gzip").send_bytes(&gz).unwrap();
+    let resp = ureq::post(&format!("{}/api/v2/write", s.url))
+        .set("Content-Encoding", "gzip")
+        .send_bytes(&gz)
+        .unwrap();
     assert_eq!(resp.status(), 204);
     assert_eq!(count_points(&s), before + 1.0);
     // bad precision
@@ -296,12 +349,25 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
     assert_eq!(code, 400);
     assert!(body.contains("user_id"), "{body}");
     // metrics and monitors
-    let text = ureq::get(&format!("{}/metrics", s.url)).call().unwrap().into_string().unwrap();
-    assert!(text.contains("tocsin_checks_total{monitor=\"count\"}"), "{text}");
+    let text = ureq::get(&format!("{}/metrics", s.url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        text.contains("tocsin_checks_total{monitor=\"count\"}"),
+        "{text}"
+    );
     assert!(text.contains("tocsin_ingest_points_total"));
     assert!(text.contains("tocsin_open_issues 0"));
     let mons = s.get("/api/v1/monitors");
-    let count = mons["monitors"].as_array().unwrap().iter().find(|m| m["id"] == "count").unwrap().clone();
+    let count = mons["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "count")
+        .unwrap()
+        .clone();
     assert!(count["last_run"].as_i64().is_some());
     assert!(count["last_error"].is_null());
 }
@@ -339,7 +405,11 @@ fn refuses_public_listen_without_tokens_and_unreachable_server_is_an_error() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to listen"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refusing to listen"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let port = free_port();
     let o = Command::new(env!("CARGO_BIN_EXE_tocsin"))
         .args(["issues", "--server", &format!("http://127.0.0.1:{port}")])
@@ -355,19 +425,53 @@ fn reload_keeps_state_of_unchanged_monitors() {
     let line = format!("cpu,host=a usage=99 {}", now() - 10);
     s.post("/v1/write/metric?precision=s", line.as_bytes(), None);
     assert_eq!(s.run_json("m1", None)["events"][0]["df_status"], "critical");
-    std::fs::write(dir.path().join("monitors/extra.toml"), COUNTER.replace("id = \"count\"", "id = \"extra\"")).unwrap();
-    std::fs::write(dir.path().join("monitors/broken.toml"), "every = \"soon\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("monitors/extra.toml"),
+        COUNTER.replace("id = \"count\"", "id = \"extra\""),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("monitors/broken.toml"),
+        "every = \"soon\"\n",
+    )
+    .unwrap();
     let (code, body) = s.post("/api/v1/monitors/reload", b"", None);
     assert_eq!(code, 200);
     let rep: Value = serde_json::from_str(&body).unwrap();
-    assert!(rep["unchanged"].as_array().unwrap().contains(&Value::from("m1")), "{rep}");
-    assert!(rep["changed"].as_array().unwrap().contains(&Value::from("extra")), "{rep}");
+    assert!(
+        rep["unchanged"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("m1")),
+        "{rep}"
+    );
+    assert!(
+        rep["changed"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("extra")),
+        "{rep}"
+    );
     let errors = rep["errors"].as_array().unwrap();
-    assert!(!errors.is_empty() && errors.iter().all(|e| e.as_str().unwrap().contains("broken.toml:1:")), "{rep}");
+    assert!(
+        !errors.is_empty()
+            && errors
+                .iter()
+                .all(|e| e.as_str().unwrap().contains("broken.toml:1:")),
+        "{rep}"
+    );
     std::thread::sleep(Duration::from_millis(1100));
     let v = s.run_json("m1", None);
-    assert_eq!(v["events"][0]["df_issue_duration"].as_i64().map(|d| d >= 1), Some(true), "round continues: {v}");
+    assert_eq!(
+        v["events"][0]["df_issue_duration"].as_i64().map(|d| d >= 1),
+        Some(true),
+        "round continues: {v}"
+    );
     let mons = s.get("/api/v1/monitors");
     assert_eq!(mons["errors"].as_array().unwrap().len(), errors.len());
-    assert_eq!(mons["monitors"].as_array().unwrap().len(), 3, "the valid monitors keep running");
+    assert_eq!(
+        mons["monitors"].as_array().unwrap().len(),
+        3,
+        "the valid monitors keep running"
+    );
 }
