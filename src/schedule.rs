@@ -95,6 +95,17 @@ pub enum RecoverSelector {
     All,
 }
 
+/// The first due time of a monitor at start: the latest missed tick (once) when it ran before
+/// (`last` is its last scheduled tick) and missed ticks while the engine was down; else the
+/// next tick after `now`.
+pub fn first_due(schedule: &Schedule, last: Option<i64>, now: i64) -> Option<i64> {
+    let latest = schedule.latest_at_or_before(now);
+    match (last, latest) {
+        (Some(l), Some(x)) if x > l => Some(x),
+        _ => schedule.next_after(now),
+    }
+}
+
 /// Current Unix time in seconds.
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
@@ -196,8 +207,6 @@ impl Engine {
         report
     }
 
-    /// The first due time: the latest missed tick (once) when the monitor ran before and
-    /// missed ticks while the engine was down, else the next tick.
     fn first_due(&self, m: &Monitor, now: i64) -> Option<i64> {
         let last: Option<i64> = self
             .runner
@@ -206,11 +215,7 @@ impl Engine {
             .ok()
             .flatten()
             .and_then(|v| v.parse().ok());
-        let latest = m.schedule.latest_at_or_before(now);
-        match (last, latest) {
-            (Some(l), Some(x)) if x > l => Some(x),
-            _ => m.schedule.next_after(now),
-        }
+        first_due(&m.schedule, last, now)
     }
 
     /// The loaded monitors.
@@ -452,5 +457,22 @@ impl Engine {
     /// Whether a slot's monitor runs on a schedule.
     pub fn is_scheduled(slot: &Slot) -> bool {
         !matches!(slot.monitor.schedule, Schedule::Manual)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downtime_runs_the_latest_missed_tick_once() {
+        let every = Schedule::Every(60);
+        // never ran: wait for the next boundary
+        assert_eq!(first_due(&every, None, 1000), Some(1020));
+        // ran at 960, down until 1000: nothing missed (next tick 1020)
+        assert_eq!(first_due(&every, Some(960), 1000), Some(1020));
+        // ran at 600, down until 1000: ticks 660..960 missed, only 960 runs, at once
+        assert_eq!(first_due(&every, Some(600), 1000), Some(960));
+        assert_eq!(first_due(&Schedule::Manual, Some(600), 1000), None);
     }
 }

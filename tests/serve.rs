@@ -475,3 +475,95 @@ fn reload_keeps_state_of_unchanged_monitors() {
         "the valid monitors keep running"
     );
 }
+
+#[test]
+fn scheduler_runs_on_boundaries_counts_overruns_and_collects_host_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("monitors");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+    std::fs::write(
+        m.join("tick.toml"),
+        "every = \"1s\"\ninterval = \"30s\"\n[query]\nmeasurement = \"durable\"\nfield = \"v\"\nagg = \"count\"\n[rules]\ninfo = \"Result >= 0\"\n",
+    )
+    .unwrap();
+    // a script that never ends, with costly steps: each check hits the 2 s wall-clock limit
+    // (not the operation limit), so 1 s ticks overrun
+    std::fs::write(
+        dir.path().join("scripts/spin.rhai"),
+        "let a = [];\nfor i in 0..9000 { a.push(9000 - i); }\nloop { a.sort(); a.reverse(); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("slow.toml"),
+        "every = \"1s\"\n[query]\nmeasurement = \"durable\"\nfield = \"v\"\n[rules]\nscript = \"spin.rhai\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("hostmem.toml"),
+        "manual = true\ninterval = \"1m\"\n[query]\nmeasurement = \"mem\"\nfield = \"used_percent\"\nby = [\"host\"]\n[rules]\ninfo = \"Result >= 0\"\n",
+    )
+    .unwrap();
+    let s = Server::start(dir.path(), "[host_input]\nevery = \"1s\"\n");
+    let (code, _) = s.post(
+        "/write?precision=s",
+        format!("durable v=1 {}", now() - 1).as_bytes(),
+        None,
+    );
+    assert_eq!(code, 204);
+    std::thread::sleep(Duration::from_millis(5500));
+
+    let ticks = s.get("/api/v1/events?monitor=tick&limit=100");
+    let events = ticks["events"].as_array().unwrap();
+    assert!(events.len() >= 2, "scheduled checks ran: {ticks}");
+    let mut dates: Vec<i64> = events.iter().map(|e| e["date"].as_i64().unwrap()).collect();
+    for e in events {
+        assert_eq!(e["df_exec_mode"], "crontab");
+        assert_eq!(
+            e["df_check_range_end"], e["date"],
+            "window anchored to the tick (delay 0)"
+        );
+    }
+    dates.dedup();
+    assert_eq!(dates.len(), events.len(), "one check per tick");
+
+    let text = ureq::get(&format!("{}/metrics", s.url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let skipped: u64 = text
+        .lines()
+        .find(|l| l.starts_with("tocsin_skipped_ticks_total{monitor=\"slow\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(skipped >= 1, "overruns skip ticks:\n{text}");
+    let mons = s.get("/api/v1/monitors");
+    let slow = mons["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "slow")
+        .unwrap()
+        .clone();
+    let err = slow["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        err.contains("time"),
+        "the runaway script is the monitor's last_error: {slow}"
+    );
+
+    // the built-in host input feeds the store: a monitor sees this machine's memory
+    let v = s.run_json("hostmem", None);
+    let ev = &v["events"][0];
+    let used: f64 = ev["df_monitor_checker_value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.0..=100.0).contains(&used), "{v}");
+    assert!(!ev["host"].as_str().unwrap().is_empty());
+}
