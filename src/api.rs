@@ -30,6 +30,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// largest body accepted
     pub max_body: usize,
+    /// cloud access keys: when any are set, Alibaba and Huawei dialect requests must be signed
+    pub access_keys: Vec<crate::config::AccessKey>,
 }
 
 /// An error answer: status plus a JSON body naming what was wrong.
@@ -146,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/monitors/:id/run", post(run_monitor))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/ping", get(|| async { StatusCode::NO_CONTENT }).head(|| async { StatusCode::NO_CONTENT }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

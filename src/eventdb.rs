@@ -380,6 +380,11 @@ impl EventDb {
         rows.collect::<Result<Vec<_>, _>>().map_err(sql("issues"))
     }
 
+    /// The open issue of one event ref, if any (durations at `now`).
+    pub fn issue(&self, event_ref: &str, now: i64) -> Result<Option<IssueRow>, EventDbError> {
+        Ok(self.issues(None, now)?.into_iter().find(|i| i.event_ref == event_ref))
+    }
+
     /// Number of events stored.
     pub fn event_count(&self) -> Result<i64, EventDbError> {
         let conn = self.conn.lock();

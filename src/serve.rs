@@ -103,6 +103,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ingest_token: cfg.ingest_token.clone(),
         admin_token: cfg.admin_token.clone(),
         max_body: cfg.max_body_bytes.unwrap_or(32 << 20),
+        access_keys: cfg.access_keys.clone(),
     };
 
     let listener = tokio::net::TcpListener::bind(addr)
