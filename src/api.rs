@@ -32,6 +32,8 @@ pub struct AppState {
     pub max_body: usize,
     /// cloud access keys: when any are set, Alibaba and Huawei dialect requests must be signed
     pub access_keys: Vec<crate::config::AccessKey>,
+    /// the outbox worker
+    pub worker: Arc<crate::notify::worker::Worker>,
 }
 
 /// An error answer: status plus a JSON body naming what was wrong.
@@ -140,6 +142,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/write", post(write_influx))
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/events/stats", get(event_stats))
+        .route("/api/v1/events/stream", get(event_stream))
+        .route("/api/v1/deliveries", get(list_deliveries))
         .route("/api/v1/events/:id", get(get_event))
         .route("/api/v1/issues", get(list_issues))
         .route("/api/v1/issues/recover", post(recover))
@@ -443,6 +447,7 @@ async fn reload(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Jso
 
 async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     let engine = st.engine.clone();
+    let worker = st.worker.clone();
     let text = blocking(move || {
         let open = engine
             .runner
@@ -454,6 +459,8 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
         let samples = engine.runner.store.sample_count() as f64;
         let monitors = engine.slots().len() as f64;
         let errors = engine.load_errors().len() as f64;
+        let d = crate::notify::worker::counts(&engine.runner.db);
+        let dc = |k: &str| d.get(k).copied().unwrap_or(0) as f64;
         Ok(engine.metrics.render(&[
             (
                 "tocsin_open_issues",
@@ -472,8 +479,108 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
                 "Monitor files that failed to load.",
                 errors,
             ),
+            ("tocsin_deliveries_pending", "Outbox deliveries not tried yet.", dc("pending")),
+            ("tocsin_deliveries_failed", "Outbox deliveries failed and waiting for a retry.", dc("failed")),
+            ("tocsin_deliveries_expired", "Outbox deliveries given up on.", dc("expired")),
+            ("tocsin_deliveries_delivered", "Outbox deliveries answered 2xx.", dc("delivered")),
+            (
+                "tocsin_delivery_failures",
+                "Delivery attempts that failed since start.",
+                worker.failures.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            ),
         ]))
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+async fn list_deliveries(State(st): State<AppState>, Query(p): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+    let statuses: Vec<String> = p
+        .get("status")
+        .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    for s in &statuses {
+        if !["pending", "failed", "expired", "delivered"].contains(&s.as_str()) {
+            return Err(ApiError::field("status", format!("{s:?} is not one of pending, failed, expired, delivered")));
+        }
+    }
+    let limit = num_param("limit", p.get("limit"))?.unwrap_or(100).min(10_000);
+    let db = st.engine.runner.db.clone();
+    let list = blocking(move || crate::notify::worker::list(&db, &statuses, limit).map_err(db_err)).await?;
+    Ok(Json(json!({"count": list.len(), "deliveries": list})))
+}
+
+/// Server-sent events: every new event matching the filters of `GET /api/v1/events`
+/// (status, source, monitor, ref, q) as it is committed.
+async fn event_stream(
+    State(st): State<AppState>,
+    Query(p): Query<HashMap<String, String>>,
+) -> ApiResult<axum::response::sse::Sse<impl futures_core::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>> {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    let q = event_query(&p)?;
+    let mut rx = st.engine.runner.db.subscribe();
+    let stream = async_stream(move |tx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    if !stream_match(&q, &ev) {
+                        continue;
+                    }
+                    let data = serde_json::to_string(&ev).unwrap_or_default();
+                    let sse = SseEvent::default().event("event").id(ev.id().to_string()).data(data);
+                    if tx.send(Ok(sse)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let sse = SseEvent::default().event("lagged").data(format!("{{\"missed\":{n}}}"));
+                    if tx.send(Ok(sse)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
+}
+
+fn stream_match(q: &EventQuery, ev: &crate::event::Event) -> bool {
+    let eq = |want: &Option<String>, key: &str| want.as_ref().is_none_or(|w| ev.str(key) == Some(w.as_str()));
+    eq(&q.status, "df_status")
+        && eq(&q.source, "df_source")
+        && eq(&q.monitor, "df_monitor_checker_id")
+        && eq(&q.event_ref, "df_monitor_checker_event_ref")
+        && q.text.as_ref().is_none_or(|t| {
+            ev.str("df_title").is_some_and(|x| x.contains(t.as_str())) || ev.str("df_message").is_some_and(|x| x.contains(t.as_str()))
+        })
+}
+
+/// A stream fed by a task through a small channel (back-pressure: the task waits for the
+/// client).
+fn async_stream<T, F, Fut>(f: F) -> tokio_stream_shim::ReceiverStream<T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(f(tx));
+    tokio_stream_shim::ReceiverStream(rx)
+}
+
+mod tokio_stream_shim {
+    //! A minimal `Stream` over an mpsc receiver (what tokio-stream's ReceiverStream does).
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Yields what the channel receives.
+    pub struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+
+    impl<T> futures_core::Stream for ReceiverStream<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
 }

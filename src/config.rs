@@ -1,7 +1,6 @@
 //! The config file (SPEC §6a). Every key is optional; flags override the file, the file
 //! overrides defaults.
 
-use crate::query::Tags;
 use crate::timeutil::parse_duration;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -86,7 +85,32 @@ pub struct Policy {
     /// when events are held back
     #[serde(default)]
     pub mutes: Vec<Mute>,
+    /// give up on a delivery after this long (default `24h`)
+    pub expire: Option<String>,
 }
+
+/// A tag filter value: one value, or a list of which any may match.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum TagValues {
+    /// `env = "prod"`
+    One(String),
+    /// `env = ["prod", "staging"]`
+    Many(Vec<String>),
+}
+
+impl TagValues {
+    /// Whether `v` is one of the values.
+    pub fn matches(&self, v: &str) -> bool {
+        match self {
+            TagValues::One(x) => x == v,
+            TagValues::Many(xs) => xs.iter().any(|x| x == v),
+        }
+    }
+}
+
+/// Tag filters: every key must be present with one of its values.
+pub type TagFilter = std::collections::BTreeMap<String, TagValues>;
 
 /// `[[policies.targets]]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -96,12 +120,14 @@ pub struct Target {
     pub url: String,
     /// statuses sent (default: all but info)
     pub statuses: Option<Vec<String>>,
-    /// only events whose tags match
-    pub tags: Option<Tags>,
+    /// only events whose tags match (same key: any value; different keys: all)
+    pub tags: Option<TagFilter>,
     /// `json` (default), `alertmanager` or `dingtalk`
     pub format: Option<String>,
-    /// HMAC-SHA256 signing secret
+    /// HMAC-SHA256 signing secret: adds `X-Tocsin-Signature: sha256=<hex>` of the body
     pub secret: Option<String>,
+    /// request timeout (default `10s`)
+    pub timeout: Option<String>,
 }
 
 /// `[[policies.mutes]]`.
@@ -119,7 +145,7 @@ pub struct Mute {
     /// only these monitors
     pub monitors: Option<Vec<String>>,
     /// only events with these tags
-    pub tags: Option<Tags>,
+    pub tags: Option<TagFilter>,
 }
 
 impl Config {
@@ -154,14 +180,36 @@ impl Config {
             if !ids.insert(p.id.as_str()) {
                 return Err(format!("policies: id {:?} is used twice", p.id));
             }
-            if let Some(s) = &p.silent_timeout {
-                parse_duration(s).map_err(|e| format!("policies.{}.silent_timeout: {e}", p.id))?;
+            for (name, v) in [("silent_timeout", &p.silent_timeout), ("expire", &p.expire)] {
+                if let Some(s) = v {
+                    parse_duration(s).map_err(|e| format!("policies.{}.{name}: {e}", p.id))?;
+                }
+            }
+            for (i, m) in p.mutes.iter().enumerate() {
+                let at = format!("policies.{}.mutes[{i}]", p.id);
+                match (&m.start, &m.end, &m.cron, &m.duration) {
+                    (Some(a), Some(b), None, None) => {
+                        let a = crate::timeutil::parse_time(a).map_err(|e| format!("{at}.start: {e}"))?;
+                        let b = crate::timeutil::parse_time(b).map_err(|e| format!("{at}.end: {e}"))?;
+                        if b <= a {
+                            return Err(format!("{at}: end must be after start"));
+                        }
+                    }
+                    (None, None, Some(c), Some(d)) => {
+                        crate::monitor::parse_cron(c).map_err(|e| format!("{at}.cron: {e}"))?;
+                        parse_duration(d).map_err(|e| format!("{at}.duration: {e}"))?;
+                    }
+                    _ => return Err(format!("{at}: give either start and end (one-off) or cron and duration (repeating)")),
+                }
             }
             for t in &p.targets {
                 if let Some(f) = &t.format {
                     if !["json", "alertmanager", "dingtalk"].contains(&f.as_str()) {
                         return Err(format!("policies.{}.targets.format = {f:?}: expected json, alertmanager or dingtalk", p.id));
                     }
+                }
+                if let Some(d) = &t.timeout {
+                    parse_duration(d).map_err(|e| format!("policies.{}.targets.timeout: {e}", p.id))?;
                 }
                 if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
                     return Err(format!(

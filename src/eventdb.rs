@@ -111,9 +111,21 @@ pub struct IssueRow {
     pub message: String,
 }
 
+/// Runs inside the commit transaction for every new event, before it is stored: it may change
+/// the event (e.g. mark it silent) and write rows of its own (e.g. outbox deliveries), so that
+/// they commit or roll back together with the event.
+pub trait EventHook: Send + Sync {
+    /// Creates the hook's tables.
+    fn init(&self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Called for each new event.
+    fn on_event(&self, tx: &rusqlite::Transaction, ev: &mut Event) -> rusqlite::Result<()>;
+}
+
 /// The event store.
 pub struct EventDb {
     conn: Mutex<Connection>,
+    hook: parking_lot::RwLock<Option<std::sync::Arc<dyn EventHook>>>,
+    live: tokio::sync::broadcast::Sender<Event>,
 }
 
 const SCHEMA: &str = "
@@ -184,19 +196,51 @@ impl EventDb {
         conn.execute_batch(SCHEMA).map_err(sql("migrate"))?;
         Ok(EventDb {
             conn: Mutex::new(conn),
+            hook: parking_lot::RwLock::new(None),
+            live: tokio::sync::broadcast::channel(4096).0,
         })
+    }
+
+    /// Installs the hook that sees every new event inside its transaction.
+    pub fn set_hook(&self, hook: std::sync::Arc<dyn EventHook>) -> Result<(), EventDbError> {
+        hook.init(&self.conn.lock()).map_err(sql("hook tables"))?;
+        *self.hook.write() = Some(hook);
+        Ok(())
+    }
+
+    /// New events as they are committed, for live streams. A slow reader misses events
+    /// (it is told how many) rather than holding anything up.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.live.subscribe()
+    }
+
+    /// Runs `f` with the connection (for the hook's own queries).
+    pub fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, EventDbError> {
+        f(&mut self.conn.lock()).map_err(sql("query"))
     }
 
     /// Writes a check's events, issue rows and states in one transaction. Returns the events
     /// that were new (an id already stored is skipped, with its issue update).
     pub fn commit(&self, c: &Commit) -> Result<Vec<Event>, EventDbError> {
         let mut conn = self.conn.lock();
+        let hook = self.hook.read().clone();
         let tx = conn.transaction().map_err(sql("begin"))?;
         let mut fresh = Vec::new();
         for ev in &c.events {
-            if insert_event(&tx, ev)? {
-                apply_issue(&tx, ev)?;
-                fresh.push(ev.clone());
+            let exists: bool = tx
+                .prepare_cached("SELECT 1 FROM events WHERE id = ?1")
+                .and_then(|mut st| st.exists(params![ev.id()]))
+                .map_err(sql("lookup event"))?;
+            if exists {
+                continue;
+            }
+            let mut ev = ev.clone();
+            if let Some(h) = &hook {
+                h.on_event(&tx, &mut ev).map_err(sql("event hook"))?;
+            }
+            if insert_event(&tx, &ev)? {
+                apply_issue(&tx, &ev)?;
+                fresh.push(ev);
             }
         }
         {
@@ -218,6 +262,11 @@ impl EventDb {
             }
         }
         tx.commit().map_err(sql("commit"))?;
+        drop(conn);
+        for ev in &fresh {
+            // Nobody listening is fine.
+            let _ = self.live.send(ev.clone());
+        }
         Ok(fresh)
     }
 

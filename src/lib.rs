@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod lineproto;
 pub mod metrics;
 pub mod monitor;
+pub mod notify;
 pub mod query;
 pub mod replay;
 pub mod schedule;

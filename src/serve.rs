@@ -79,6 +79,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 
     let store = Arc::new(Store::open(&data, StoreOptions::default()).map_err(|e| anyhow!("{e}"))?);
     let db = Arc::new(EventDb::open(&data).map_err(|e| anyhow!("{e}"))?);
+    // Policies plan deliveries inside each event's own transaction (durable outbox).
+    let notifier = crate::notify::Notifier::new(&cfg).map_err(|e| anyhow!("policies: {e}"))?;
+    db.set_hook(Arc::new(notifier)).map_err(|e| anyhow!("{e}"))?;
+    let worker = crate::notify::worker::Worker::new(db.clone());
     let metrics = Arc::new(Metrics::default());
     let runner = Arc::new(Runner {
         store: store.clone(),
@@ -104,6 +108,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         admin_token: cfg.admin_token.clone(),
         max_body: cfg.max_body_bytes.unwrap_or(32 << 20),
         access_keys: cfg.access_keys.clone(),
+        worker: worker.clone(),
     };
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -117,6 +122,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     );
 
     let scheduler = tokio::spawn(engine.clone().scheduler());
+    let delivering = tokio::spawn(worker.clone().run());
     let mut background = Vec::new();
     if cfg.host_input.enabled.unwrap_or(true) {
         let every = parse_duration(cfg.host_input.every.as_deref().unwrap_or("10s"))
@@ -156,6 +162,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }
     engine.stop().await;
     let _ = scheduler.await;
+    worker.stop();
+    let _ = delivering.await;
     let ing = ingest.clone();
     tokio::task::spawn_blocking(move || ing.shutdown())
         .await

@@ -1,0 +1,326 @@
+//! Alert policies (SPEC §8): which targets an event goes to, repeat suppression
+//! (`silent_timeout`), mutes, and the durable outbox the delivery worker drains.
+//!
+//! The planner runs as an [`EventHook`] inside the transaction that stores the event, so a
+//! delivery row exists if and only if its event does. Decisions use the event's own `date`, so
+//! they do not depend on when the commit happens to run.
+
+pub mod payload;
+pub mod worker;
+
+use crate::config::{Config, Policy, TagFilter};
+use crate::event::{Event, Status, ALL_STATUSES};
+use crate::eventdb::EventHook;
+use crate::query::Tags;
+use crate::timeutil::{parse_duration, parse_time};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+/// Payload shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// the event as a flat JSON object
+    Json,
+    /// Alertmanager webhook v4
+    Alertmanager,
+    /// DingTalk robot markdown message
+    Dingtalk,
+}
+
+impl Format {
+    fn parse(s: Option<&str>) -> Format {
+        match s {
+            Some("alertmanager") => Format::Alertmanager,
+            Some("dingtalk") => Format::Dingtalk,
+            _ => Format::Json,
+        }
+    }
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Alertmanager => "alertmanager",
+            Format::Dingtalk => "dingtalk",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct TargetPlan {
+    key: String,
+    url: String,
+    statuses: Vec<Status>,
+    tags: Option<TagFilter>,
+    format: Format,
+    secret: Option<String>,
+    timeout_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Window {
+    OneOff { start: i64, end: i64 },
+    Cron { schedule: Box<cron::Schedule>, duration: i64 },
+}
+
+#[derive(Debug, Clone)]
+struct MutePlan {
+    window: Window,
+    monitors: Option<Vec<String>>,
+    tags: Option<TagFilter>,
+}
+
+#[derive(Debug, Clone)]
+struct PolicyPlan {
+    id: String,
+    name: String,
+    silent_timeout: Option<i64>,
+    expire: i64,
+    targets: Vec<TargetPlan>,
+    mutes: Vec<MutePlan>,
+}
+
+/// The compiled policies; the [`EventHook`] that plans deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct Notifier {
+    policies: Vec<PolicyPlan>,
+}
+
+fn tags_match(filter: &Option<TagFilter>, tags: &Tags) -> bool {
+    filter
+        .as_ref()
+        .is_none_or(|f| f.iter().all(|(k, vals)| tags.get(k).is_some_and(|v| vals.matches(v))))
+}
+
+impl MutePlan {
+    fn covers(&self, date: i64, monitor: &str, tags: &Tags) -> bool {
+        if let Some(ms) = &self.monitors {
+            if !ms.iter().any(|m| m == monitor) {
+                return false;
+            }
+        }
+        if !tags_match(&self.tags, tags) {
+            return false;
+        }
+        match &self.window {
+            Window::OneOff { start, end } => *start <= date && date < *end,
+            Window::Cron { schedule, duration } => {
+                // Muted when the latest start at or before `date` is less than `duration` ago.
+                let Some(dt) = chrono::DateTime::from_timestamp(date + 1, 0) else {
+                    return false;
+                };
+                schedule
+                    .after(&dt)
+                    .next_back()
+                    .is_some_and(|s| date - s.timestamp() < *duration)
+            }
+        }
+    }
+}
+
+impl Notifier {
+    /// Compiles the policies of a (validated) config.
+    pub fn new(cfg: &Config) -> Result<Notifier, String> {
+        let policies = cfg.policies.iter().map(compile_policy).collect::<Result<_, _>>()?;
+        Ok(Notifier { policies })
+    }
+
+    /// Whether any policy has targets.
+    pub fn has_targets(&self) -> bool {
+        self.policies.iter().any(|p| !p.targets.is_empty())
+    }
+
+    /// The policy of an event: its `df_monitor_id`, else (custom events) the `default` policy.
+    fn policy_for(&self, ev: &Event) -> Option<&PolicyPlan> {
+        let id = ev.str("df_monitor_id").unwrap_or("default");
+        self.policies.iter().find(|p| p.id == id)
+    }
+}
+
+fn compile_policy(p: &Policy) -> Result<PolicyPlan, String> {
+    let dur = |v: &Option<String>, d: &str| parse_duration(v.as_deref().unwrap_or(d));
+    let mut targets = Vec::new();
+    for (i, t) in p.targets.iter().enumerate() {
+        let statuses = match &t.statuses {
+            Some(list) => list.iter().filter_map(|s| Status::parse(s)).collect(),
+            None => ALL_STATUSES.iter().copied().filter(|s| *s != Status::Info).collect(),
+        };
+        targets.push(TargetPlan {
+            key: format!("{}#{}:{}", p.id, i, crate::event::md5_hex(&t.url)[..8].to_string()),
+            url: t.url.clone(),
+            statuses,
+            tags: t.tags.clone(),
+            format: Format::parse(t.format.as_deref()),
+            secret: t.secret.clone(),
+            timeout_ms: dur(&t.timeout, "10s")? * 1000,
+        });
+    }
+    let mut mutes = Vec::new();
+    for m in &p.mutes {
+        let window = match (&m.start, &m.end, &m.cron, &m.duration) {
+            (Some(a), Some(b), _, _) => Window::OneOff {
+                start: parse_time(a)?,
+                end: parse_time(b)?,
+            },
+            (_, _, Some(c), Some(d)) => Window::Cron {
+                schedule: Box::new(crate::monitor::parse_cron(c)?),
+                duration: parse_duration(d)?,
+            },
+            _ => return Err(format!("policies.{}: a mute needs start/end or cron/duration", p.id)),
+        };
+        mutes.push(MutePlan {
+            window,
+            monitors: m.monitors.clone(),
+            tags: m.tags.clone(),
+        });
+    }
+    Ok(PolicyPlan {
+        id: p.id.clone(),
+        name: p.name.clone().unwrap_or_else(|| p.id.clone()),
+        silent_timeout: p.silent_timeout.as_ref().map(|s| parse_duration(s)).transpose()?,
+        expire: dur(&p.expire, "24h")?,
+        targets,
+        mutes,
+    })
+}
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS outbox(
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    url TEXT NOT NULL,
+    format TEXT NOT NULL,
+    secret TEXT,
+    timeout_ms INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    last_code INTEGER,
+    last_error TEXT,
+    UNIQUE(event_id, target)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
+CREATE TABLE IF NOT EXISTS notify_sent(
+    target TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    status TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    muted INTEGER NOT NULL,
+    PRIMARY KEY(target, ref)
+);
+";
+
+/// Current wall-clock time in milliseconds (delivery timing is about real time, not event time).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl EventHook for Notifier {
+    fn init(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute_batch(TABLES)
+    }
+
+    fn on_event(&self, tx: &Transaction, ev: &mut Event) -> rusqlite::Result<()> {
+        let Some(policy) = self.policy_for(ev) else {
+            return Ok(());
+        };
+        let Some(status) = ev.status() else {
+            return Ok(());
+        };
+        let date = ev.date();
+        let tags: Tags = ev
+            .str("df_dimension_tags")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let monitor = ev.str("df_monitor_checker_id").unwrap_or("").to_string();
+        let muted = policy.mutes.iter().any(|m| m.covers(date, &monitor, &tags));
+        if muted {
+            ev.set("df_is_silent", "true");
+        }
+        let r = ev.event_ref().to_string();
+        for t in &policy.targets {
+            if !tags_match(&t.tags, &tags) {
+                continue;
+            }
+            let last: Option<(String, i64, bool)> = if r.is_empty() {
+                None
+            } else {
+                tx.query_row(
+                    "SELECT status, sent_at, muted FROM notify_sent WHERE target = ?1 AND ref = ?2",
+                    params![t.key, r],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)? != 0)),
+                )
+                .optional()?
+            };
+            if status.is_recovery() && !r.is_empty() {
+                // Recoveries go to the targets that got (or, muted, would have got) the fault,
+                // whatever their status filter or silent_timeout say.
+                if last.is_none() {
+                    continue;
+                }
+                tx.execute("DELETE FROM notify_sent WHERE target = ?1 AND ref = ?2", params![t.key, r])?;
+                if !muted {
+                    enqueue(tx, policy, t, ev)?;
+                }
+                continue;
+            }
+            if !t.statuses.contains(&status) {
+                continue;
+            }
+            if !r.is_empty() && status.is_fault() {
+                if muted {
+                    // Remember the fault so its recovery is sent later; never send it
+                    // retroactively.
+                    tx.execute(
+                        "INSERT OR REPLACE INTO notify_sent(target, ref, status, sent_at, muted) VALUES (?1, ?2, ?3, ?4, 1)",
+                        params![t.key, r, status.as_str(), date],
+                    )?;
+                    continue;
+                }
+                if let (Some(window), Some((st, at, was_muted))) = (policy.silent_timeout, &last) {
+                    if !was_muted && st == status.as_str() && date - at < window {
+                        continue;
+                    }
+                }
+                tx.execute(
+                    "INSERT OR REPLACE INTO notify_sent(target, ref, status, sent_at, muted) VALUES (?1, ?2, ?3, ?4, 0)",
+                    params![t.key, r, status.as_str(), date],
+                )?;
+            } else if muted {
+                continue;
+            }
+            enqueue(tx, policy, t, ev)?;
+        }
+        Ok(())
+    }
+}
+
+fn enqueue(tx: &Transaction, policy: &PolicyPlan, t: &TargetPlan, ev: &Event) -> rusqlite::Result<()> {
+    let body = payload::render(t.format, ev, &policy.id, &policy.name);
+    let now = now_ms();
+    tx.execute(
+        "INSERT OR IGNORE INTO outbox(event_id, target, policy, url, format, secret, timeout_ms, body, status, \
+         attempts, next_at, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?9, ?10)",
+        params![
+            ev.id(),
+            t.key,
+            policy.id,
+            t.url,
+            t.format.as_str(),
+            t.secret,
+            t.timeout_ms,
+            body,
+            now,
+            now + policy.expire * 1000
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
