@@ -152,7 +152,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/monitors/:id/run", post(run_monitor))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/ping", get(|| async { StatusCode::NO_CONTENT }).head(|| async { StatusCode::NO_CONTENT }))
+        .route(
+            "/ping",
+            get(|| async { StatusCode::NO_CONTENT }).head(|| async { StatusCode::NO_CONTENT }),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -479,10 +482,26 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
                 "Monitor files that failed to load.",
                 errors,
             ),
-            ("tocsin_deliveries_pending", "Outbox deliveries not tried yet.", dc("pending")),
-            ("tocsin_deliveries_failed", "Outbox deliveries failed and waiting for a retry.", dc("failed")),
-            ("tocsin_deliveries_expired", "Outbox deliveries given up on.", dc("expired")),
-            ("tocsin_deliveries_delivered", "Outbox deliveries answered 2xx.", dc("delivered")),
+            (
+                "tocsin_deliveries_pending",
+                "Outbox deliveries not tried yet.",
+                dc("pending"),
+            ),
+            (
+                "tocsin_deliveries_failed",
+                "Outbox deliveries failed and waiting for a retry.",
+                dc("failed"),
+            ),
+            (
+                "tocsin_deliveries_expired",
+                "Outbox deliveries given up on.",
+                dc("expired"),
+            ),
+            (
+                "tocsin_deliveries_delivered",
+                "Outbox deliveries answered 2xx.",
+                dc("delivered"),
+            ),
             (
                 "tocsin_delivery_failures",
                 "Delivery attempts that failed since start.",
@@ -494,19 +513,33 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-async fn list_deliveries(State(st): State<AppState>, Query(p): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+async fn list_deliveries(
+    State(st): State<AppState>,
+    Query(p): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let statuses: Vec<String> = p
         .get("status")
-        .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+        .map(|s| {
+            s.split(',')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     for s in &statuses {
         if !["pending", "failed", "expired", "delivered"].contains(&s.as_str()) {
-            return Err(ApiError::field("status", format!("{s:?} is not one of pending, failed, expired, delivered")));
+            return Err(ApiError::field(
+                "status",
+                format!("{s:?} is not one of pending, failed, expired, delivered"),
+            ));
         }
     }
-    let limit = num_param("limit", p.get("limit"))?.unwrap_or(100).min(10_000);
+    let limit = num_param("limit", p.get("limit"))?
+        .unwrap_or(100)
+        .min(10_000);
     let db = st.engine.runner.db.clone();
-    let list = blocking(move || crate::notify::worker::list(&db, &statuses, limit).map_err(db_err)).await?;
+    let list = blocking(move || crate::notify::worker::list(&db, &statuses, limit).map_err(db_err))
+        .await?;
     Ok(Json(json!({"count": list.len(), "deliveries": list})))
 }
 
@@ -515,7 +548,11 @@ async fn list_deliveries(State(st): State<AppState>, Query(p): Query<HashMap<Str
 async fn event_stream(
     State(st): State<AppState>,
     Query(p): Query<HashMap<String, String>>,
-) -> ApiResult<axum::response::sse::Sse<impl futures_core::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>> {
+) -> ApiResult<
+    axum::response::sse::Sse<
+        impl futures_core::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+> {
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
     let q = event_query(&p)?;
     let mut rx = st.engine.runner.db.subscribe();
@@ -527,13 +564,18 @@ async fn event_stream(
                         continue;
                     }
                     let data = serde_json::to_string(&ev).unwrap_or_default();
-                    let sse = SseEvent::default().event("event").id(ev.id().to_string()).data(data);
+                    let sse = SseEvent::default()
+                        .event("event")
+                        .id(ev.id().to_string())
+                        .data(data);
                     if tx.send(Ok(sse)).await.is_err() {
                         return;
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let sse = SseEvent::default().event("lagged").data(format!("{{\"missed\":{n}}}"));
+                    let sse = SseEvent::default()
+                        .event("lagged")
+                        .data(format!("{{\"missed\":{n}}}"));
                     if tx.send(Ok(sse)).await.is_err() {
                         return;
                     }
@@ -546,13 +588,17 @@ async fn event_stream(
 }
 
 fn stream_match(q: &EventQuery, ev: &crate::event::Event) -> bool {
-    let eq = |want: &Option<String>, key: &str| want.as_ref().is_none_or(|w| ev.str(key) == Some(w.as_str()));
+    let eq = |want: &Option<String>, key: &str| {
+        want.as_ref()
+            .is_none_or(|w| ev.str(key) == Some(w.as_str()))
+    };
     eq(&q.status, "df_status")
         && eq(&q.source, "df_source")
         && eq(&q.monitor, "df_monitor_checker_id")
         && eq(&q.event_ref, "df_monitor_checker_event_ref")
         && q.text.as_ref().is_none_or(|t| {
-            ev.str("df_title").is_some_and(|x| x.contains(t.as_str())) || ev.str("df_message").is_some_and(|x| x.contains(t.as_str()))
+            ev.str("df_title").is_some_and(|x| x.contains(t.as_str()))
+                || ev.str("df_message").is_some_and(|x| x.contains(t.as_str()))
         })
 }
 

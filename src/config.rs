@@ -209,7 +209,8 @@ impl Config {
                     }
                 }
                 if let Some(d) = &t.timeout {
-                    parse_duration(d).map_err(|e| format!("policies.{}.targets.timeout: {e}", p.id))?;
+                    parse_duration(d)
+                        .map_err(|e| format!("policies.{}.targets.timeout: {e}", p.id))?;
                 }
                 if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
                     return Err(format!(

@@ -215,7 +215,10 @@ impl EventDb {
     }
 
     /// Runs `f` with the connection (for the hook's own queries).
-    pub fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, EventDbError> {
+    pub fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, EventDbError> {
         f(&mut self.conn.lock()).map_err(sql("query"))
     }
 
@@ -431,7 +434,10 @@ impl EventDb {
 
     /// The open issue of one event ref, if any (durations at `now`).
     pub fn issue(&self, event_ref: &str, now: i64) -> Result<Option<IssueRow>, EventDbError> {
-        Ok(self.issues(None, now)?.into_iter().find(|i| i.event_ref == event_ref))
+        Ok(self
+            .issues(None, now)?
+            .into_iter()
+            .find(|i| i.event_ref == event_ref))
     }
 
     /// Number of events stored.

@@ -58,8 +58,14 @@ struct TargetPlan {
 
 #[derive(Debug, Clone)]
 enum Window {
-    OneOff { start: i64, end: i64 },
-    Cron { schedule: Box<cron::Schedule>, duration: i64 },
+    OneOff {
+        start: i64,
+        end: i64,
+    },
+    Cron {
+        schedule: Box<cron::Schedule>,
+        duration: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -86,9 +92,10 @@ pub struct Notifier {
 }
 
 fn tags_match(filter: &Option<TagFilter>, tags: &Tags) -> bool {
-    filter
-        .as_ref()
-        .is_none_or(|f| f.iter().all(|(k, vals)| tags.get(k).is_some_and(|v| vals.matches(v))))
+    filter.as_ref().is_none_or(|f| {
+        f.iter()
+            .all(|(k, vals)| tags.get(k).is_some_and(|v| vals.matches(v)))
+    })
 }
 
 impl MutePlan {
@@ -120,7 +127,11 @@ impl MutePlan {
 impl Notifier {
     /// Compiles the policies of a (validated) config.
     pub fn new(cfg: &Config) -> Result<Notifier, String> {
-        let policies = cfg.policies.iter().map(compile_policy).collect::<Result<_, _>>()?;
+        let policies = cfg
+            .policies
+            .iter()
+            .map(compile_policy)
+            .collect::<Result<_, _>>()?;
         Ok(Notifier { policies })
     }
 
@@ -142,10 +153,19 @@ fn compile_policy(p: &Policy) -> Result<PolicyPlan, String> {
     for (i, t) in p.targets.iter().enumerate() {
         let statuses = match &t.statuses {
             Some(list) => list.iter().filter_map(|s| Status::parse(s)).collect(),
-            None => ALL_STATUSES.iter().copied().filter(|s| *s != Status::Info).collect(),
+            None => ALL_STATUSES
+                .iter()
+                .copied()
+                .filter(|s| *s != Status::Info)
+                .collect(),
         };
         targets.push(TargetPlan {
-            key: format!("{}#{}:{}", p.id, i, crate::event::md5_hex(&t.url)[..8].to_string()),
+            key: format!(
+                "{}#{}:{}",
+                p.id,
+                i,
+                crate::event::md5_hex(&t.url)[..8].to_string()
+            ),
             url: t.url.clone(),
             statuses,
             tags: t.tags.clone(),
@@ -165,7 +185,12 @@ fn compile_policy(p: &Policy) -> Result<PolicyPlan, String> {
                 schedule: Box::new(crate::monitor::parse_cron(c)?),
                 duration: parse_duration(d)?,
             },
-            _ => return Err(format!("policies.{}: a mute needs start/end or cron/duration", p.id)),
+            _ => {
+                return Err(format!(
+                    "policies.{}: a mute needs start/end or cron/duration",
+                    p.id
+                ))
+            }
         };
         mutes.push(MutePlan {
             window,
@@ -176,7 +201,11 @@ fn compile_policy(p: &Policy) -> Result<PolicyPlan, String> {
     Ok(PolicyPlan {
         id: p.id.clone(),
         name: p.name.clone().unwrap_or_else(|| p.id.clone()),
-        silent_timeout: p.silent_timeout.as_ref().map(|s| parse_duration(s)).transpose()?,
+        silent_timeout: p
+            .silent_timeout
+            .as_ref()
+            .map(|s| parse_duration(s))
+            .transpose()?,
         expire: dur(&p.expire, "24h")?,
         targets,
         mutes,
@@ -263,7 +292,10 @@ impl EventHook for Notifier {
                 if last.is_none() {
                     continue;
                 }
-                tx.execute("DELETE FROM notify_sent WHERE target = ?1 AND ref = ?2", params![t.key, r])?;
+                tx.execute(
+                    "DELETE FROM notify_sent WHERE target = ?1 AND ref = ?2",
+                    params![t.key, r],
+                )?;
                 if !muted {
                     enqueue(tx, policy, t, ev)?;
                 }
@@ -300,7 +332,12 @@ impl EventHook for Notifier {
     }
 }
 
-fn enqueue(tx: &Transaction, policy: &PolicyPlan, t: &TargetPlan, ev: &Event) -> rusqlite::Result<()> {
+fn enqueue(
+    tx: &Transaction,
+    policy: &PolicyPlan,
+    t: &TargetPlan,
+    ev: &Event,
+) -> rusqlite::Result<()> {
     let body = payload::render(t.format, ev, &policy.id, &policy.name);
     let now = now_ms();
     tx.execute(

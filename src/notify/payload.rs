@@ -41,14 +41,20 @@ pub fn alertmanager(ev: &Event, receiver: &str) -> Value {
     };
     labels.insert("severity".into(), json!(severity));
     labels.insert("df_source".into(), json!(ev.str("df_source").unwrap_or("")));
-    if let Some(tags) = ev.str("df_dimension_tags").and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok()) {
+    if let Some(tags) = ev
+        .str("df_dimension_tags")
+        .and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok())
+    {
         for (k, v) in tags {
             labels.entry(k).or_insert(v);
         }
     }
     let mut annotations = Map::new();
     annotations.insert("summary".into(), json!(ev.str("df_title").unwrap_or("")));
-    annotations.insert("description".into(), json!(ev.str("df_message").unwrap_or("")));
+    annotations.insert(
+        "description".into(),
+        json!(ev.str("df_message").unwrap_or("")),
+    );
     annotations.insert("df_status".into(), json!(status.as_str()));
     annotations.insert("df_event_id".into(), json!(ev.id()));
     let starts = ev.int("df_issue_start_time").unwrap_or(ev.date());
@@ -99,7 +105,11 @@ pub fn dingtalk(ev: &Event, policy_name: &str) -> Value {
         text.push_str(&format!("- object: `{d}`\n"));
     }
     if let Some(s) = ev.int("df_issue_start_time") {
-        text.push_str(&format!("- issue since: {} ({} s)\n", rfc3339(s), ev.int("df_issue_duration").unwrap_or(0)));
+        text.push_str(&format!(
+            "- issue since: {} ({} s)\n",
+            rfc3339(s),
+            ev.int("df_issue_duration").unwrap_or(0)
+        ));
     }
     text.push_str(&format!("- policy: {policy_name}\n- event: {}\n", ev.id()));
     if let Some(u) = ev.str("df_event_url") {

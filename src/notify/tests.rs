@@ -11,7 +11,8 @@ fn config(toml_text: &str) -> Config {
 
 fn db(cfg: &str) -> EventDb {
     let db = EventDb::scratch();
-    db.set_hook(Arc::new(Notifier::new(&config(cfg)).unwrap())).unwrap();
+    db.set_hook(Arc::new(Notifier::new(&config(cfg)).unwrap()))
+        .unwrap();
     db
 }
 
@@ -30,7 +31,13 @@ fn ev(policy: &str, r: &str, status: &str, date: i64, tags: &str) -> Event {
 }
 
 fn store(db: &EventDb, e: Event) -> Event {
-    db.commit(&Commit { events: vec![e], ..Default::default() }).unwrap().pop().expect("new event")
+    db.commit(&Commit {
+        events: vec![e],
+        ..Default::default()
+    })
+    .unwrap()
+    .pop()
+    .expect("new event")
 }
 
 /// (event id, target url) of every outbox row, in order.
@@ -99,8 +106,14 @@ statuses = ["warning", "ok"]
     assert_eq!(
         rows(&db),
         vec![
-            ("event-r-critical-100".to_string(), "http://crit-only/".to_string()),
-            ("event-r-ok-200".to_string(), "http://crit-only/".to_string()),
+            (
+                "event-r-critical-100".to_string(),
+                "http://crit-only/".to_string()
+            ),
+            (
+                "event-r-ok-200".to_string(),
+                "http://crit-only/".to_string()
+            ),
         ]
     );
 }
@@ -114,10 +127,22 @@ id = "p"
 url = "http://t/"
 tags = { env = ["prod", "staging"], team = "db" }
 "#);
-    store(&db, ev("p", "r1", "critical", 1, r#"{"env":"prod","team":"db"}"#));
-    store(&db, ev("p", "r2", "critical", 1, r#"{"env":"staging","team":"db"}"#));
-    store(&db, ev("p", "r3", "critical", 1, r#"{"env":"dev","team":"db"}"#));
-    store(&db, ev("p", "r4", "critical", 1, r#"{"env":"prod","team":"web"}"#));
+    store(
+        &db,
+        ev("p", "r1", "critical", 1, r#"{"env":"prod","team":"db"}"#),
+    );
+    store(
+        &db,
+        ev("p", "r2", "critical", 1, r#"{"env":"staging","team":"db"}"#),
+    );
+    store(
+        &db,
+        ev("p", "r3", "critical", 1, r#"{"env":"dev","team":"db"}"#),
+    );
+    store(
+        &db,
+        ev("p", "r4", "critical", 1, r#"{"env":"prod","team":"web"}"#),
+    );
     store(&db, ev("p", "r5", "critical", 1, r#"{"env":"prod"}"#));
     let ids: Vec<String> = rows(&db).into_iter().map(|r| r.0).collect();
     assert_eq!(ids, vec!["event-r1-critical-1", "event-r2-critical-1"]);
@@ -140,9 +165,18 @@ monitors = ["m1"]
     assert!(rows(&db).is_empty(), "muted events are sent nowhere");
     let e = store(&db, ev("p", "r", "ok", 2500, "{}"));
     assert_eq!(e.str("df_is_silent"), None);
-    assert_eq!(rows(&db), vec![("event-r-ok-2500".to_string(), "http://t/".to_string())]);
+    assert_eq!(
+        rows(&db),
+        vec![("event-r-ok-2500".to_string(), "http://t/".to_string())]
+    );
     // the stored event carries the flag too
-    assert_eq!(db.event("event-r-critical-1500").unwrap().unwrap().str("df_is_silent"), Some("true"));
+    assert_eq!(
+        db.event("event-r-critical-1500")
+            .unwrap()
+            .unwrap()
+            .str("df_is_silent"),
+        Some("true")
+    );
 }
 
 #[test]
@@ -161,7 +195,11 @@ end = "2000"
     store(&db, ev("p", "r", "critical", 2100, "{}"));
     store(&db, ev("p", "r", "critical", 2200, "{}"));
     let ids: Vec<String> = rows(&db).into_iter().map(|r| r.0).collect();
-    assert_eq!(ids, vec!["event-r-critical-2100"], "not retroactive, then silent_timeout applies");
+    assert_eq!(
+        ids,
+        vec!["event-r-critical-2100"],
+        "not retroactive, then silent_timeout applies"
+    );
 }
 
 #[test]
@@ -178,16 +216,58 @@ duration = "1h"
 tags = { env = "dev" }
 "#);
     let day = 1_714_521_600; // 2024-05-01T00:00:00Z
-    let e = store(&db, ev("p", "r1", "critical", day + 2 * 3600 + 600, r#"{"env":"dev"}"#));
+    let e = store(
+        &db,
+        ev(
+            "p",
+            "r1",
+            "critical",
+            day + 2 * 3600 + 600,
+            r#"{"env":"dev"}"#,
+        ),
+    );
     assert_eq!(e.str("df_is_silent"), Some("true"));
-    let e = store(&db, ev("p", "r2", "critical", day + 86_400 + 2 * 3600 + 10, r#"{"env":"dev"}"#));
+    let e = store(
+        &db,
+        ev(
+            "p",
+            "r2",
+            "critical",
+            day + 86_400 + 2 * 3600 + 10,
+            r#"{"env":"dev"}"#,
+        ),
+    );
     assert_eq!(e.str("df_is_silent"), Some("true"), "repeats the next day");
-    let e = store(&db, ev("p", "r3", "critical", day + 3 * 3600 + 1, r#"{"env":"dev"}"#));
+    let e = store(
+        &db,
+        ev(
+            "p",
+            "r3",
+            "critical",
+            day + 3 * 3600 + 1,
+            r#"{"env":"dev"}"#,
+        ),
+    );
     assert_eq!(e.str("df_is_silent"), None, "after the hour");
-    let e = store(&db, ev("p", "r4", "critical", day + 2 * 3600 + 600, r#"{"env":"prod"}"#));
+    let e = store(
+        &db,
+        ev(
+            "p",
+            "r4",
+            "critical",
+            day + 2 * 3600 + 600,
+            r#"{"env":"prod"}"#,
+        ),
+    );
     assert_eq!(e.str("df_is_silent"), None, "other tags are not muted");
     let ids: Vec<String> = rows(&db).into_iter().map(|r| r.0).collect();
-    assert_eq!(ids, vec![format!("event-r3-critical-{}", day + 3 * 3600 + 1), format!("event-r4-critical-{}", day + 7800)]);
+    assert_eq!(
+        ids,
+        vec![
+            format!("event-r3-critical-{}", day + 3 * 3600 + 1),
+            format!("event-r4-critical-{}", day + 7800)
+        ]
+    );
 }
 
 #[test]
@@ -203,7 +283,13 @@ statuses = ["critical", "info"]
     e.0.remove("df_monitor_id");
     e.set("df_source", "custom");
     store(&db, e.clone());
-    assert!(db.commit(&Commit { events: vec![e], ..Default::default() }).unwrap().is_empty());
+    assert!(db
+        .commit(&Commit {
+            events: vec![e],
+            ..Default::default()
+        })
+        .unwrap()
+        .is_empty());
     assert_eq!(rows(&db).len(), 1);
     // an unknown policy sends nothing
     store(&db, ev("nope", "r", "critical", 1, "{}"));
@@ -230,7 +316,11 @@ fn payload_shapes() {
     let dt = payload::dingtalk(&e, "On-call");
     assert_eq!(dt["msgtype"], "markdown");
     assert_eq!(dt["markdown"]["title"], "ok title");
-    assert!(dt["markdown"]["text"].as_str().unwrap().contains("[OK] ok title"));
-    let json: serde_json::Value = serde_json::from_str(&payload::render(Format::Json, &e, "p", "P")).unwrap();
+    assert!(dt["markdown"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("[OK] ok title"));
+    let json: serde_json::Value =
+        serde_json::from_str(&payload::render(Format::Json, &e, "p", "P")).unwrap();
     assert_eq!(json["df_event_id"], "event-r-ok-2000");
 }

@@ -96,7 +96,9 @@ pub fn counts(db: &EventDb) -> HashMap<String, i64> {
 
 /// Backoff before attempt `n + 1` (n ≥ 1 failures): 1 s doubling to 5 min, ±20 % jitter.
 pub fn backoff_ms(failures: i64) -> i64 {
-    let base = 1000i64.saturating_mul(1 << (failures - 1).clamp(0, 20)).min(300_000);
+    let base = 1000i64
+        .saturating_mul(1 << (failures - 1).clamp(0, 20))
+        .min(300_000);
     let jitter = rand::thread_rng().gen_range(0.8..1.2);
     (base as f64 * jitter) as i64
 }
@@ -186,7 +188,10 @@ impl Worker {
             for job in due {
                 if job.expires_at <= now {
                     let _ = self.db.with_conn(|c| {
-                        c.execute("UPDATE outbox SET status = 'expired' WHERE id = ?1", params![job.id])
+                        c.execute(
+                            "UPDATE outbox SET status = 'expired' WHERE id = ?1",
+                            params![job.id],
+                        )
                     });
                     tracing::warn!(event = %job.event_id, url = %job.url, "delivery expired");
                     continue;
@@ -222,7 +227,10 @@ impl Worker {
             .set("X-Tocsin-Event-Id", &job.event_id)
             .set("X-Tocsin-Delivery-Id", &job.id.to_string());
         if let Some(secret) = &job.secret {
-            req = req.set("X-Tocsin-Signature", &format!("sha256={}", sign(secret, job.body.as_bytes())));
+            req = req.set(
+                "X-Tocsin-Signature",
+                &format!("sha256={}", sign(secret, job.body.as_bytes())),
+            );
         }
         let (code, err) = match req.send_string(&job.body) {
             Ok(r) => (Some(r.status() as i64), None),
@@ -244,7 +252,11 @@ impl Worker {
             Some(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 let next = now + backoff_ms(attempts);
-                let status = if next >= job.expires_at { "expired" } else { "failed" };
+                let status = if next >= job.expires_at {
+                    "expired"
+                } else {
+                    "failed"
+                };
                 tracing::warn!(event = %job.event_id, url = %job.url, attempts, "delivery failed: {e}");
                 self.db.with_conn(|c| {
                     c.execute(
@@ -267,7 +279,8 @@ impl Worker {
 
 /// Hex HMAC-SHA256 of `body` with `secret`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -278,7 +291,14 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_five_minutes_with_jitter() {
-        for (n, base) in [(1, 1000), (2, 2000), (3, 4000), (9, 256_000), (10, 300_000), (40, 300_000)] {
+        for (n, base) in [
+            (1, 1000),
+            (2, 2000),
+            (3, 4000),
+            (9, 256_000),
+            (10, 300_000),
+            (40, 300_000),
+        ] {
             let b = backoff_ms(n);
             assert!(b >= base * 8 / 10 && b <= base * 12 / 10, "{n}: {b}");
         }

@@ -1,0 +1,435 @@
+//! Alert delivery end to end: the real binary, a real HTTP receiver on loopback.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+struct Req {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+/// A webhook receiver: `/hook` answers 200, `/fail` 503, `/slow` hangs for 30 s.
+struct Receiver {
+    log: Arc<Mutex<Vec<Req>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Receiver {
+    fn start(port: u16) -> Receiver {
+        let log: Arc<Mutex<Vec<Req>>> = Arc::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let l2 = log.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use axum::extract::{Path as AxPath, State};
+                use axum::http::{HeaderMap, StatusCode};
+                let app = axum::Router::new()
+                    .route(
+                        "/:name",
+                        axum::routing::post(
+                            |State(log): State<Arc<Mutex<Vec<Req>>>>,
+                             AxPath(name): AxPath<String>,
+                             headers: HeaderMap,
+                             body: axum::body::Bytes| async move {
+                                if name == "slow" {
+                                    tokio::time::sleep(Duration::from_secs(30)).await;
+                                }
+                                let req = Req {
+                                    path: name.clone(),
+                                    headers: headers
+                                        .iter()
+                                        .map(|(k, v)| {
+                                            (k.to_string(), v.to_str().unwrap_or("").to_string())
+                                        })
+                                        .collect(),
+                                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                                };
+                                log.lock().unwrap().push(req);
+                                if name == "fail" {
+                                    StatusCode::SERVICE_UNAVAILABLE
+                                } else {
+                                    StatusCode::OK
+                                }
+                            },
+                        ),
+                    )
+                    .with_state(l2);
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                ready_tx.send(()).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Receiver {
+            log,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn got(&self, path: &str) -> Vec<Req> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    fn wait_for(&self, path: &str, n: usize, secs: u64) -> Vec<Req> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.got(path);
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            // a /slow handler may still hang; don't wait for it
+            drop(t);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Tocsin {
+    child: Option<Child>,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl Tocsin {
+    fn start(dir: &Path, policies: &str, monitors: &[(&str, &str)]) -> Tocsin {
+        let port = free_port();
+        std::fs::create_dir_all(dir.join("monitors")).unwrap();
+        for (name, body) in monitors {
+            std::fs::write(dir.join("monitors").join(name), body).unwrap();
+        }
+        std::fs::write(
+            dir.join("tocsin.toml"),
+            format!("listen = \"127.0.0.1:{port}\"\n[host_input]\nenabled = false\n{policies}"),
+        )
+        .unwrap();
+        let mut t = Tocsin {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+        };
+        t.spawn();
+        t
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .arg("serve")
+            .arg("--config")
+            .arg(self.dir.join("tocsin.toml"))
+            .arg("--data")
+            .arg(self.dir.join("data"))
+            .arg("--monitors")
+            .arg(self.dir.join("monitors"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("server.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ureq::get(&format!("{}/healthz", self.url)).call().is_err() {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "tocsin did not start:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        let mut c = self.child.take().unwrap();
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "tocsin did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn write(&self, value: f64) {
+        let ts = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 1_000_000_000;
+        let body = format!("cpu,host=web01 usage={value} {ts}");
+        let r = ureq::post(&format!("{}/write", self.url))
+            .send_string(&body)
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    /// Runs a monitor in a fresh second (event ids are per second) and returns its events.
+    fn run(&self, id: &str) -> Vec<Value> {
+        let sec = chrono::Utc::now().timestamp();
+        while chrono::Utc::now().timestamp() == sec {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let v: Value = ureq::post(&format!("{}/api/v1/monitors/{id}/run", self.url))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        v["events"].as_array().unwrap().clone()
+    }
+
+    fn get(&self, path: &str) -> Value {
+        ureq::get(&format!("{}{path}", self.url))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap()
+    }
+}
+
+impl Drop for Tocsin {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn monitor(id: &str, policy: &str) -> String {
+    // agg = last: each run sees the latest write
+    format!(
+        "id = \"{id}\"\npolicy = \"{policy}\"\nmanual = true\ninterval = \"30s\"\n[query]\nmeasurement = \"cpu\"\nfield = \"usage\"\nagg = \"last\"\nby = [\"host\"]\n[rules]\ncritical = \"Result > 90\"\nwarning = \"Result > 50\"\n"
+    )
+}
+
+#[test]
+fn first_alert_delivered_repeats_held_recovery_delivered_signed() {
+    let rport = free_port();
+    let rx = Receiver::start(rport);
+    let dir = tempfile::tempdir().unwrap();
+    let policies = format!(
+        "[[policies]]\nid = \"oncall\"\nname = \"On-call\"\nsilent_timeout = \"1h\"\n[[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/hook\"\nsecret = \"s3cret\"\n"
+    );
+    let t = Tocsin::start(
+        dir.path(),
+        &policies,
+        &[("m1.toml", &monitor("m1", "oncall"))],
+    );
+    t.write(95.0);
+    let e1 = t.run("m1");
+    assert_eq!(e1[0]["df_status"], "critical");
+    assert_eq!(e1[0]["df_monitor_id"], "oncall");
+    assert_eq!(e1[0]["df_monitor_name"], "On-call");
+    t.write(96.0);
+    let e2 = t.run("m1");
+    assert_eq!(
+        e2[0]["df_status"], "critical",
+        "a repeat, held back by silent_timeout"
+    );
+    t.write(60.0);
+    let e3 = t.run("m1");
+    assert_eq!(e3[0]["df_status"], "warning", "a change of status is sent");
+    t.write(10.0);
+    let e4 = t.run("m1");
+    assert_eq!(e4[0]["df_status"], "ok");
+    let got = rx.wait_for("hook", 3, 15);
+    std::thread::sleep(Duration::from_millis(1500));
+    let got2 = rx.got("hook");
+    assert_eq!(got.len(), got2.len(), "nothing more arrives");
+    let statuses: Vec<&str> = got2
+        .iter()
+        .map(|r| r.body["df_status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["critical", "warning", "ok"]);
+    assert_eq!(got2[0].body["df_event_id"], e1[0]["df_event_id"]);
+    let header = |r: &Req, k: &str| {
+        r.headers
+            .iter()
+            .find(|(h, _)| h == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        header(&got2[0], "x-tocsin-event-id"),
+        e1[0]["df_event_id"].as_str().unwrap()
+    );
+    // the signature is an HMAC-SHA256 of the exact body
+    let body = serde_json::to_string(&got2[0].body).unwrap();
+    let sig = header(&got2[0], "x-tocsin-signature");
+    assert_eq!(
+        sig,
+        format!(
+            "sha256={}",
+            tocsin::notify::worker::sign("s3cret", body.as_bytes())
+        )
+    );
+    let d = t.get("/api/v1/deliveries");
+    assert_eq!(d["count"], 0, "nothing pending or failed: {d}");
+    let d = t.get("/api/v1/deliveries?status=delivered");
+    assert_eq!(d["count"], 3);
+}
+
+#[test]
+fn dead_receiver_then_restart_delivers_exactly_once() {
+    let rport = free_port(); // nothing listens here yet
+    let dir = tempfile::tempdir().unwrap();
+    let policies = format!(
+        "[[policies]]\nid = \"p\"\n[[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/hook\"\n"
+    );
+    let mut t = Tocsin::start(dir.path(), &policies, &[("m1.toml", &monitor("m1", "p"))]);
+    t.write(99.0);
+    let ev = t.run("m1");
+    assert_eq!(ev[0]["df_status"], "critical");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = t.get("/api/v1/deliveries");
+        if d["deliveries"][0]["status"] == "failed" {
+            assert!(d["deliveries"][0]["attempts"].as_i64().unwrap() >= 1);
+            assert!(d["deliveries"][0]["last_error"].as_str().is_some());
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed attempt recorded: {d}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = ureq::get(&format!("{}/metrics", t.url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(text.contains("tocsin_deliveries_failed 1"), "{text}");
+    t.stop();
+    let rx = Receiver::start(rport);
+    t.spawn();
+    let got = rx.wait_for("hook", 1, 20);
+    assert_eq!(got.len(), 1, "delivered after restart");
+    assert_eq!(got[0].body["df_event_id"], ev[0]["df_event_id"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rx.got("hook").len(), 1, "exactly once");
+    assert_eq!(t.get("/api/v1/deliveries")["count"], 0);
+}
+
+#[test]
+fn mutes_hold_back_and_mark_events() {
+    let rport = free_port();
+    let rx = Receiver::start(rport);
+    let dir = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let policies = format!(
+        "[[policies]]\nid = \"cronmute\"\n[[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/hook\"\n[[policies.mutes]]\ncron = \"* * * * *\"\nduration = \"1m\"\n\
+         [[policies]]\nid = \"oneoff\"\n[[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/hook\"\n[[policies.mutes]]\nstart = \"{}\"\nend = \"{}\"\nmonitors = [\"m2\"]\n\
+         [[policies]]\nid = \"open\"\n[[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/hook\"\n",
+        now - 60,
+        now + 3600
+    );
+    let t = Tocsin::start(
+        dir.path(),
+        &policies,
+        &[
+            ("m1.toml", &monitor("m1", "cronmute")),
+            ("m2.toml", &monitor("m2", "oneoff")),
+            ("m3.toml", &monitor("m3", "open")),
+        ],
+    );
+    t.write(99.0);
+    let e1 = t.run("m1");
+    let e2 = t.run("m2");
+    let e3 = t.run("m3");
+    assert_eq!(e1[0]["df_is_silent"], "true");
+    assert_eq!(e2[0]["df_is_silent"], "true");
+    assert_eq!(e3[0]["df_is_silent"], "false");
+    let stored = t.get("/api/v1/events?monitor=m2");
+    assert_eq!(stored["events"][0]["df_is_silent"], "true");
+    let got = rx.wait_for("hook", 1, 10);
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = if got.len() == 1 { rx.got("hook") } else { got };
+    assert_eq!(got.len(), 1, "only the unmuted policy sends");
+    assert_eq!(got[0].body["df_monitor_checker_id"], "m3");
+}
+
+#[test]
+fn alertmanager_and_dingtalk_payloads_and_a_hanging_target_does_not_delay_others() {
+    let rport = free_port();
+    let rx = Receiver::start(rport);
+    let dir = tempfile::tempdir().unwrap();
+    let policies = format!(
+        "[[policies]]\nid = \"p\"\n\
+         [[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/slow\"\ntimeout = \"20s\"\n\
+         [[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/am\"\nformat = \"alertmanager\"\n\
+         [[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/ding\"\nformat = \"dingtalk\"\n"
+    );
+    let t = Tocsin::start(dir.path(), &policies, &[("m1.toml", &monitor("m1", "p"))]);
+    t.write(99.0);
+    let started = Instant::now();
+    let ev = t.run("m1");
+    let am = rx.wait_for("am", 1, 10);
+    let ding = rx.wait_for("ding", 1, 10);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the hanging /slow target held others up"
+    );
+    assert_eq!(am.len(), 1);
+    let a = &am[0].body;
+    assert_eq!(a["version"], "4");
+    assert_eq!(a["status"], "firing");
+    assert_eq!(a["receiver"], "p");
+    assert_eq!(a["alerts"][0]["status"], "firing");
+    assert_eq!(a["alerts"][0]["labels"]["alertname"], "m1");
+    assert_eq!(a["alerts"][0]["labels"]["severity"], "critical");
+    assert_eq!(a["alerts"][0]["labels"]["host"], "web01");
+    assert_eq!(a["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    assert!(a["alerts"][0]["startsAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        a["alerts"][0]["annotations"]["df_event_id"],
+        ev[0]["df_event_id"]
+    );
+    assert_eq!(ding.len(), 1);
+    assert_eq!(ding[0].body["msgtype"], "markdown");
+    assert!(ding[0].body["markdown"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("CRITICAL"));
+    // recovery: Alertmanager sees `resolved`
+    t.write(1.0);
+    let ok = t.run("m1");
+    assert_eq!(ok[0]["df_status"], "ok");
+    let am = rx.wait_for("am", 2, 10);
+    assert_eq!(am[1].body["status"], "resolved");
+    assert_eq!(
+        am[1].body["alerts"][0]["fingerprint"],
+        am[0].body["alerts"][0]["fingerprint"]
+    );
+    assert_ne!(am[1].body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+}
