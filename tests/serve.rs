@@ -567,3 +567,33 @@ fn scheduler_runs_on_boundaries_counts_overruns_and_collects_host_metrics() {
     assert!((0.0..=100.0).contains(&used), "{v}");
     assert!(!ev["host"].as_str().unwrap().is_empty());
 }
+
+#[test]
+fn event_stream_follows_new_events_with_filters() {
+    use std::io::BufRead;
+    let (_dir, s) = setup("");
+    let resp = ureq::get(&format!("{}/api/v1/events/stream?monitor=m1", s.url))
+        .timeout(Duration::from_secs(20))
+        .call()
+        .unwrap();
+    assert!(resp.header("content-type").unwrap_or("").starts_with("text/event-stream"));
+    let mut reader = std::io::BufReader::new(resp.into_reader());
+    // an event of another monitor must not show up; then one of m1 must
+    s.post("/write?precision=s", format!("cpu,host=a usage=99 {}\ndurable v=1 {}", now() - 5, now() - 5).as_bytes(), None);
+    s.run_json("count", None);
+    let v = s.run_json("m1", None);
+    let want = v["events"][0]["df_event_id"].as_str().unwrap().to_string();
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if let Some(data) = line.strip_prefix("data:") {
+            let ev: Value = serde_json::from_str(data.trim()).unwrap();
+            assert_eq!(ev["df_monitor_checker_id"], "m1", "filter applies: {ev}");
+            assert_eq!(ev["df_event_id"], want.as_str());
+            break;
+        }
+        assert!(Instant::now() < deadline, "no event on the stream");
+    }
+}
