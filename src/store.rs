@@ -136,6 +136,8 @@ struct Disk {
     db_path: PathBuf,
     writer: Mutex<Writer>,
     reader: Mutex<Connection>,
+    /// the connection compaction reads with; holding it means compacting
+    compactor: Mutex<Connection>,
     commits: Committer,
     _lock: File,
 }
@@ -640,11 +642,16 @@ impl Store {
         let mut mem = Mem::new();
         let loaded = load(&conn, &db_path, &mut mem, window_ns)?;
 
-        let reader = Connection::open(&db_path).map_err(sqlite_err(&db_path, "opening reader"))?;
-        reader
-            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
-            .map_err(sqlite_err(&db_path, "setting reader pragmas"))?;
-        reader.set_prepared_statement_cache_capacity(256);
+        let open_reader = || -> Result<Connection, StoreError> {
+            let reader =
+                Connection::open(&db_path).map_err(sqlite_err(&db_path, "opening reader"))?;
+            reader
+                .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+                .map_err(sqlite_err(&db_path, "setting reader pragmas"))?;
+            reader.set_prepared_statement_cache_capacity(256);
+            Ok(reader)
+        };
+        let (reader, compactor) = (open_reader()?, open_reader()?);
 
         Ok(Store {
             disk: Some(Disk {
@@ -656,6 +663,7 @@ impl Store {
                     max_ts: loaded.max_ts,
                 }),
                 reader: Mutex::new(reader),
+                compactor: Mutex::new(compactor),
                 commits: Committer::default(),
                 _lock: lock,
             }),
@@ -964,24 +972,28 @@ impl Store {
         Ok(())
     }
 
-    /// Compacts the logs that are due (see [`COMPACT_SAMPLES`]). A failure is logged and
-    /// retried after the next write: the samples are safe in the log meanwhile.
+    /// Compacts the logs that are due (see [`COMPACT_SAMPLES`]), unless another thread is
+    /// compacting. A failure is logged and retried after the next write: the samples are safe
+    /// in the log meanwhile.
     fn maybe_compact(&self, disk: &Disk) {
-        let mut w = disk.writer.lock();
-        let max_ts = w.max_ts;
-        let due: Vec<i64> = w
-            .logs
-            .iter()
-            .filter(|(day, st)| {
-                let day_end = (**day + 1).saturating_mul(DAY_NS);
-                st.samples >= COMPACT_SAMPLES
-                    || st.rows >= COMPACT_ROWS
-                    || day_end.saturating_add(COMPACT_GRACE_NS) <= max_ts
-            })
-            .map(|(day, _)| *day)
-            .collect();
+        let Some(mut compactor) = disk.compactor.try_lock() else {
+            return;
+        };
+        let due: Vec<i64> = {
+            let w = disk.writer.lock();
+            w.logs
+                .iter()
+                .filter(|(day, st)| {
+                    let day_end = (**day + 1).saturating_mul(DAY_NS);
+                    st.samples >= COMPACT_SAMPLES
+                        || st.rows >= COMPACT_ROWS
+                        || day_end.saturating_add(COMPACT_GRACE_NS) <= w.max_ts
+                })
+                .map(|(day, _)| *day)
+                .collect()
+        };
         for day in due {
-            if let Err(e) = compact_day(&mut w, &disk.db_path, day) {
+            if let Err(e) = compact_day(disk, &mut compactor, day) {
                 tracing::warn!("{e}");
             }
         }
@@ -993,11 +1005,11 @@ impl Store {
         let Some(disk) = &self.disk else {
             return Ok(0);
         };
-        let mut w = disk.writer.lock();
-        let days: Vec<i64> = w.logs.keys().copied().collect();
+        let mut compactor = disk.compactor.lock();
+        let days: Vec<i64> = disk.writer.lock().logs.keys().copied().collect();
         let mut n = 0;
         for day in days {
-            n += compact_day(&mut w, &disk.db_path, day)?;
+            n += compact_day(disk, &mut compactor, day)?;
         }
         Ok(n)
     }
@@ -1018,6 +1030,8 @@ impl Store {
             return Ok(old.len());
         };
         let path = &disk.db_path;
+        // no compaction may straddle a drop (it would delete rows of a re-created log)
+        let _compactor = disk.compactor.lock();
         let mut w = disk.writer.lock();
         let Writer {
             conn,
@@ -1502,19 +1516,23 @@ fn create_day(tx: &rusqlite::Transaction<'_>, path: &Path, day: i64) -> Result<(
     .map_err(sqlite_err(path, format!("creating {table} and {log}")))
 }
 
-/// Rewrites the whole log of a day as one block per series (time-sorted, the last write of a
-/// timestamp kept) and empties the log, in one transaction. Returns the samples compacted.
-fn compact_day(w: &mut Writer, path: &Path, day: i64) -> Result<usize, StoreError> {
+/// Rewrites the log of a day as one block per series (time-sorted, the last write of a
+/// timestamp kept) and deletes the rows it compacted. Returns the samples compacted.
+///
+/// The log is read and the blocks built with the compaction connection, outside the writer
+/// lock; only inserting the blocks and deleting the compacted rows (one transaction) holds it.
+/// Rows committed meanwhile stay in the log, which keeps every block older than every log row.
+fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usize, StoreError> {
+    let path = &disk.db_path;
     let (table, log) = (chunk_table(day), log_table(day));
     let what = || format!("compacting {log} into {table}");
-    let tx = w
-        .conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_err(path, what()))?;
     let mut samples: Vec<Sample> = Vec::new();
+    let mut last_row = None;
+    let mut rows_read = 0u64;
     {
+        let tx = compactor.transaction().map_err(sqlite_err(path, what()))?;
         let mut st = tx
-            .prepare(&format!("SELECT id, min_ts, data FROM {log} ORDER BY id"))
+            .prepare_cached(&format!("SELECT id, min_ts, data FROM {log} ORDER BY id"))
             .map_err(sqlite_err(path, what()))?;
         let mut rows = st.query([]).map_err(sqlite_err(path, what()))?;
         while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
@@ -1528,11 +1546,17 @@ fn compact_day(w: &mut Writer, path: &Path, day: i64) -> Result<usize, StoreErro
                 samples.push(Sample { id, ts, value })
             })
             .map_err(|e| StoreError::Corrupt {
-                path: path.to_path_buf(),
+                path: path.clone(),
                 what: format!("{log}: row {row_id}: {e}"),
             })?;
+            last_row = Some(row_id);
+            rows_read += 1;
         }
     }
+    let Some(last_row) = last_row else {
+        return Ok(0);
+    };
+    let n = samples.len();
     // Stable: equal (id, ts) keep write order, and the last one wins.
     samples.sort_by_key(|s| (s.id, s.ts));
     let mut out = 0;
@@ -1546,28 +1570,41 @@ fn compact_day(w: &mut Writer, path: &Path, day: i64) -> Result<usize, StoreErro
         }
     }
     samples.truncate(out);
+    let blocks: Vec<(u32, i64, i64, i64, Vec<u8>)> = samples
+        .chunk_by(|a, b| a.id == b.id)
+        .map(|run| {
+            let (first, last) = (run[0].ts, run[run.len() - 1].ts);
+            (run[0].id, first, last, run.len() as i64, encode_block(run))
+        })
+        .collect();
+    drop(samples);
+
+    let mut w = disk.writer.lock();
+    let tx = w
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_err(path, what()))?;
     {
         let mut st = tx
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "INSERT INTO {table} (series_id, min_ts, max_ts, n, data) VALUES (?1, ?2, ?3, ?4, ?5)"
             ))
             .map_err(sqlite_err(path, what()))?;
-        for run in samples.chunk_by(|a, b| a.id == b.id) {
-            let (first, last) = (run[0].ts, run[run.len() - 1].ts);
-            st.execute(params![
-                run[0].id,
-                first,
-                last,
-                run.len() as i64,
-                encode_block(run)
-            ])
-            .map_err(sqlite_err(path, what()))?;
+        for (id, first, last, n, data) in &blocks {
+            st.execute(params![id, first, last, n, data])
+                .map_err(sqlite_err(path, what()))?;
         }
     }
-    tx.execute(&format!("DELETE FROM {log}"), [])
+    tx.execute(&format!("DELETE FROM {log} WHERE id <= ?1"), [last_row])
         .map_err(sqlite_err(path, what()))?;
     tx.commit().map_err(sqlite_err(path, what()))?;
-    let n = w.logs.remove(&day).map_or(0, |st| st.samples as usize);
+    if let Some(st) = w.logs.get_mut(&day) {
+        st.rows = st.rows.saturating_sub(rows_read);
+        st.samples = st.samples.saturating_sub(n as u64);
+        if st.rows == 0 {
+            w.logs.remove(&day);
+        }
+    }
     Ok(n)
 }
 

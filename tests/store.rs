@@ -792,3 +792,21 @@ fn closed_days_are_compacted_automatically() {
     assert_eq!(got[0].points.len(), 11);
     assert_eq!(got, store.window(&q).unwrap());
 }
+
+#[test]
+fn acknowledged_writes_are_in_the_files_without_a_clean_close() {
+    // What kill -9 leaves: the database and WAL files as they are while the store is open.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    for i in 0..20 {
+        store.write(&[cpu("a", "c", i as f64, T0 + i * S)]).unwrap();
+    }
+    let crashed = tempfile::tempdir().unwrap();
+    for name in ["metrics.db", "metrics.db-wal"] {
+        std::fs::copy(dir.path().join(name), crashed.path().join(name)).unwrap();
+    }
+    let reopened = Store::open(crashed.path(), StoreOptions::default()).unwrap();
+    let q = query("cpu", "usage", &[], &[], T0, T0 + HOUR);
+    assert_eq!(reopened.window(&q).unwrap()[0].points.len(), 20);
+    assert_eq!(reopened.window(&q).unwrap(), store.window(&q).unwrap());
+}
