@@ -14,12 +14,14 @@
 //!   makes high ingest rates possible.
 //! - `samples_<day>`: per-series blocks (time-sorted samples of one series, indexed by series),
 //!   built by *compaction*: once a day's log holds enough samples or rows, or the day is over,
-//!   its rows are rewritten as one block per series and deleted, in one transaction.
+//!   the log rows committed so far are rewritten as one block per series and deleted, in one
+//!   transaction. Compaction reads and encodes on its own connection, so writes go on
+//!   meanwhile; it holds the writer only to insert the blocks and delete the rows.
 //!
-//! Rows are never updated. Every sample reaches the blocks through the log and compaction takes
-//! a day's whole log at once, so blocks (in row id order) are older than the log (in row id
-//! order): when the same (series, ts) was written several times, the last in that order wins,
-//! on load and on query. Retention drops whole day tables.
+//! Rows are never updated. Every sample reaches the blocks through the log, and compaction
+//! always takes the oldest log rows, so blocks (in row id order) are older than the log (in row
+//! id order): when the same (series, ts) was written several times, the last in that order
+//! wins, on load and on query. Retention drops whole day tables.
 //!
 //! Every write call is one transaction, committed with `synchronous=FULL` in WAL mode, so a
 //! write that returned survives kill -9 and power loss. Concurrent writers are grouped: while
@@ -89,8 +91,8 @@ pub enum StoreError {
         /// the cause
         source: std::io::Error,
     },
-    /// Another process holds the store open.
-    #[error("metric store {path}: in use by another process (lock held on {path})")]
+    /// Another process (or another `Store` in this one) holds the store open.
+    #[error("metric store {path}: the data directory is in use by another process")]
     Locked {
         /// the lock file
         path: PathBuf,
@@ -113,8 +115,8 @@ pub enum StoreError {
         /// what is wrong
         what: String,
     },
-    /// A grouped commit that included this write failed (the cause is logged by the caller
-    /// whose thread ran the commit).
+    /// A grouped commit that included this write failed (another thread ran it; the message
+    /// is its error).
     #[error("metric store {path}: write failed: {message}")]
     Commit {
         /// the database file
@@ -129,6 +131,18 @@ pub struct Store {
     disk: Option<Disk>,
     mem: RwLock<Mem>,
     window_ns: i64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mem = self.mem.read();
+        f.debug_struct("Store")
+            .field("path", &self.disk.as_ref().map(|d| &d.db_path))
+            .field("series", &mem.series.iter().flatten().count())
+            .field("samples_in_memory", &mem.samples)
+            .field("memory_floor", &mem.floor)
+            .finish()
+    }
 }
 
 /// Persistent side of a store.
@@ -283,7 +297,8 @@ fn floor_for(max_ts: i64, window_ns: i64) -> i64 {
         .saturating_sub(window_ns)
 }
 
-/// An injective key for (measurement, tag set): length-prefixed parts.
+/// An injective key for (measurement, tag set): each part prefixed by its byte length (decimal
+/// digits, least significant first) and `:`.
 fn tagset_key(buf: &mut String, measurement: &str, tags: &[(String, String)]) {
     buf.clear();
     for part in std::iter::once(measurement).chain(tags.iter().flat_map(|(k, v)| [&**k, &**v])) {
@@ -406,7 +421,8 @@ fn decode_log(min_ts: i64, data: &[u8], mut f: impl FnMut(u32, i64, f64)) -> Res
     Ok(())
 }
 
-/// Inserts time-sorted samples into a sorted series, replacing equal timestamps. Returns how
+/// Inserts samples into a sorted series, replacing equal timestamps (appending is the fast
+/// path). Returns how
 /// many samples were added (replacements excluded).
 fn insert_sorted(points: &mut Vec<(i64, f64)>, run: impl IntoIterator<Item = (i64, f64)>) -> usize {
     let before = points.len();
@@ -1015,7 +1031,7 @@ impl Store {
     }
 
     /// Drops every day that ends at or before `cutoff_ns` (whole tables, no row deletes)
-    /// and the matching samples in memory. Returns the number of chunks dropped. Samples of
+    /// and the matching samples in memory. Returns the number of days dropped. Samples of
     /// the day containing the cutoff stay until that whole day is past the cutoff.
     pub fn drop_before(&self, cutoff_ns: i64) -> Result<usize, StoreError> {
         let cutoff_day = day_of(cutoff_ns);
