@@ -6,13 +6,22 @@
 //! (strings have no value; booleans are 0/1).
 //!
 //! # On disk (`<dir>/metrics.db`)
-//! Samples live in per-day chunk tables `samples_<day>` (day = Unix day number; `samples_m<n>`
-//! before 1970), listed in `chunks`. Each row of a chunk table is a *block*: the samples of one
-//! series from one write (or one group commit), sorted by time and encoded compactly (varint
-//! time deltas, little-endian f64 values). Rows are never updated: when the same (series, ts)
-//! is written twice, the block with the higher row id wins, on load and on query. Writing a few
-//! thousand blocks instead of one row per sample is what makes high ingest rates possible
-//! (about 10x the rate of row-per-sample inserts). Retention drops whole chunk tables.
+//! Samples are partitioned by day (Unix day number; `m<n>` for days before 1970). Each day has
+//! two tables, listed in `chunks`:
+//! - `log_<day>`: one row per commit, holding every sample of that commit for that day (all
+//!   series) in write order, encoded compactly (varint series ids and time deltas, f64 values).
+//!   Ingest appends one row per commit and day, whatever the number of series, which is what
+//!   makes high ingest rates possible.
+//! - `samples_<day>`: per-series blocks (time-sorted samples of one series, indexed by series),
+//!   built by *compaction*: once a day's log holds enough samples or rows, or the day is over,
+//!   the log rows committed so far are rewritten as one block per series and deleted, in one
+//!   transaction. Compaction reads and encodes on its own connection, so writes go on
+//!   meanwhile; it holds the writer only to insert the blocks and delete the rows.
+//!
+//! Rows are never updated. Every sample reaches the blocks through the log, and compaction
+//! always takes the oldest log rows, so blocks (in row id order) are older than the log (in row
+//! id order): when the same (series, ts) was written several times, the last in that order
+//! wins, on load and on query. Retention drops whole day tables.
 //!
 //! Every write call is one transaction, committed with `synchronous=FULL` in WAL mode, so a
 //! write that returned survives kill -9 and power loss. Concurrent writers are grouped: while
@@ -30,10 +39,9 @@
 use crate::lineproto::Point;
 use crate::query::{aggregate, Agg, Group, Tags, WindowQuery};
 use parking_lot::{Condvar, Mutex, RwLock};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -41,8 +49,16 @@ use std::path::{Path, PathBuf};
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 /// Current schema version (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
-/// First byte of every encoded block.
+/// First byte of every per-series block.
 const BLOCK_FORMAT: u8 = 1;
+/// First byte of every log row.
+const LOG_FORMAT: u8 = 2;
+/// A day's log is compacted once it holds this many samples...
+const COMPACT_SAMPLES: u64 = 1 << 20;
+/// ... or this many rows ...
+const COMPACT_ROWS: u64 = 256;
+/// ... or once the latest timestamp written is this far past the end of the day.
+const COMPACT_GRACE_NS: i64 = 3_600 * 1_000_000_000;
 /// How far past the wall clock the max timestamp may push the memory window.
 const FUTURE_SLACK_NS: i64 = 3_600 * 1_000_000_000;
 
@@ -75,8 +91,8 @@ pub enum StoreError {
         /// the cause
         source: std::io::Error,
     },
-    /// Another process holds the store open.
-    #[error("metric store {path}: in use by another process (lock held on {path})")]
+    /// Another process (or another `Store` in this one) holds the store open.
+    #[error("metric store {path}: the data directory is in use by another process")]
     Locked {
         /// the lock file
         path: PathBuf,
@@ -99,8 +115,8 @@ pub enum StoreError {
         /// what is wrong
         what: String,
     },
-    /// A grouped commit that included this write failed (the cause is logged by the caller
-    /// whose thread ran the commit).
+    /// A grouped commit that included this write failed (another thread ran it; the message
+    /// is its error).
     #[error("metric store {path}: write failed: {message}")]
     Commit {
         /// the database file
@@ -117,19 +133,44 @@ pub struct Store {
     window_ns: i64,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mem = self.mem.read();
+        f.debug_struct("Store")
+            .field("path", &self.disk.as_ref().map(|d| &d.db_path))
+            .field("series", &mem.series.iter().flatten().count())
+            .field("samples_in_memory", &mem.samples)
+            .field("memory_floor", &mem.floor)
+            .finish()
+    }
+}
+
 /// Persistent side of a store.
 struct Disk {
     db_path: PathBuf,
     writer: Mutex<Writer>,
     reader: Mutex<Connection>,
+    /// the connection compaction reads with; holding it means compacting
+    compactor: Mutex<Connection>,
     commits: Committer,
     _lock: File,
 }
 
 struct Writer {
     conn: Connection,
-    /// chunk tables known to exist (committed)
+    /// days whose tables are known to exist (committed)
     known_days: HashSet<i64>,
+    /// days with log rows not compacted yet
+    logs: BTreeMap<i64, LogStats>,
+    /// latest timestamp written
+    max_ts: i64,
+}
+
+/// Uncompacted log of one day.
+#[derive(Debug, Default, Clone, Copy)]
+struct LogStats {
+    rows: u64,
+    samples: u64,
 }
 
 /// In-memory catalog and recent samples.
@@ -175,23 +216,23 @@ struct NewSeries {
     tags_json: String,
 }
 
-/// One encoded block: the samples of one series on one day from one write.
-struct Block {
+/// The log row of one write for one day.
+struct LogRow {
     day: i64,
-    id: u32,
     min_ts: i64,
     max_ts: i64,
     n: usize,
+    /// encoded samples (empty for scratch stores)
     data: Vec<u8>,
 }
 
-/// A write resolved to series ids, sorted, deduplicated and encoded, ready to commit.
+/// A write resolved to series ids and encoded, ready to commit.
 struct Prepared {
-    /// sorted by (id, ts), one sample per (id, ts), the last written
+    /// in write order (a later sample for the same series and time wins)
     samples: Vec<Sample>,
     new_series: Vec<NewSeries>,
-    /// sorted by (day, id)
-    blocks: Vec<Block>,
+    /// one per day written
+    rows: Vec<LogRow>,
 }
 
 /// Group commit: writers queue prepared batches; one of them (the leader) commits all queued
@@ -216,13 +257,23 @@ fn sqlite_err(path: &Path, what: impl Into<String>) -> impl FnOnce(rusqlite::Err
     move |source| StoreError::Sqlite { path, what, source }
 }
 
-/// Name of the chunk table of a day.
-fn chunk_table(day: i64) -> String {
+/// Name of a day's table: `<prefix>_<day>`, `<prefix>_m<n>` before 1970.
+fn day_table(prefix: &str, day: i64) -> String {
     if day >= 0 {
-        format!("samples_{day}")
+        format!("{prefix}_{day}")
     } else {
-        format!("samples_m{}", day.unsigned_abs())
+        format!("{prefix}_m{}", day.unsigned_abs())
     }
+}
+
+/// The per-series block table of a day.
+fn chunk_table(day: i64) -> String {
+    day_table("samples", day)
+}
+
+/// The log table of a day.
+fn log_table(day: i64) -> String {
+    day_table("log", day)
 }
 
 fn day_of(ts: i64) -> i64 {
@@ -246,11 +297,20 @@ fn floor_for(max_ts: i64, window_ns: i64) -> i64 {
         .saturating_sub(window_ns)
 }
 
-/// An injective key for (measurement, tag set): length-prefixed parts.
+/// An injective key for (measurement, tag set): each part prefixed by its byte length (decimal
+/// digits, least significant first) and `:`.
 fn tagset_key(buf: &mut String, measurement: &str, tags: &[(String, String)]) {
     buf.clear();
     for part in std::iter::once(measurement).chain(tags.iter().flat_map(|(k, v)| [&**k, &**v])) {
-        let _ = write!(buf, "{}:", part.len());
+        let mut n = part.len();
+        loop {
+            buf.push(char::from(b'0' + (n % 10) as u8));
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        buf.push(':');
         buf.push_str(part);
     }
 }
@@ -327,7 +387,42 @@ fn decode_block(min_ts: i64, data: &[u8], mut f: impl FnMut(i64, f64)) -> Result
     Ok(())
 }
 
-/// Inserts time-sorted samples into a sorted series, replacing equal timestamps. Returns how
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Decodes a log row whose earliest sample is at `min_ts`, calling `f(series, ts, value)` for
+/// each sample in write order.
+fn decode_log(min_ts: i64, data: &[u8], mut f: impl FnMut(u32, i64, f64)) -> Result<(), String> {
+    match data.first() {
+        Some(&LOG_FORMAT) => {}
+        Some(v) => return Err(format!("unknown log format {v}")),
+        None => return Err("empty log row".into()),
+    }
+    let mut pos = 1;
+    let mut ts = min_ts;
+    while pos < data.len() {
+        let id = get_varint(data, &mut pos).ok_or("truncated series id")?;
+        let id = u32::try_from(id).map_err(|_| "series id out of range")?;
+        let delta = unzigzag(get_varint(data, &mut pos).ok_or("truncated time delta")?);
+        ts = ts.checked_add(delta).ok_or("timestamp out of range")?;
+        let bytes = data.get(pos..pos + 8).ok_or("truncated value")?;
+        pos += 8;
+        f(
+            id,
+            ts,
+            f64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+        );
+    }
+    Ok(())
+}
+
+/// Inserts samples into a sorted series, replacing equal timestamps (appending is the fast
+/// path). Returns how
 /// many samples were added (replacements excluded).
 fn insert_sorted(points: &mut Vec<(i64, f64)>, run: impl IntoIterator<Item = (i64, f64)>) -> usize {
     let before = points.len();
@@ -428,31 +523,21 @@ impl Mem {
             .collect()
     }
 
-    /// Adds committed samples (sorted by id, ts) with `ts >= floor` to memory.
-    fn apply(&mut self, samples: &[Sample]) {
-        let mut start = 0;
-        while start < samples.len() {
-            let id = samples[start].id;
-            let end = start + samples[start..].partition_point(|s| s.id == id);
-            let run = &samples[start..end];
-            self.max_ts = self.max_ts.max(run[run.len() - 1].ts);
-            let floor = self.floor;
-            let keep = run.partition_point(|s| s.ts < floor);
-            let series = self.series_mut(id);
-            let added = insert_sorted(
-                &mut series.points,
-                run[keep..].iter().map(|s| (s.ts, s.value)),
-            );
-            self.samples += added;
-            start = end;
-        }
-        let mut last_day = None;
-        for s in samples {
-            let day = day_of(s.ts);
-            if last_day != Some(day) {
-                self.days.insert(day);
-                last_day = Some(day);
+    /// Adds committed samples (in write order) with `ts >= floor` to memory.
+    fn apply(&mut self, p: &Prepared) {
+        let floor = self.floor;
+        let mut added = 0;
+        for s in &p.samples {
+            if s.ts < floor {
+                continue;
             }
+            let points = &mut self.series_mut(s.id).points;
+            added += insert_sorted(points, [(s.ts, s.value)]);
+        }
+        self.samples += added;
+        for r in &p.rows {
+            self.max_ts = self.max_ts.max(r.max_ts);
+            self.days.insert(r.day);
         }
     }
 
@@ -571,19 +656,30 @@ impl Store {
         migrate(&mut conn, &db_path)?;
 
         let mut mem = Mem::new();
-        let known_days = load(&conn, &db_path, &mut mem, window_ns)?;
+        let loaded = load(&conn, &db_path, &mut mem, window_ns)?;
 
-        let reader = Connection::open(&db_path).map_err(sqlite_err(&db_path, "opening reader"))?;
-        reader
-            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
-            .map_err(sqlite_err(&db_path, "setting reader pragmas"))?;
-        reader.set_prepared_statement_cache_capacity(256);
+        let open_reader = || -> Result<Connection, StoreError> {
+            let reader =
+                Connection::open(&db_path).map_err(sqlite_err(&db_path, "opening reader"))?;
+            reader
+                .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+                .map_err(sqlite_err(&db_path, "setting reader pragmas"))?;
+            reader.set_prepared_statement_cache_capacity(256);
+            Ok(reader)
+        };
+        let (reader, compactor) = (open_reader()?, open_reader()?);
 
         Ok(Store {
             disk: Some(Disk {
                 db_path,
-                writer: Mutex::new(Writer { conn, known_days }),
+                writer: Mutex::new(Writer {
+                    conn,
+                    known_days: loaded.days,
+                    logs: loaded.logs,
+                    max_ts: loaded.max_ts,
+                }),
                 reader: Mutex::new(reader),
+                compactor: Mutex::new(compactor),
                 commits: Committer::default(),
                 _lock: lock,
             }),
@@ -623,14 +719,17 @@ impl Store {
         match &self.disk {
             None => {
                 let mut mem = self.mem.write();
-                mem.apply(&prepared.samples);
+                mem.apply(&prepared);
             }
-            Some(disk) => self.commit(disk, prepared)?,
+            Some(disk) => {
+                self.commit(disk, prepared)?;
+                self.maybe_compact(disk);
+            }
         }
         Ok(count)
     }
 
-    /// Resolves series ids (creating series), sorts, deduplicates and encodes a write.
+    /// Resolves series ids (creating series) and encodes a write.
     fn prepare(&self, batches: &[&[Point]]) -> (Prepared, usize) {
         let total: usize = batches
             .iter()
@@ -707,22 +806,32 @@ impl Store {
         }
         let count = samples.len();
 
-        // Stable: equal (id, ts) keep input order, and the last one wins.
-        samples.sort_by_key(|s| (s.id, s.ts));
-        let mut out = 0;
-        for i in 0..samples.len() {
-            let s = samples[i];
-            if out > 0 && samples[out - 1].id == s.id && samples[out - 1].ts == s.ts {
-                samples[out - 1].value = s.value;
-            } else {
-                samples[out] = s;
-                out += 1;
+        let mut rows: Vec<LogRow> = Vec::new();
+        let mut last = 0;
+        for s in &samples {
+            let day = day_of(s.ts);
+            if rows.get(last).is_none_or(|r| r.day != day) {
+                last = match rows.iter().position(|r| r.day == day) {
+                    Some(i) => i,
+                    None => {
+                        rows.push(LogRow {
+                            day,
+                            min_ts: s.ts,
+                            max_ts: s.ts,
+                            n: 0,
+                            data: Vec::new(),
+                        });
+                        rows.len() - 1
+                    }
+                };
             }
+            let r = &mut rows[last];
+            r.min_ts = r.min_ts.min(s.ts);
+            r.max_ts = r.max_ts.max(s.ts);
+            r.n += 1;
         }
-        samples.truncate(out);
 
         let mut new_series = Vec::new();
-        let mut blocks = Vec::new();
         if self.disk.is_some() {
             unpersisted.sort_unstable();
             unpersisted.dedup();
@@ -738,30 +847,28 @@ impl Store {
                     });
                 }
             }
-            let mut start = 0;
-            while start < samples.len() {
-                let (id, day) = (samples[start].id, day_of(samples[start].ts));
-                let len = samples[start..]
-                    .iter()
-                    .take_while(|s| s.id == id && day_of(s.ts) == day)
-                    .count();
-                let run = &samples[start..start + len];
-                blocks.push(Block {
-                    day,
-                    id,
-                    min_ts: run[0].ts,
-                    max_ts: run[len - 1].ts,
-                    n: len,
-                    data: encode_block(run),
-                });
-                start += len;
+            let mut prev: Vec<i64> = rows.iter().map(|r| r.min_ts).collect();
+            for r in &mut rows {
+                r.data.reserve_exact(1 + r.n * 12);
+                r.data.push(LOG_FORMAT);
             }
-            blocks.sort_by_key(|b| (b.day, b.id));
+            let mut last = 0;
+            for s in &samples {
+                let day = day_of(s.ts);
+                if rows[last].day != day {
+                    last = rows.iter().position(|r| r.day == day).expect("day row");
+                }
+                let data = &mut rows[last].data;
+                put_varint(data, u64::from(s.id));
+                put_varint(data, zigzag(s.ts - prev[last]));
+                data.extend_from_slice(&s.value.to_le_bytes());
+                prev[last] = s.ts;
+            }
         }
         let prepared = Prepared {
             samples,
             new_series,
-            blocks,
+            rows,
         };
         (prepared, count)
     }
@@ -822,7 +929,12 @@ impl Store {
     fn commit_group(&self, disk: &Disk, group: &[(u64, Prepared)]) -> Result<(), StoreError> {
         let path = &disk.db_path;
         let mut w = disk.writer.lock();
-        let Writer { conn, known_days } = &mut *w;
+        let Writer {
+            conn,
+            known_days,
+            logs,
+            max_ts,
+        } = &mut *w;
         let mut new_days: Vec<i64> = Vec::new();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -840,56 +952,86 @@ impl Store {
                         .map_err(sqlite_err(path, "recording a new series"))?;
                 }
             }
-            let mut start = 0;
-            while start < p.blocks.len() {
-                let day = p.blocks[start].day;
-                let len = p.blocks[start..].partition_point(|b| b.day == day);
-                let table = chunk_table(day);
-                if !known_days.contains(&day) && !new_days.contains(&day) {
-                    tx.execute_batch(&format!(
-                        "CREATE TABLE IF NOT EXISTS {table} (
-                             id INTEGER PRIMARY KEY,
-                             series_id INTEGER NOT NULL,
-                             min_ts INTEGER NOT NULL,
-                             max_ts INTEGER NOT NULL,
-                             n INTEGER NOT NULL,
-                             data BLOB NOT NULL);
-                         CREATE INDEX IF NOT EXISTS {table}_series ON {table} (series_id, max_ts);
-                         INSERT OR IGNORE INTO chunks (day) VALUES ({day});"
-                    ))
-                    .map_err(sqlite_err(path, format!("creating chunk table {table}")))?;
-                    new_days.push(day);
+            for r in &p.rows {
+                if !known_days.contains(&r.day) && !new_days.contains(&r.day) {
+                    create_day(&tx, path, r.day)?;
+                    new_days.push(r.day);
                 }
-                let mut st = tx
-                    .prepare_cached(&format!(
-                        "INSERT INTO {table} (series_id, min_ts, max_ts, n, data)
-                         VALUES (?1, ?2, ?3, ?4, ?5)"
-                    ))
-                    .map_err(sqlite_err(path, format!("preparing insert into {table}")))?;
-                for b in &p.blocks[start..start + len] {
-                    st.execute(params![b.id, b.min_ts, b.max_ts, b.n as i64, b.data])
-                        .map_err(sqlite_err(path, format!("inserting samples into {table}")))?;
-                }
-                start += len;
+                let table = log_table(r.day);
+                tx.prepare_cached(&format!(
+                    "INSERT INTO {table} (min_ts, max_ts, n, data) VALUES (?1, ?2, ?3, ?4)"
+                ))
+                .and_then(|mut st| st.execute(params![r.min_ts, r.max_ts, r.n as i64, r.data]))
+                .map_err(sqlite_err(path, format!("inserting samples into {table}")))?;
             }
         }
         tx.commit()
             .map_err(sqlite_err(path, "committing samples"))?;
         known_days.extend(new_days);
+        for (_, p) in group {
+            for r in &p.rows {
+                let st = logs.entry(r.day).or_default();
+                st.rows += 1;
+                st.samples += r.n as u64;
+                *max_ts = (*max_ts).max(r.max_ts);
+            }
+        }
 
         let mut mem = self.mem.write();
         for (_, p) in group {
             for s in &p.new_series {
                 mem.series_mut(s.id).persisted = true;
             }
-            mem.apply(&p.samples);
+            mem.apply(p);
         }
         mem.maybe_evict(self.window_ns);
         Ok(())
     }
 
-    /// Drops every day chunk that ends at or before `cutoff_ns` (whole tables, no row deletes)
-    /// and the matching samples in memory. Returns the number of chunks dropped. Samples of
+    /// Compacts the logs that are due (see [`COMPACT_SAMPLES`]), unless another thread is
+    /// compacting. A failure is logged and retried after the next write: the samples are safe
+    /// in the log meanwhile.
+    fn maybe_compact(&self, disk: &Disk) {
+        let Some(mut compactor) = disk.compactor.try_lock() else {
+            return;
+        };
+        let due: Vec<i64> = {
+            let w = disk.writer.lock();
+            w.logs
+                .iter()
+                .filter(|(day, st)| {
+                    let day_end = (**day + 1).saturating_mul(DAY_NS);
+                    st.samples >= COMPACT_SAMPLES
+                        || st.rows >= COMPACT_ROWS
+                        || day_end.saturating_add(COMPACT_GRACE_NS) <= w.max_ts
+                })
+                .map(|(day, _)| *day)
+                .collect()
+        };
+        for day in due {
+            if let Err(e) = compact_day(disk, &mut compactor, day) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// Compacts the log of every day into per-series blocks now (normally done as logs fill
+    /// up). Returns the number of log samples compacted.
+    pub fn compact(&self) -> Result<usize, StoreError> {
+        let Some(disk) = &self.disk else {
+            return Ok(0);
+        };
+        let mut compactor = disk.compactor.lock();
+        let days: Vec<i64> = disk.writer.lock().logs.keys().copied().collect();
+        let mut n = 0;
+        for day in days {
+            n += compact_day(disk, &mut compactor, day)?;
+        }
+        Ok(n)
+    }
+
+    /// Drops every day that ends at or before `cutoff_ns` (whole tables, no row deletes)
+    /// and the matching samples in memory. Returns the number of days dropped. Samples of
     /// the day containing the cutoff stay until that whole day is past the cutoff.
     pub fn drop_before(&self, cutoff_ns: i64) -> Result<usize, StoreError> {
         let cutoff_day = day_of(cutoff_ns);
@@ -904,8 +1046,15 @@ impl Store {
             return Ok(old.len());
         };
         let path = &disk.db_path;
+        // no compaction may straddle a drop (it would delete rows of a re-created log)
+        let _compactor = disk.compactor.lock();
         let mut w = disk.writer.lock();
-        let Writer { conn, known_days } = &mut *w;
+        let Writer {
+            conn,
+            known_days,
+            logs,
+            ..
+        } = &mut *w;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite_err(path, "starting a retention transaction"))?;
@@ -920,15 +1069,18 @@ impl Store {
                 .map_err(sqlite_err(path, "listing chunks"))?
         };
         for day in &days {
-            let table = chunk_table(*day);
-            tx.execute_batch(&format!("DROP TABLE IF EXISTS {table};"))
-                .map_err(sqlite_err(path, format!("dropping chunk table {table}")))?;
+            let (table, log) = (chunk_table(*day), log_table(*day));
+            tx.execute_batch(&format!(
+                "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {log};"
+            ))
+            .map_err(sqlite_err(path, format!("dropping {table} and {log}")))?;
         }
         tx.execute("DELETE FROM chunks WHERE day < ?1", [cutoff_day])
             .map_err(sqlite_err(path, "removing dropped chunks"))?;
         tx.commit()
             .map_err(sqlite_err(path, "committing retention"))?;
         known_days.retain(|d| *d >= cutoff_day);
+        logs.retain(|d, _| *d >= cutoff_day);
 
         let mut mem = self.mem.write();
         let old: Vec<i64> = mem.days.range(..cutoff_day).copied().collect();
@@ -1048,7 +1200,9 @@ impl Store {
             rows.collect::<Result<_, _>>()
                 .map_err(sqlite_err(path, "listing chunks"))?
         };
+        let pos: HashMap<u32, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         for day in days {
+            // blocks first, then the log: that is write order
             let table = chunk_table(day);
             let what = || format!("reading {table}");
             let mut st = tx
@@ -1078,6 +1232,36 @@ impl Store {
                         what: format!("{table}: series {id}: {e}"),
                     })?;
                 }
+            }
+            let table = log_table(day);
+            let what = || format!("reading {table}");
+            let mut st = tx
+                .prepare_cached(&format!(
+                    "SELECT id, min_ts, data FROM {table}
+                     WHERE max_ts >= ?1 AND min_ts < ?2 ORDER BY id"
+                ))
+                .map_err(sqlite_err(path, what()))?;
+            let mut rows = st
+                .query(params![start, end])
+                .map_err(sqlite_err(path, what()))?;
+            while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
+                let row_id: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
+                let min_ts: i64 = row.get(1).map_err(sqlite_err(path, what()))?;
+                let data = row
+                    .get_ref(2)
+                    .and_then(|v| Ok(v.as_blob()?))
+                    .map_err(sqlite_err(path, what()))?;
+                decode_log(min_ts, data, |id, ts, v| {
+                    if ts >= start && ts < end {
+                        if let Some(&i) = pos.get(&id) {
+                            out[i].push((ts, v));
+                        }
+                    }
+                })
+                .map_err(|e| StoreError::Corrupt {
+                    path: path.clone(),
+                    what: format!("{table}: row {row_id}: {e}"),
+                })?;
             }
         }
         drop(tx);
@@ -1158,14 +1342,13 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Loads the series catalog and the samples at or after the memory floor. Returns the days
-/// that have chunk tables.
+/// Loads the series catalog and the samples at or after the memory floor.
 fn load(
     conn: &Connection,
     path: &Path,
     mem: &mut Mem,
     window_ns: i64,
-) -> Result<HashSet<i64>, StoreError> {
+) -> Result<Loaded, StoreError> {
     let mut key = String::new();
     {
         let what = "loading series";
@@ -1211,29 +1394,44 @@ fn load(
         rows.collect::<Result<_, _>>()
             .map_err(sqlite_err(path, what))?
     };
-    let mut max_ts = None;
-    for day in days.iter().rev() {
-        let table = chunk_table(*day);
-        let m: Option<i64> = conn
-            .query_row(&format!("SELECT MAX(max_ts) FROM {table}"), [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(sqlite_err(path, format!("reading {table}")))?
-            .flatten();
-        if m.is_some() {
-            max_ts = m;
-            break;
+    let mut logs = BTreeMap::new();
+    let mut max_ts = i64::MIN;
+    for day in &days {
+        let (table, log) = (chunk_table(*day), log_table(*day));
+        let (block_max, log_rows, log_samples, log_max): (Option<i64>, i64, i64, Option<i64>) =
+            conn.query_row(
+                &format!(
+                    "SELECT (SELECT MAX(max_ts) FROM {table}),
+                            COUNT(*), COALESCE(SUM(n), 0), MAX(max_ts) FROM {log}"
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(sqlite_err(path, format!("reading {table} and {log}")))?;
+        max_ts = max_ts
+            .max(block_max.unwrap_or(i64::MIN))
+            .max(log_max.unwrap_or(i64::MIN));
+        if log_rows > 0 {
+            let st = LogStats {
+                rows: log_rows as u64,
+                samples: log_samples as u64,
+            };
+            logs.insert(*day, st);
         }
     }
     mem.days = days.iter().copied().collect();
-    let Some(max_ts) = max_ts else {
-        return Ok(days.into_iter().collect());
-    };
     mem.max_ts = max_ts;
     mem.floor = floor_for(max_ts, window_ns);
     let floor = mem.floor;
-    for day in days.iter().filter(|d| **d >= day_of(floor)) {
+    let corrupt = |what: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        what,
+    };
+    for day in days
+        .iter()
+        .filter(|d| max_ts != i64::MIN && **d >= day_of(floor))
+    {
+        // blocks first, then the log: that is write order
         let table = chunk_table(*day);
         let what = || format!("loading {table}");
         let mut st = conn
@@ -1256,23 +1454,174 @@ fn load(
                     buf.push((ts, v));
                 }
             })
-            .map_err(|e| StoreError::Corrupt {
-                path: path.to_path_buf(),
-                what: format!("{table}: series {id}: {e}"),
-            })?;
+            .map_err(|e| corrupt(format!("{table}: series {id}: {e}")))?;
             let series = u32::try_from(id)
                 .ok()
                 .and_then(|id| mem.series.get_mut(id as usize))
                 .and_then(|s| s.as_mut())
-                .ok_or_else(|| StoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    what: format!("{table}: samples of unknown series {id}"),
-                })?;
-            let added = insert_sorted(&mut series.points, buf.iter().copied());
+                .ok_or_else(|| corrupt(format!("{table}: samples of unknown series {id}")))?;
+            mem.samples += insert_sorted(&mut series.points, buf.iter().copied());
+        }
+        let table = log_table(*day);
+        let what = || format!("loading {table}");
+        let mut st = conn
+            .prepare(&format!(
+                "SELECT id, min_ts, data FROM {table} WHERE max_ts >= ?1 ORDER BY id"
+            ))
+            .map_err(sqlite_err(path, what()))?;
+        let mut rows = st.query([floor]).map_err(sqlite_err(path, what()))?;
+        while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
+            let row_id: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
+            let min_ts: i64 = row.get(1).map_err(sqlite_err(path, what()))?;
+            let data = row
+                .get_ref(2)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(sqlite_err(path, what()))?;
+            let mut unknown = None;
+            let mut added = 0;
+            decode_log(min_ts, data, |id, ts, v| {
+                if ts < floor {
+                    return;
+                }
+                match mem.series.get_mut(id as usize).and_then(|s| s.as_mut()) {
+                    Some(s) => added += insert_sorted(&mut s.points, [(ts, v)]),
+                    None => unknown = Some(id),
+                }
+            })
+            .map_err(|e| corrupt(format!("{table}: row {row_id}: {e}")))?;
+            if let Some(id) = unknown {
+                return Err(corrupt(format!("{table}: samples of unknown series {id}")));
+            }
             mem.samples += added;
         }
     }
-    Ok(days.into_iter().collect())
+    Ok(Loaded {
+        days: days.into_iter().collect(),
+        logs,
+        max_ts,
+    })
+}
+
+/// What [`load`] found on disk.
+struct Loaded {
+    days: HashSet<i64>,
+    logs: BTreeMap<i64, LogStats>,
+    max_ts: i64,
+}
+
+/// Creates the tables of a day and lists it in `chunks`.
+fn create_day(tx: &rusqlite::Transaction<'_>, path: &Path, day: i64) -> Result<(), StoreError> {
+    let (table, log) = (chunk_table(day), log_table(day));
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
+             id INTEGER PRIMARY KEY,
+             series_id INTEGER NOT NULL,
+             min_ts INTEGER NOT NULL,
+             max_ts INTEGER NOT NULL,
+             n INTEGER NOT NULL,
+             data BLOB NOT NULL);
+         CREATE INDEX IF NOT EXISTS {table}_series ON {table} (series_id, max_ts);
+         CREATE TABLE IF NOT EXISTS {log} (
+             id INTEGER PRIMARY KEY,
+             min_ts INTEGER NOT NULL,
+             max_ts INTEGER NOT NULL,
+             n INTEGER NOT NULL,
+             data BLOB NOT NULL);
+         INSERT OR IGNORE INTO chunks (day) VALUES ({day});"
+    ))
+    .map_err(sqlite_err(path, format!("creating {table} and {log}")))
+}
+
+/// Rewrites the log of a day as one block per series (time-sorted, the last write of a
+/// timestamp kept) and deletes the rows it compacted. Returns the samples compacted.
+///
+/// The log is read and the blocks built with the compaction connection, outside the writer
+/// lock; only inserting the blocks and deleting the compacted rows (one transaction) holds it.
+/// Rows committed meanwhile stay in the log, which keeps every block older than every log row.
+fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usize, StoreError> {
+    let path = &disk.db_path;
+    let (table, log) = (chunk_table(day), log_table(day));
+    let what = || format!("compacting {log} into {table}");
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut last_row = None;
+    let mut rows_read = 0u64;
+    {
+        let tx = compactor.transaction().map_err(sqlite_err(path, what()))?;
+        let mut st = tx
+            .prepare_cached(&format!("SELECT id, min_ts, data FROM {log} ORDER BY id"))
+            .map_err(sqlite_err(path, what()))?;
+        let mut rows = st.query([]).map_err(sqlite_err(path, what()))?;
+        while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
+            let row_id: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
+            let min_ts: i64 = row.get(1).map_err(sqlite_err(path, what()))?;
+            let data = row
+                .get_ref(2)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(sqlite_err(path, what()))?;
+            decode_log(min_ts, data, |id, ts, value| {
+                samples.push(Sample { id, ts, value })
+            })
+            .map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                what: format!("{log}: row {row_id}: {e}"),
+            })?;
+            last_row = Some(row_id);
+            rows_read += 1;
+        }
+    }
+    let Some(last_row) = last_row else {
+        return Ok(0);
+    };
+    let n = samples.len();
+    // Stable: equal (id, ts) keep write order, and the last one wins.
+    samples.sort_by_key(|s| (s.id, s.ts));
+    let mut out = 0;
+    for i in 0..samples.len() {
+        let s = samples[i];
+        if out > 0 && samples[out - 1].id == s.id && samples[out - 1].ts == s.ts {
+            samples[out - 1].value = s.value;
+        } else {
+            samples[out] = s;
+            out += 1;
+        }
+    }
+    samples.truncate(out);
+    let blocks: Vec<(u32, i64, i64, i64, Vec<u8>)> = samples
+        .chunk_by(|a, b| a.id == b.id)
+        .map(|run| {
+            let (first, last) = (run[0].ts, run[run.len() - 1].ts);
+            (run[0].id, first, last, run.len() as i64, encode_block(run))
+        })
+        .collect();
+    drop(samples);
+
+    let mut w = disk.writer.lock();
+    let tx = w
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_err(path, what()))?;
+    {
+        let mut st = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {table} (series_id, min_ts, max_ts, n, data) VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))
+            .map_err(sqlite_err(path, what()))?;
+        for (id, first, last, n, data) in &blocks {
+            st.execute(params![id, first, last, n, data])
+                .map_err(sqlite_err(path, what()))?;
+        }
+    }
+    tx.execute(&format!("DELETE FROM {log} WHERE id <= ?1"), [last_row])
+        .map_err(sqlite_err(path, what()))?;
+    tx.commit().map_err(sqlite_err(path, what()))?;
+    if let Some(st) = w.logs.get_mut(&day) {
+        st.rows = st.rows.saturating_sub(rows_read);
+        st.samples = st.samples.saturating_sub(n as u64);
+        if st.rows == 0 {
+            w.logs.remove(&day);
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -1302,9 +1651,36 @@ mod tests {
     }
 
     #[test]
+    fn log_round_trip() {
+        for v in [0i64, 1, -1, i64::MAX / 2, -DAY_NS] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        let mut data = vec![LOG_FORMAT];
+        let samples = [
+            (3u32, 100i64, 1.0f64),
+            (1, 90, 2.0),
+            (3, 100, 3.0),
+            (70_000, 150, -4.5),
+        ];
+        let mut prev = 90;
+        for (id, ts, v) in samples {
+            put_varint(&mut data, u64::from(id));
+            put_varint(&mut data, zigzag(ts - prev));
+            data.extend_from_slice(&v.to_le_bytes());
+            prev = ts;
+        }
+        let mut out = Vec::new();
+        decode_log(90, &data, |id, ts, v| out.push((id, ts, v))).unwrap();
+        assert_eq!(out, samples);
+        assert!(decode_log(90, &data[..data.len() - 3], |_, _, _| {}).is_err());
+        assert!(decode_log(90, &[BLOCK_FORMAT], |_, _, _| {}).is_err());
+    }
+
+    #[test]
     fn chunk_names() {
         assert_eq!(chunk_table(19_700), "samples_19700");
         assert_eq!(chunk_table(-3), "samples_m3");
+        assert_eq!(log_table(19_700), "log_19700");
         assert_eq!(day_of(-1), -1);
         assert_eq!(day_of(DAY_NS), 1);
     }

@@ -322,6 +322,25 @@ fn memory_and_sqlite_paths_agree() {
     let store = Store::open(dir.path(), opts(HOUR)).unwrap();
     assert_eq!(answers(&store, false), reference, "after reopen");
     assert_eq!(answers(&store, true), reference, "sqlite after reopen");
+
+    // compacted blocks answer the same as the log
+    assert!(store.compact().unwrap() > 0);
+    assert_eq!(store.compact().unwrap(), 0);
+    assert_eq!(answers(&store, true), reference, "sqlite after compaction");
+    // rewrites after compaction (in the log) win over the compacted blocks
+    let rewrites: Vec<Point> = (0..50)
+        .map(|i| cpu("web01", "cpu-total", 1000.0 + i as f64, T0 + i * 7 * MIN))
+        .collect();
+    store.write(&rewrites).unwrap();
+    scratch.write(&rewrites).unwrap();
+    let reference = answers(&scratch, false);
+    assert_eq!(answers(&store, false), reference, "rewrites");
+    assert_eq!(answers(&store, true), reference, "rewrites, sqlite");
+    drop(store);
+    let store = Store::open(dir.path(), opts(HOUR)).unwrap();
+    assert_eq!(answers(&store, false), reference, "rewrites after reopen");
+    store.compact().unwrap();
+    assert_eq!(answers(&store, true), reference, "rewrites compacted");
     // a larger memory window loads more and still agrees
     drop(store);
     let store = Store::open(dir.path(), opts(24 * HOUR)).unwrap();
@@ -513,10 +532,22 @@ fn grouping_by_tags_with_missing_tags() {
 fn chunk_tables(dir: &Path) -> Vec<String> {
     let conn = rusqlite::Connection::open(dir.join("metrics.db")).unwrap();
     let mut st = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'samples_%' ORDER BY name")
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND (name LIKE 'samples%' OR name LIKE 'log%') ORDER BY name",
+        )
         .unwrap();
     let names = st.query_map([], |r| r.get(0)).unwrap();
     names.collect::<Result<_, _>>().unwrap()
+}
+
+fn day_tables(days: &[i64]) -> Vec<String> {
+    let mut v: Vec<String> = days
+        .iter()
+        .flat_map(|d| [format!("log_{d}"), format!("samples_{d}")])
+        .collect();
+    v.sort();
+    v
 }
 
 #[test]
@@ -540,7 +571,7 @@ fn drop_before_removes_old_chunks_only() {
         let all = query("cpu", "usage", &[], &[], T0 - DAY, T0 + 5 * DAY);
         assert_eq!(store.window(&all).unwrap()[0].points.len(), 8);
         if !scratch {
-            let want: Vec<String> = (0..4).map(|d| format!("samples_{}", day0 + d)).collect();
+            let want = day_tables(&[day0, day0 + 1, day0 + 2, day0 + 3]);
             assert_eq!(chunk_tables(dir.path()), want);
         }
         // cutoff in the middle of day 2: days 0 and 1 go, day 2 stays whole
@@ -558,13 +589,7 @@ fn drop_before_removes_old_chunks_only() {
             continue;
         }
         assert_eq!(store.window_persisted(&all).unwrap()[0].points, left);
-        assert_eq!(
-            chunk_tables(dir.path()),
-            vec![
-                format!("samples_{}", day0 + 2),
-                format!("samples_{}", day0 + 3)
-            ]
-        );
+        assert_eq!(chunk_tables(dir.path()), day_tables(&[day0 + 2, day0 + 3]));
         // writing into a dropped day again recreates its chunk
         store.write(&[cpu("a", "c", 9.0, T0 + 10)]).unwrap();
         drop(store);
@@ -574,10 +599,7 @@ fn drop_before_removes_old_chunks_only() {
         assert_eq!(store.window(&all).unwrap()[0].points, want);
         assert_eq!(store.window_persisted(&all).unwrap()[0].points, want);
         assert_eq!(store.drop_before(T0 + 3 * DAY).unwrap(), 2);
-        assert_eq!(
-            chunk_tables(dir.path()),
-            vec![format!("samples_{}", day0 + 3)]
-        );
+        assert_eq!(chunk_tables(dir.path()), day_tables(&[day0 + 3]));
     }
 }
 
@@ -739,4 +761,52 @@ fn open_errors_name_the_path() {
         msg.contains("schema version 99") && msg.contains("metrics.db"),
         "{msg}"
     );
+}
+
+#[test]
+fn closed_days_are_compacted_automatically() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    for i in 0..10 {
+        store
+            .write(&[cpu("a", "c", i as f64, T0 + i * HOUR)])
+            .unwrap();
+    }
+    let rows = |table: String| -> i64 {
+        let conn = rusqlite::Connection::open(dir.path().join("metrics.db")).unwrap();
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let day = T0 / DAY;
+    assert_eq!(rows(format!("log_{day}")), 10);
+    assert_eq!(rows(format!("samples_{day}")), 0);
+    // one hour past the end of the day, the day's log becomes one block per series
+    store
+        .write(&[cpu("a", "c", 99.0, T0 + DAY + HOUR)])
+        .unwrap();
+    assert_eq!(rows(format!("log_{day}")), 0);
+    assert_eq!(rows(format!("samples_{day}")), 1);
+    assert_eq!(rows(format!("log_{}", day + 1)), 1);
+    let q = query("cpu", "usage", &[], &[], T0, T0 + 2 * DAY);
+    let got = store.window_persisted(&q).unwrap();
+    assert_eq!(got[0].points.len(), 11);
+    assert_eq!(got, store.window(&q).unwrap());
+}
+
+#[test]
+fn acknowledged_writes_are_in_the_files_without_a_clean_close() {
+    // What kill -9 leaves: the database and WAL files as they are while the store is open.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    for i in 0..20 {
+        store.write(&[cpu("a", "c", i as f64, T0 + i * S)]).unwrap();
+    }
+    let crashed = tempfile::tempdir().unwrap();
+    for name in ["metrics.db", "metrics.db-wal"] {
+        std::fs::copy(dir.path().join(name), crashed.path().join(name)).unwrap();
+    }
+    let reopened = Store::open(crashed.path(), StoreOptions::default()).unwrap();
+    let q = query("cpu", "usage", &[], &[], T0, T0 + HOUR);
+    assert_eq!(reopened.window(&q).unwrap()[0].points.len(), 20);
+    assert_eq!(reopened.window(&q).unwrap(), store.window(&q).unwrap());
 }

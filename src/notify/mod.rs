@@ -164,7 +164,7 @@ fn compile_policy(p: &Policy) -> Result<PolicyPlan, String> {
                 "{}#{}:{}",
                 p.id,
                 i,
-                crate::event::md5_hex(&t.url)[..8].to_string()
+                &crate::event::md5_hex(&t.url)[..8]
             ),
             url: t.url.clone(),
             statuses,
