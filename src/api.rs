@@ -564,10 +564,7 @@ async fn event_stream(
                         continue;
                     }
                     let data = serde_json::to_string(&ev).unwrap_or_default();
-                    let sse = SseEvent::default()
-                        .event("event")
-                        .id(ev.id())
-                        .data(data);
+                    let sse = SseEvent::default().event("event").id(ev.id()).data(data);
                     if tx.send(Ok(sse)).await.is_err() {
                         return;
                     }

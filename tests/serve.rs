@@ -576,10 +576,22 @@ fn event_stream_follows_new_events_with_filters() {
         .timeout(Duration::from_secs(20))
         .call()
         .unwrap();
-    assert!(resp.header("content-type").unwrap_or("").starts_with("text/event-stream"));
+    assert!(resp
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/event-stream"));
     let mut reader = std::io::BufReader::new(resp.into_reader());
     // an event of another monitor must not show up; then one of m1 must
-    s.post("/write?precision=s", format!("cpu,host=a usage=99 {}\ndurable v=1 {}", now() - 5, now() - 5).as_bytes(), None);
+    s.post(
+        "/write?precision=s",
+        format!(
+            "cpu,host=a usage=99 {}\ndurable v=1 {}",
+            now() - 5,
+            now() - 5
+        )
+        .as_bytes(),
+        None,
+    );
     s.run_json("count", None);
     let v = s.run_json("m1", None);
     let want = v["events"][0]["df_event_id"].as_str().unwrap().to_string();

@@ -160,12 +160,7 @@ fn compile_policy(p: &Policy) -> Result<PolicyPlan, String> {
                 .collect(),
         };
         targets.push(TargetPlan {
-            key: format!(
-                "{}#{}:{}",
-                p.id,
-                i,
-                &crate::event::md5_hex(&t.url)[..8]
-            ),
+            key: format!("{}#{}:{}", p.id, i, &crate::event::md5_hex(&t.url)[..8]),
             url: t.url.clone(),
             statuses,
             tags: t.tags.clone(),
