@@ -149,6 +149,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ping", get(|| async { StatusCode::NO_CONTENT }).head(|| async { StatusCode::NO_CONTENT }))
+        .merge(crate::custom::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
