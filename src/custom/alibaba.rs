@@ -322,6 +322,7 @@ pub fn to_events(items: &[RawItem], now: i64) -> Result<Vec<CustomEvent>, AliErr
                 message: content,
                 name,
                 source: "alibaba".into(),
+                key_name: None,
                 resource: String::new(),
                 group,
                 tags,

@@ -294,6 +294,7 @@ pub fn to_event(i: usize, o: &Map<String, Value>, now: i64) -> Result<CustomEven
         message,
         name: ctype.clone(),
         source: source.clone(),
+        key_name: None,
         resource: subject.to_string(),
         group: String::new(),
         tags,

@@ -112,10 +112,11 @@ fn item(i: usize, it: &Value, now: i64) -> Result<CustomEvent, Invalid> {
             &canon,
         ],
     );
-    let (name, resource) = if tags.is_empty() {
-        (title.clone(), String::new())
+    // With tags, the tags identify the object (titles differ between fault and recovery).
+    let (key_name, resource) = if tags.is_empty() {
+        (None, String::new())
     } else {
-        (String::new(), canon)
+        (Some(String::new()), canon)
     };
     Ok(CustomEvent {
         dialect: "guance",
@@ -124,8 +125,9 @@ fn item(i: usize, it: &Value, now: i64) -> Result<CustomEvent, Invalid> {
         status,
         title: title.clone(),
         message,
-        name: if name.is_empty() { title } else { name },
+        name: title,
         source: "guance".into(),
+        key_name,
         resource,
         group: String::new(),
         tags,

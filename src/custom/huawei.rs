@@ -402,6 +402,7 @@ fn parse_item(project_id: &str, idx: usize, it: &Value, now: i64) -> Result<Cust
         message,
         name: name.to_string(),
         source: source.to_string(),
+        key_name: None,
         resource,
         group: o(group_id),
         tags,

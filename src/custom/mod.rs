@@ -52,6 +52,8 @@ pub struct CustomEvent {
     pub name: String,
     /// event source (`df_event_source`; part of the round key)
     pub source: String,
+    /// the name in the round key when it is not `name` (Guance events with tags key on the tags)
+    pub key_name: Option<String>,
     /// resource the event is about (`df_resource`; part of the round key)
     pub resource: String,
     /// group (`df_event_group`, the stats `group` column)
@@ -108,7 +110,8 @@ pub fn store_batch(db: &EventDb, batch: &[CustomEvent]) -> Result<Vec<Stored>, E
     for ce in batch {
         let mut ev = base_event(ce);
         if ce.status.is_fault() || ce.status.is_recovery() {
-            let r = round_ref(&ce.source, &ce.name, &ce.resource);
+            let key_name = ce.key_name.as_deref().unwrap_or(&ce.name);
+            let r = round_ref(&ce.source, key_name, &ce.resource);
             if !open.contains_key(&r) {
                 let row = db.issue(&r, ce.date)?;
                 open.insert(
@@ -276,6 +279,7 @@ mod tests {
             message: "m".into(),
             name: "disk".into(),
             source: "app.web".into(),
+            key_name: None,
             resource: "r1".into(),
             group: String::new(),
             tags: Tags::new(),
