@@ -583,6 +583,54 @@ mod tests {
     }
 
     #[test]
+    fn alibaba_verify_round_trip_skew_and_nonce_reuse() {
+        let keys = vec![AccessKey {
+            id: "AK1".into(),
+            secret: "SK1".into(),
+        }];
+        let now = chrono::Utc::now();
+        let mut p = BTreeMap::new();
+        for (k, v) in [
+            ("AccessKeyId", "AK1"),
+            ("Action", "PutCustomEvent"),
+            ("EventInfo.1.Content", "a b*~"),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureNonce", "nonce-round-trip-test"),
+            ("SignatureVersion", "1.0"),
+        ] {
+            p.insert(k.to_string(), v.to_string());
+        }
+        p.insert(
+            "Timestamp".into(),
+            now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        );
+        let sig = alibaba_signature(&alibaba_string_to_sign("POST", &p), "SK1");
+        p.insert("Signature".into(), sig);
+        let t = now.timestamp();
+        assert_eq!(
+            verify_alibaba(&keys, "GET", &p, t).unwrap_err().code(),
+            "SignatureDoesNotMatch"
+        );
+        assert_eq!(
+            verify_alibaba(&keys, "POST", &p, t + 3600)
+                .unwrap_err()
+                .code(),
+            "InvalidTimeStamp.Expired"
+        );
+        assert_eq!(verify_alibaba(&keys, "POST", &p, t), Ok(()));
+        assert_eq!(
+            verify_alibaba(&keys, "POST", &p, t).unwrap_err().code(),
+            "SignatureNonceUsed"
+        );
+        let mut wrong = p.clone();
+        wrong.insert("EventInfo.1.Content".into(), "changed".into());
+        assert_eq!(
+            verify_alibaba(&keys, "POST", &wrong, t).unwrap_err().code(),
+            "SignatureDoesNotMatch"
+        );
+    }
+
+    #[test]
     fn nonces() {
         let mut c = NonceCache::default();
         assert!(c.check_and_insert("n", 0));
