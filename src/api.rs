@@ -156,6 +156,7 @@ pub fn router(state: AppState) -> Router {
             "/ping",
             get(|| async { StatusCode::NO_CONTENT }).head(|| async { StatusCode::NO_CONTENT }),
         )
+        .merge(crate::custom::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

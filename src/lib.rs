@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod custom;
 pub mod detect;
 pub mod event;
 pub mod eventdb;
