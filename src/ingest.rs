@@ -196,3 +196,92 @@ pub fn echo_json(points: &[Point]) -> serde_json::Value {
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lineproto::FieldValue;
+
+    fn batch(n: usize, base: i64) -> Vec<Point> {
+        (0..n)
+            .map(|i| Point {
+                measurement: "m".into(),
+                tags: vec![("k".into(), format!("{}", i % 7))],
+                fields: vec![("v".into(), FieldValue::Float(i as f64))],
+                time: base + i as i64,
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_instead_of_growing_and_accepted_writes_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), Default::default()).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        // room for two batches in flight
+        let ingest = Ingest::start(store.clone(), metrics.clone(), 10_000);
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let ing = ingest.clone();
+            tasks.push(tokio::spawn(async move {
+                ing.write(batch(5_000, i * 10_000)).await
+            }));
+        }
+        let mut ok = 0;
+        let mut busy = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(n) => {
+                    assert_eq!(n, 5_000);
+                    ok += 1;
+                }
+                Err(IngestError::Busy) => busy += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(
+            busy > 0,
+            "40 concurrent 5k batches must overflow a 10k queue"
+        );
+        assert!(ok > 0);
+        assert_eq!(metrics.ingest_throttled.load(Ordering::Relaxed), busy);
+        assert_eq!(metrics.ingest_points.load(Ordering::Relaxed), ok * 5_000);
+        ingest.shutdown();
+        // exactly the accepted batches are durable
+        drop(store);
+        let store = Store::open(dir.path(), Default::default()).unwrap();
+        let q = crate::query::WindowQuery {
+            measurement: "m".into(),
+            field: "v".into(),
+            by: vec![],
+            filters: vec![],
+            start_ns: 0,
+            end_ns: i64::MAX,
+        };
+        let total: usize = store
+            .window(&q)
+            .unwrap()
+            .iter()
+            .map(|g| g.points.len())
+            .sum();
+        assert_eq!(total as u64, ok * 5_000);
+    }
+
+    #[test]
+    fn gzip_bodies_decode_within_the_limit() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&[b'a'; 1000]).unwrap();
+        let body = gz.finish().unwrap();
+        assert_eq!(decode_body(&body, true, 1000).unwrap().len(), 1000);
+        assert!(matches!(
+            decode_body(&body, true, 999),
+            Err(IngestError::TooLarge(999))
+        ));
+        assert!(matches!(
+            decode_body(b"not gzip", true, 1000),
+            Err(IngestError::Decode(_))
+        ));
+        assert_eq!(&*decode_body(b"plain", false, 10).unwrap(), b"plain");
+    }
+}

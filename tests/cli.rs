@@ -418,3 +418,51 @@ fn write_loads_points_offline() {
     ]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn check_knows_policies_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "m.toml",
+        "policy = \"oncall\"\nevery = \"1m\"\n[query]\nmeasurement = \"m\"\nfield = \"f\"\n[rules]\nwarning = \"Result > 1\"\n",
+    );
+    let o = run(&["check", dir.path().join("m.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o)
+            .1
+            .contains("m.toml:1: policy: policy = \"oncall\": unknown policy; known: default"),
+        "{}",
+        text(&o).1
+    );
+    let cfg = write(
+        dir.path(),
+        "tocsin.toml",
+        "[[policies]]\nid = \"oncall\"\n[[policies.targets]]\nurl = \"http://127.0.0.1:1/hook\"\n",
+    );
+    let o = run(&[
+        "check",
+        dir.path().join("m.toml").to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[[policies]]\nid = \"p\"\n[[policies.targets]]\nurl = \"ftp://x\"\n",
+    );
+    let o = run(&[
+        "check",
+        dir.path().join("m.toml").to_str().unwrap(),
+        "--config",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains("expected an http:// or https:// URL"),
+        "{}",
+        text(&o).1
+    );
+}
