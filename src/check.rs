@@ -755,9 +755,9 @@ impl Runner {
             Status::Nodata | Status::NodataOk | Status::NodataAsOk => {
                 (tpl.nodata_title.as_ref(), tpl.nodata_message.as_ref())
             }
-            Status::Ok | Status::ManualOk => {
-                (tpl.recover_title.as_ref(), tpl.recover_message.as_ref())
-            }
+            Status::Ok => (tpl.recover_title.as_ref(), tpl.recover_message.as_ref()),
+            // A manual recovery has no Result to show; its message is the user's.
+            Status::ManualOk => (None, None),
             _ => (tpl.title.as_ref(), tpl.message.as_ref()),
         };
         let dims_text = if tags.is_empty() {
