@@ -361,13 +361,7 @@ impl Runner {
             }
             new_states.push((r, tags, state));
         }
-        report.events = self.db.commit(&commit)?;
-        for (r, tags, state) in new_states {
-            st.objects.insert(r, (tags, state));
-        }
-        for (_, r) in &commit.deletes {
-            st.objects.remove(r);
-        }
+        report.events = self.commit(st, &commit, new_states)?;
         Ok(report)
     }
 
@@ -420,6 +414,24 @@ impl Runner {
         self.db.commit(&commit)?;
         st.objects.insert(event_ref.to_string(), (tags, state));
         Ok(Some(ev))
+    }
+
+    /// Stores a check's events and states in one transaction; only then advances the
+    /// in-memory state, so a failed commit leaves everything as it was. Returns the new events.
+    fn commit(
+        &self,
+        st: &mut MonitorState,
+        commit: &Commit,
+        new_states: Vec<(String, Tags, ObjectState)>,
+    ) -> Result<Vec<Event>, CheckError> {
+        let events = self.db.commit(commit)?;
+        for (r, tags, state) in new_states {
+            st.objects.insert(r, (tags, state));
+        }
+        for (_, r) in &commit.deletes {
+            st.objects.remove(r);
+        }
+        Ok(events)
     }
 
     /// The non-empty groups of a window, keyed by event ref.
@@ -636,13 +648,7 @@ impl Runner {
                 commit.deletes.push((m.id.clone(), r.clone()));
             }
         }
-        report.events = self.db.commit(&commit)?;
-        for (r, tags, state) in new_states {
-            st.objects.insert(r, (tags, state));
-        }
-        for (_, r) in &commit.deletes {
-            st.objects.remove(r);
-        }
+        report.events = self.commit(st, &commit, new_states)?;
         Ok(report)
     }
 
