@@ -598,3 +598,146 @@ fn apply_issue(tx: &rusqlite::Transaction, ev: &Event) -> Result<(), EventDbErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, r: &str, status: &str, date: i64, title: &str) -> Event {
+        let mut e = Event::new();
+        e.set("df_event_id", id);
+        e.set("date", date);
+        e.set("df_status", status);
+        e.set("df_source", "monitor");
+        e.set("df_monitor_checker_id", "m1");
+        e.set("df_monitor_checker_event_ref", r);
+        e.set("df_title", title);
+        e.set("df_issue_start_time", 100);
+        e.set("df_fault_id", "event-first");
+        e
+    }
+
+    fn commit(db: &EventDb, events: Vec<Event>) -> usize {
+        db.commit(&Commit {
+            events,
+            ..Default::default()
+        })
+        .unwrap()
+        .len()
+    }
+
+    #[test]
+    fn issue_table_follows_faults_and_recoveries() {
+        let db = EventDb::scratch();
+        assert_eq!(
+            commit(&db, vec![ev("event-first", "r1", "warning", 100, "w")]),
+            1
+        );
+        assert_eq!(
+            commit(
+                &db,
+                vec![
+                    ev("e2", "r1", "critical", 160, "c"),
+                    ev("e3", "r2", "info", 160, "i")
+                ]
+            ),
+            2
+        );
+        let issues = db.issues(None, 200).unwrap();
+        assert_eq!(issues.len(), 1, "info opens no issue");
+        let i = &issues[0];
+        assert_eq!(
+            (
+                i.status.as_str(),
+                i.issue_start,
+                i.duration,
+                i.last_event_id.as_str()
+            ),
+            ("critical", 100, 100, "e2")
+        );
+        assert_eq!(i.fault_id, "event-first");
+        assert_eq!(db.issue("r1", 200).unwrap().unwrap().title, "c");
+        // a duplicate id changes nothing, not even the issue row
+        assert_eq!(
+            commit(&db, vec![ev("e2", "r1", "critical", 160, "changed")]),
+            0
+        );
+        assert_eq!(db.issue("r1", 200).unwrap().unwrap().title, "c");
+        commit(&db, vec![ev("e4", "r1", "ok", 220, "ok")]);
+        assert!(db.issues(None, 300).unwrap().is_empty());
+    }
+
+    #[test]
+    fn queries_stats_text_and_retention() {
+        let db = EventDb::scratch();
+        commit(
+            &db,
+            vec![
+                ev("a", "r", "critical", 10, "disk 100% full"),
+                ev("b", "r", "critical", 20, "disk 50_ full"),
+                ev("c", "r", "ok", 30, "back"),
+            ],
+        );
+        let q = |text: &str| EventQuery {
+            text: Some(text.into()),
+            ..Default::default()
+        };
+        assert_eq!(db.events(&q("100%")).unwrap().len(), 1, "% is literal");
+        assert_eq!(db.events(&q("50_")).unwrap().len(), 1, "_ is literal");
+        let newest = db.events(&EventQuery::default()).unwrap();
+        assert_eq!(
+            newest.iter().map(|e| e.id()).collect::<Vec<_>>(),
+            vec!["c", "b", "a"]
+        );
+        let page = db
+            .events(&EventQuery {
+                limit: Some(1),
+                offset: Some(1),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page[0].id(), "b");
+        let ranged = db
+            .events(&EventQuery {
+                from: Some(15),
+                to: Some(25),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ranged.len(), 1);
+        let stats = db.stats("status", &EventQuery::default()).unwrap();
+        assert_eq!(stats.get("critical"), Some(&2));
+        assert_eq!(stats.get("ok"), Some(&1));
+        assert!(db.stats("nonsense", &EventQuery::default()).is_err());
+        assert_eq!(db.drop_events_before(25).unwrap(), 2);
+        assert_eq!(db.event_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn state_round_trips_and_is_deleted() {
+        let db = EventDb::scratch();
+        let mut tags = Tags::new();
+        tags.insert("host".into(), "a".into());
+        let o = StoredObject {
+            event_ref: "r".into(),
+            tags,
+            state: ObjectState {
+                fault_streak: 2,
+                ..Default::default()
+            },
+        };
+        db.commit(&Commit {
+            upserts: vec![("m".into(), o.clone())],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(db.load_states("m").unwrap(), vec![o]);
+        assert_eq!(db.monitors_with_state().unwrap(), vec!["m".to_string()]);
+        db.commit(&Commit {
+            deletes: vec![("m".into(), "r".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(db.load_states("m").unwrap().is_empty());
+    }
+}
