@@ -3,73 +3,34 @@
 //! was stored, dedupe, rounds, the Alibaba, CloudEvents and Guance dialects, tokens and
 //! signatures — and the official Python SDKs (`tests/sdk/*.py`) pointed at tocsin.
 
+mod common;
+
+use common::Tocsin;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A tocsin in a temporary directory, with JSON-answering helpers for the event centre.
 struct Server {
-    child: Option<Child>,
+    t: Tocsin, // dropped (killed) before the directory is removed
     url: String,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Server {
     fn start(config: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path();
-        std::fs::create_dir_all(p.join("monitors")).unwrap();
-        let port = free_port();
-        std::fs::write(
-            p.join("tocsin.toml"),
-            format!("listen = \"127.0.0.1:{port}\"\n{config}\n[host_input]\nenabled = false\n"),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-            .args(["serve", "--config"])
-            .arg(p.join("tocsin.toml"))
-            .arg("--data")
-            .arg(p.join("data"))
-            .arg("--monitors")
-            .arg(p.join("monitors"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(p.join("server.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child: Some(child),
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if ureq::get(&format!("{}/healthz", s.url)).call().is_ok() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        let log = std::fs::read_to_string(s._dir.path().join("server.log")).unwrap_or_default();
-        panic!("server did not come up on {}:\n{log}", s.url);
+        let t = Tocsin::start(
+            dir.path(),
+            &format!("{config}\n[host_input]\nenabled = false\n"),
+        );
+        let url = t.url.clone();
+        Server { t, url, _dir: dir }
     }
 
     fn post(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut r = ureq::post(&format!("{}{path}", self.url)).timeout(Duration::from_secs(20));
-        for (k, v) in headers {
-            r = r.set(k, v);
-        }
-        let (code, text) = match r.send_bytes(body) {
-            Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
-            Err(e) => panic!("{path}: {e}"),
-        };
+        let (code, text) = self.t.post(path, body, headers);
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (code, v)
     }
@@ -83,12 +44,7 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> Value {
-        ureq::get(&format!("{}{path}", self.url))
-            .timeout(Duration::from_secs(20))
-            .call()
-            .unwrap()
-            .into_json()
-            .unwrap()
+        self.t.get(path)
     }
 
     fn custom_events(&self) -> Vec<Value> {
@@ -107,15 +63,6 @@ impl Server {
             .as_array()
             .unwrap()
             .clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! Alert delivery end to end: the real binary, a real HTTP receiver on loopback.
 
+mod common;
+
+use common::{free_port, next_second, Tocsin};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -120,112 +122,30 @@ impl Drop for Receiver {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Starts tocsin in `dir` with these policies and monitor files (host input off).
+fn start(dir: &Path, policies: &str, monitors: &[(&str, &str)]) -> Tocsin {
+    std::fs::create_dir_all(dir.join("monitors")).unwrap();
+    for (name, body) in monitors {
+        std::fs::write(dir.join("monitors").join(name), body).unwrap();
+    }
+    Tocsin::start(dir, &format!("[host_input]\nenabled = false\n{policies}"))
 }
 
-struct Tocsin {
-    child: Option<Child>,
-    url: String,
-    dir: std::path::PathBuf,
+/// Writes one `cpu,host=web01 usage=<value>` point a second old.
+fn write(t: &Tocsin, value: f64) {
+    let ts = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 1_000_000_000;
+    let (code, body) = t.post(
+        "/write",
+        format!("cpu,host=web01 usage={value} {ts}").as_bytes(),
+        &[],
+    );
+    assert_eq!(code, 204, "{body}");
 }
 
-impl Tocsin {
-    fn start(dir: &Path, policies: &str, monitors: &[(&str, &str)]) -> Tocsin {
-        let port = free_port();
-        std::fs::create_dir_all(dir.join("monitors")).unwrap();
-        for (name, body) in monitors {
-            std::fs::write(dir.join("monitors").join(name), body).unwrap();
-        }
-        std::fs::write(
-            dir.join("tocsin.toml"),
-            format!("listen = \"127.0.0.1:{port}\"\n[host_input]\nenabled = false\n{policies}"),
-        )
-        .unwrap();
-        let mut t = Tocsin {
-            child: None,
-            url: format!("http://127.0.0.1:{port}"),
-            dir: dir.to_path_buf(),
-        };
-        t.spawn();
-        t
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-            .arg("serve")
-            .arg("--config")
-            .arg(self.dir.join("tocsin.toml"))
-            .arg("--data")
-            .arg(self.dir.join("data"))
-            .arg("--monitors")
-            .arg(self.dir.join("monitors"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("server.log")).unwrap())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while ureq::get(&format!("{}/healthz", self.url)).call().is_err() {
-            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "tocsin did not start:\n{log}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        let mut c = self.child.take().unwrap();
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while c.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "tocsin did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn write(&self, value: f64) {
-        let ts = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 1_000_000_000;
-        let body = format!("cpu,host=web01 usage={value} {ts}");
-        let r = ureq::post(&format!("{}/write", self.url))
-            .send_string(&body)
-            .unwrap();
-        assert_eq!(r.status(), 204);
-    }
-
-    /// Runs a monitor in a fresh second (event ids are per second) and returns its events.
-    fn run(&self, id: &str) -> Vec<Value> {
-        let sec = chrono::Utc::now().timestamp();
-        while chrono::Utc::now().timestamp() == sec {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let v: Value = ureq::post(&format!("{}/api/v1/monitors/{id}/run", self.url))
-            .call()
-            .unwrap()
-            .into_json()
-            .unwrap();
-        v["events"].as_array().unwrap().clone()
-    }
-
-    fn get(&self, path: &str) -> Value {
-        ureq::get(&format!("{}{path}", self.url))
-            .call()
-            .unwrap()
-            .into_json()
-            .unwrap()
-    }
-}
-
-impl Drop for Tocsin {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// Runs a monitor in a fresh second and returns its events.
+fn run(t: &Tocsin, id: &str) -> Vec<Value> {
+    next_second();
+    t.run(id, None)["events"].as_array().unwrap().clone()
 }
 
 fn monitor(id: &str, policy: &str) -> String {
@@ -243,27 +163,27 @@ fn first_alert_delivered_repeats_held_recovery_delivered_signed() {
     let policies = format!(
         "[[policies]]\nid = \"oncall\"\nname = \"On-call\"\nsilent_timeout = \"1h\"\n[[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/hook\"\nsecret = \"s3cret\"\n"
     );
-    let t = Tocsin::start(
+    let t = start(
         dir.path(),
         &policies,
         &[("m1.toml", &monitor("m1", "oncall"))],
     );
-    t.write(95.0);
-    let e1 = t.run("m1");
+    write(&t, 95.0);
+    let e1 = run(&t, "m1");
     assert_eq!(e1[0]["df_status"], "critical");
     assert_eq!(e1[0]["df_monitor_id"], "oncall");
     assert_eq!(e1[0]["df_monitor_name"], "On-call");
-    t.write(96.0);
-    let e2 = t.run("m1");
+    write(&t, 96.0);
+    let e2 = run(&t, "m1");
     assert_eq!(
         e2[0]["df_status"], "critical",
         "a repeat, held back by silent_timeout"
     );
-    t.write(60.0);
-    let e3 = t.run("m1");
+    write(&t, 60.0);
+    let e3 = run(&t, "m1");
     assert_eq!(e3[0]["df_status"], "warning", "a change of status is sent");
-    t.write(10.0);
-    let e4 = t.run("m1");
+    write(&t, 10.0);
+    let e4 = run(&t, "m1");
     assert_eq!(e4[0]["df_status"], "ok");
     let got = rx.wait_for("hook", 3, 15);
     std::thread::sleep(Duration::from_millis(1500));
@@ -309,9 +229,9 @@ fn dead_receiver_then_restart_delivers_exactly_once() {
     let policies = format!(
         "[[policies]]\nid = \"p\"\n[[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/hook\"\n"
     );
-    let mut t = Tocsin::start(dir.path(), &policies, &[("m1.toml", &monitor("m1", "p"))]);
-    t.write(99.0);
-    let ev = t.run("m1");
+    let mut t = start(dir.path(), &policies, &[("m1.toml", &monitor("m1", "p"))]);
+    write(&t, 99.0);
+    let ev = run(&t, "m1");
     assert_eq!(ev[0]["df_status"], "critical");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -354,7 +274,7 @@ fn mutes_hold_back_and_mark_events() {
         now - 60,
         now + 3600
     );
-    let t = Tocsin::start(
+    let t = start(
         dir.path(),
         &policies,
         &[
@@ -363,10 +283,10 @@ fn mutes_hold_back_and_mark_events() {
             ("m3.toml", &monitor("m3", "open")),
         ],
     );
-    t.write(99.0);
-    let e1 = t.run("m1");
-    let e2 = t.run("m2");
-    let e3 = t.run("m3");
+    write(&t, 99.0);
+    let e1 = run(&t, "m1");
+    let e2 = run(&t, "m2");
+    let e3 = run(&t, "m3");
     assert_eq!(e1[0]["df_is_silent"], "true");
     assert_eq!(e2[0]["df_is_silent"], "true");
     assert_eq!(e3[0]["df_is_silent"], "false");
@@ -390,10 +310,10 @@ fn alertmanager_and_dingtalk_payloads_and_a_hanging_target_does_not_delay_others
          [[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/am\"\nformat = \"alertmanager\"\n\
          [[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/ding\"\nformat = \"dingtalk\"\n"
     );
-    let t = Tocsin::start(dir.path(), &policies, &[("m1.toml", &monitor("m1", "p"))]);
-    t.write(99.0);
+    let t = start(dir.path(), &policies, &[("m1.toml", &monitor("m1", "p"))]);
+    write(&t, 99.0);
     let started = Instant::now();
-    let ev = t.run("m1");
+    let ev = run(&t, "m1");
     let am = rx.wait_for("am", 1, 10);
     let ding = rx.wait_for("ding", 1, 10);
     assert!(
@@ -422,8 +342,8 @@ fn alertmanager_and_dingtalk_payloads_and_a_hanging_target_does_not_delay_others
         .unwrap()
         .contains("CRITICAL"));
     // recovery: Alertmanager sees `resolved`
-    t.write(1.0);
-    let ok = t.run("m1");
+    write(&t, 1.0);
+    let ok = run(&t, "m1");
     assert_eq!(ok[0]["df_status"], "ok");
     let am = rx.wait_for("am", 2, 10);
     assert_eq!(am[1].body["status"], "resolved");

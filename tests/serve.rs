@@ -1,25 +1,13 @@
 //! End-to-end tests of `tocsin serve` on loopback with a temporary data directory: ingest,
 //! async runs, events, issues, manual recovery, restarts, kill -9 durability, limits, tokens.
 
+mod common;
+
+use common::{free_port, next_second, now, Tocsin as Server};
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Server {
-    child: Option<Child>,
-    url: String,
-    dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 const MONITOR: &str = r#"
 id = "m1"
@@ -47,112 +35,6 @@ agg = "count"
 info = "Result >= 0"
 "#;
 
-impl Server {
-    fn start(dir: &Path, config: &str) -> Server {
-        let port = free_port();
-        let cfg = dir.join("tocsin.toml");
-        std::fs::write(&cfg, format!("listen = \"127.0.0.1:{port}\"\n{config}")).unwrap();
-        let mut s = Server {
-            child: None,
-            url: format!("http://127.0.0.1:{port}"),
-            dir: dir.to_path_buf(),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-            .args(["serve", "--config"])
-            .arg(self.dir.join("tocsin.toml"))
-            .arg("--data")
-            .arg(self.dir.join("data"))
-            .arg("--monitors")
-            .arg(self.dir.join("monitors"))
-            .arg("--scripts")
-            .arg(self.dir.join("scripts"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("server.log")).unwrap())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if ureq::get(&format!("{}/healthz", self.url)).call().is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        panic!("server did not come up on {}:\n{log}", self.url);
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let mut c = self.child.take().unwrap();
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(&mut self) {
-        let mut c = self.child.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-
-    fn cli(&self, args: &[&str], token: Option<&str>) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tocsin"));
-        c.args(args).arg("--server").arg(&self.url);
-        match token {
-            Some(t) => c.env("TOCSIN_ADMIN_TOKEN", t),
-            None => c.env_remove("TOCSIN_ADMIN_TOKEN"),
-        };
-        c.output().unwrap()
-    }
-
-    fn post(&self, path: &str, body: &[u8], token: Option<&str>) -> (u16, String) {
-        let mut r = ureq::post(&format!("{}{path}", self.url)).timeout(Duration::from_secs(20));
-        if let Some(t) = token {
-            r = r.set("Authorization", &format!("Bearer {t}"));
-        }
-        match r.send_bytes(body) {
-            Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
-            Err(e) => panic!("{path}: {e}"),
-        }
-    }
-
-    fn get(&self, path: &str) -> Value {
-        ureq::get(&format!("{}{path}", self.url))
-            .call()
-            .unwrap()
-            .into_json()
-            .unwrap()
-    }
-
-    fn run_json(&self, id: &str, token: Option<&str>) -> Value {
-        let (code, body) = self.post(&format!("/api/v1/monitors/{id}/run"), b"", token);
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn setup(config: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("monitors")).unwrap();
@@ -166,19 +48,10 @@ fn setup(config: &str) -> (tempfile::TempDir, Server) {
     (dir, s)
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// Runs the `count` monitor and returns the number of `durable` points it saw. Waits for a
-/// fresh second first: event ids are deterministic per (ref, second, status), so a second run
-/// within the same second stores (and returns) nothing new.
+/// Runs the `count` monitor in a fresh second and returns the number of `durable` points it saw.
 fn count_points(s: &Server) -> f64 {
-    let sec = now();
-    while now() == sec {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let v = s.run_json("count", None);
+    next_second();
+    let v = s.run("count", None);
     let ev = &v["events"][0];
     ev["df_monitor_checker_value"]
         .as_str()
@@ -191,7 +64,7 @@ fn lifecycle_write_run_issue_recover_restart_kill() {
     let (_dir, mut s) = setup("");
     // write → run → critical event → issue
     let line = format!("cpu,host=web01 usage=95 {}", now() - 30);
-    let (code, body) = s.post("/v1/write/metric?precision=s", line.as_bytes(), None);
+    let (code, body) = s.post_token("/v1/write/metric?precision=s", line.as_bytes(), None);
     assert_eq!(code, 200, "{body}");
     let o = s.cli(&["run", "m1"], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -220,7 +93,7 @@ fn lifecycle_write_run_issue_recover_restart_kill() {
     let issues = s.get("/api/v1/issues");
     assert_eq!(issues["count"], 1);
     std::thread::sleep(Duration::from_millis(1100));
-    let v = s.run_json("m1", None);
+    let v = s.run("m1", None);
     assert_eq!(v["events"][0]["df_status"], "critical");
     assert_eq!(
         v["events"][0]["df_issue_start_time"].as_i64().unwrap(),
@@ -267,7 +140,7 @@ fn lifecycle_write_run_issue_recover_restart_kill() {
             (now() - 60) * 1_000_000_000 + i
         ));
     }
-    let (code, _) = s.post("/write", body.as_bytes(), None);
+    let (code, _) = s.post_token("/write", body.as_bytes(), None);
     assert_eq!(code, 204);
     s.kill9();
     s.spawn();
@@ -296,7 +169,7 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
         "durable v=1 {t}\ndurable v=2 {}\ndurable v=\"unterminated {t}\n",
         t + 1
     );
-    let (code, body) = s.post("/write", bad.as_bytes(), None);
+    let (code, body) = s.post_token("/write", bad.as_bytes(), None);
     assert_eq!(code, 400, "{body}");
     let err: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(err["line"], 3, "{err}");
@@ -304,7 +177,7 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
     assert_eq!(count_points(&s), before, "nothing of a bad batch is stored");
     // oversized body
     let big = vec![b'x'; 10_000];
-    let (code, _) = s.post("/write", &big, None);
+    let (code, _) = s.post_token("/write", &big, None);
     assert_eq!(code, 413);
     // gzip
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -318,11 +191,11 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
     assert_eq!(resp.status(), 204);
     assert_eq!(count_points(&s), before + 1.0);
     // bad precision
-    let (code, body) = s.post("/write?precision=weeks", b"durable v=1", None);
+    let (code, body) = s.post_token("/write?precision=weeks", b"durable v=1", None);
     assert_eq!(code, 400);
     assert!(body.contains("precision"), "{body}");
     // dry run echo keeps types and stores nothing
-    let (code, body) = s.post(
+    let (code, body) = s.post_token(
         "/v1/write/metric?dry=true&echo=json&precision=s",
         b"durable,t=x f=1.5,i=-2i,u=3u,s=\"hi\",b=true 1700000000",
         None,
@@ -339,13 +212,13 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
     assert_eq!(echo[0]["time"].as_i64(), Some(1_700_000_000_000_000_000));
     assert_eq!(count_points(&s), before + 1.0);
     // unknown monitor
-    let (code, _) = s.post("/api/v1/monitors/nope/run", b"", None);
+    let (code, _) = s.post_token("/api/v1/monitors/nope/run", b"", None);
     assert_eq!(code, 404);
     let o = s.cli(&["run", "nope"], None);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("404"));
     // bad recover request
-    let (code, body) = s.post("/api/v1/issues/recover", br#"{"all": true}"#, None);
+    let (code, body) = s.post_token("/api/v1/issues/recover", br#"{"all": true}"#, None);
     assert_eq!(code, 400);
     assert!(body.contains("user_id"), "{body}");
     // metrics and monitors
@@ -375,17 +248,17 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
 #[test]
 fn tokens_guard_ingest_and_admin() {
     let (_dir, s) = setup("ingest_token = \"in-secret\"\nadmin_token = \"ad-secret\"\n");
-    let (code, _) = s.post("/write", b"durable v=1", None);
+    let (code, _) = s.post_token("/write", b"durable v=1", None);
     assert_eq!(code, 401);
-    let (code, _) = s.post("/write", b"durable v=1", Some("wrong"));
+    let (code, _) = s.post_token("/write", b"durable v=1", Some("wrong"));
     assert_eq!(code, 403);
-    let (code, _) = s.post("/write", b"durable v=1", Some("in-secret"));
+    let (code, _) = s.post_token("/write", b"durable v=1", Some("in-secret"));
     assert_eq!(code, 204);
-    let (code, _) = s.post("/api/v1/monitors/count/run", b"", None);
+    let (code, _) = s.post_token("/api/v1/monitors/count/run", b"", None);
     assert_eq!(code, 401);
-    let (code, _) = s.post("/api/v1/monitors/count/run", b"", Some("in-secret"));
+    let (code, _) = s.post_token("/api/v1/monitors/count/run", b"", Some("in-secret"));
     assert_eq!(code, 403);
-    let (code, _) = s.post("/api/v1/monitors/reload", b"", Some("ad-secret"));
+    let (code, _) = s.post_token("/api/v1/monitors/reload", b"", Some("ad-secret"));
     assert_eq!(code, 200);
     let o = s.cli(&["run", "count"], None);
     assert!(!o.status.success());
@@ -423,8 +296,8 @@ fn refuses_public_listen_without_tokens_and_unreachable_server_is_an_error() {
 fn reload_keeps_state_of_unchanged_monitors() {
     let (dir, s) = setup("");
     let line = format!("cpu,host=a usage=99 {}", now() - 10);
-    s.post("/v1/write/metric?precision=s", line.as_bytes(), None);
-    assert_eq!(s.run_json("m1", None)["events"][0]["df_status"], "critical");
+    s.post_token("/v1/write/metric?precision=s", line.as_bytes(), None);
+    assert_eq!(s.run("m1", None)["events"][0]["df_status"], "critical");
     std::fs::write(
         dir.path().join("monitors/extra.toml"),
         COUNTER.replace("id = \"count\"", "id = \"extra\""),
@@ -435,7 +308,7 @@ fn reload_keeps_state_of_unchanged_monitors() {
         "every = \"soon\"\n",
     )
     .unwrap();
-    let (code, body) = s.post("/api/v1/monitors/reload", b"", None);
+    let (code, body) = s.post_token("/api/v1/monitors/reload", b"", None);
     assert_eq!(code, 200);
     let rep: Value = serde_json::from_str(&body).unwrap();
     assert!(
@@ -461,7 +334,7 @@ fn reload_keeps_state_of_unchanged_monitors() {
         "{rep}"
     );
     std::thread::sleep(Duration::from_millis(1100));
-    let v = s.run_json("m1", None);
+    let v = s.run("m1", None);
     assert_eq!(
         v["events"][0]["df_issue_duration"].as_i64().map(|d| d >= 1),
         Some(true),
@@ -505,7 +378,7 @@ fn scheduler_runs_on_boundaries_counts_overruns_and_collects_host_metrics() {
     )
     .unwrap();
     let s = Server::start(dir.path(), "[host_input]\nevery = \"1s\"\n");
-    let (code, _) = s.post(
+    let (code, _) = s.post_token(
         "/write?precision=s",
         format!("durable v=1 {}", now() - 1).as_bytes(),
         None,
@@ -557,7 +430,7 @@ fn scheduler_runs_on_boundaries_counts_overruns_and_collects_host_metrics() {
     );
 
     // the built-in host input feeds the store: a monitor sees this machine's memory
-    let v = s.run_json("hostmem", None);
+    let v = s.run("hostmem", None);
     let ev = &v["events"][0];
     let used: f64 = ev["df_monitor_checker_value"]
         .as_str()
@@ -582,7 +455,7 @@ fn event_stream_follows_new_events_with_filters() {
         .starts_with("text/event-stream"));
     let mut reader = std::io::BufReader::new(resp.into_reader());
     // an event of another monitor must not show up; then one of m1 must
-    s.post(
+    s.post_token(
         "/write?precision=s",
         format!(
             "cpu,host=a usage=99 {}\ndurable v=1 {}",
@@ -592,8 +465,8 @@ fn event_stream_follows_new_events_with_filters() {
         .as_bytes(),
         None,
     );
-    s.run_json("count", None);
-    let v = s.run_json("m1", None);
+    s.run("count", None);
+    let v = s.run("m1", None);
     let want = v["events"][0]["df_event_id"].as_str().unwrap().to_string();
     let mut line = String::new();
     let deadline = Instant::now() + Duration::from_secs(15);
