@@ -257,6 +257,65 @@ impl Monitor {
     }
 }
 
+/// A duration as written: `"5m"`, or an integer number of seconds.
+#[derive(Clone, PartialEq)]
+struct Dur(String);
+
+impl fmt::Debug for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"30s\", \"5m\", \"1h\", or a number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
+                Ok(Dur(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
+                Ok(Dur(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A list of strings, or one string for a list of one (`by = "host"`).
+#[derive(Debug, Clone, PartialEq)]
+struct StrList(Vec<String>);
+
+impl<'de> Deserialize<'de> for StrList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StrList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of tag names such as [\"host\"], or one name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StrList, E> {
+                Ok(StrList(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<StrList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(x) = a.next_element::<String>()? {
+                    out.push(x);
+                }
+                Ok(StrList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMonitor {
@@ -265,12 +324,12 @@ struct RawMonitor {
     #[serde(rename = "type")]
     mtype: Option<Spanned<String>>,
     policy: Option<Spanned<String>>,
-    every: Option<Spanned<String>>,
+    every: Option<Spanned<Dur>>,
     cron: Option<Spanned<String>>,
     manual: Option<Spanned<bool>>,
-    interval: Option<Spanned<String>>,
-    delay: Option<Spanned<String>>,
-    forget_after: Option<Spanned<String>>,
+    interval: Option<Spanned<Dur>>,
+    delay: Option<Spanned<Dur>>,
+    forget_after: Option<Spanned<Dur>>,
     script: Option<Spanned<String>>,
     query: Option<Spanned<RawQuery>>,
     rules: Option<Spanned<RawRules>>,
@@ -284,7 +343,7 @@ struct RawQuery {
     measurement: Option<Spanned<String>>,
     field: Option<Spanned<String>>,
     agg: Option<Spanned<String>>,
-    by: Option<Spanned<Vec<String>>>,
+    by: Option<Spanned<StrList>>,
     #[serde(rename = "where")]
     where_: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
@@ -301,13 +360,13 @@ struct RawRules {
     trigger_after: Option<Spanned<i64>>,
     recover_after: Option<Spanned<i64>>,
     recovery: Option<Spanned<String>>,
-    baseline: Option<Spanned<String>>,
+    baseline: Option<Spanned<Dur>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNodata {
-    after: Option<Spanned<String>>,
+    after: Option<Spanned<Dur>>,
     action: Option<Spanned<String>>,
 }
 
@@ -463,10 +522,10 @@ impl Errs<'_> {
             format!("{short} = {:?}: {why}", v.get_ref()),
         );
     }
-    fn duration(&mut self, v: &Option<Spanned<String>>, field: &str, default: i64) -> i64 {
+    fn duration(&mut self, v: &Option<Spanned<Dur>>, field: &str, default: i64) -> i64 {
         match v {
             None => default,
-            Some(s) => match parse_duration(s.get_ref()) {
+            Some(s) => match parse_duration(&s.get_ref().0) {
                 Ok(d) => d,
                 Err(e) => {
                     self.bad(s, field, &e);
@@ -475,6 +534,30 @@ impl Errs<'_> {
             },
         }
     }
+}
+
+/// The dotted name of the key set on `line` (1-based), from the `[section]` above it.
+fn field_at(text: &str, line: usize) -> Option<String> {
+    let mut section = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') && t.ends_with(']') && !t.starts_with("[[") {
+            section = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+        if i + 1 == line {
+            let (key, _) = t.split_once('=')?;
+            let key = key.trim().trim_matches('"');
+            if key.is_empty() || key.contains(' ') {
+                return None;
+            }
+            return Some(if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            });
+        }
+    }
+    None
 }
 
 /// Parses and validates one monitor's text.
@@ -493,7 +576,10 @@ pub fn parse_monitor(
         Ok(r) => r,
         Err(err) => {
             let line = err.span().map(|s| e.line_of(s.start)).unwrap_or(1);
-            let msg = err.message().to_string();
+            let mut msg = err.message().to_string();
+            if let Some(field) = field_at(text, line) {
+                msg = format!("{field}: {msg}");
+            }
             let msg = if msg.contains("unknown field") {
                 format!("{msg} (see SPEC §3 for the monitor file format)")
             } else {
@@ -575,7 +661,7 @@ pub fn parse_monitor(
         );
         Schedule::Manual
     } else if let Some(ev) = &raw.every {
-        match parse_duration(ev.get_ref()) {
+        match parse_duration(&ev.get_ref().0) {
             Ok(n) if n > 0 => Schedule::Every(n),
             Ok(_) => {
                 e.bad(ev, "every", "must be longer than 0s");
@@ -737,9 +823,12 @@ pub fn parse_monitor(
             "a bot_obs monitor needs a script that calls report(...)".into(),
         );
     }
+    let any_level_given = raw_rules.is_some_and(|r| {
+        r.critical.is_some() || r.error.is_some() || r.warning.is_some() || r.info.is_some()
+    });
     if mtype != MonitorType::BotObs
         && script_src.is_none()
-        && levels.is_empty()
+        && !any_level_given
         && raw_rules.is_some()
     {
         e.at(
@@ -794,7 +883,7 @@ pub fn parse_monitor(
     let nodata = raw.nodata.as_ref().map(|n| {
         let n = n.get_ref();
         let after = match &n.after {
-            Some(s) => match parse_duration(s.get_ref()) {
+            Some(s) => match parse_duration(&s.get_ref().0) {
                 Ok(d) if d > 0 => d,
                 Ok(_) => {
                     e.bad(s, "nodata.after", "must be longer than 0s");
@@ -960,11 +1049,11 @@ fn parse_query(q: &Spanned<RawQuery>, e: &mut Errs) -> Option<QuerySpec> {
     };
     let by =
         q.by.as_ref()
-            .map(|b| b.get_ref().clone())
+            .map(|b| b.get_ref().0.clone())
             .unwrap_or_default();
     if let Some(b) = &q.by {
         let mut seen = HashSet::new();
-        for t in b.get_ref() {
+        for t in &b.get_ref().0 {
             if t.is_empty() || !seen.insert(t) {
                 e.bad(b, "query.by", "tag names must be non-empty and distinct");
                 break;
@@ -1083,6 +1172,64 @@ fn weekday_names(field: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load_text(text: &str) -> Result<Monitor, Vec<MonitorError>> {
+        let engine = ScriptEngine::new(Default::default());
+        let ctx = LoadContext {
+            scripts_dir: Path::new("/nonexistent"),
+            policies: &[],
+            engine: &engine,
+        };
+        parse_monitor(text, Path::new("m.toml"), "m", &ctx)
+    }
+
+    #[test]
+    fn integer_durations_and_a_single_by_tag_are_accepted() {
+        let m = load_text(
+            "every = 60\ninterval = 300\ndelay = 0\n[query]\nmeasurement = \"cpu\"\nfield = \"u\"\nby = \"host\"\n[rules]\ncritical = \"Result > 1\"\n[nodata]\nafter = 600\n",
+        )
+        .unwrap();
+        assert!(matches!(m.schedule, Schedule::Every(60)));
+        assert_eq!((m.interval, m.delay), (300, 0));
+        assert_eq!(m.query.unwrap().by, vec!["host".to_string()]);
+        assert_eq!(m.nodata.unwrap().after, 600);
+        assert_eq!(m.id, "m", "the id defaults to the file stem");
+    }
+
+    #[test]
+    fn type_errors_name_the_field_and_all_value_errors_are_reported() {
+        let e = load_text("every = \"1m\"\n[query]\nmeasurement = \"cpu\"\nfield = \"u\"\n[rules]\ntrigger_after = \"2\"\n")
+            .unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].line, 6);
+        assert!(
+            e[0].message
+                .starts_with("rules.trigger_after: invalid type"),
+            "{}",
+            e[0]
+        );
+        let e = load_text(
+            "every = \"1m\"\n[query]\nmeasurement = \"cpu\"\nfield = \"u\"\n[rules]\ncritical = \"Reslt > 1\"\ntrigger_after = 0\n[nodata]\nafter = \"0s\"\naction = \"loud\"\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = e.iter().map(|x| x.to_string()).collect();
+        assert_eq!(e.len(), 4, "{text:#?}");
+        assert!(
+            text[0].starts_with(
+                "m.toml:6: rules.critical: critical = \"Reslt > 1\": does not compile"
+            ),
+            "{text:#?}"
+        );
+        assert!(text
+            .iter()
+            .any(|t| t.starts_with("m.toml:7: rules.trigger_after: trigger_after = 0")));
+        assert!(text.iter().any(|t| t.starts_with("m.toml:9: nodata.after")));
+        assert!(
+            text.iter()
+                .any(|t| t
+                    .starts_with("m.toml:10: nodata.action: action = \"loud\": expected one of"))
+        );
+    }
 
     #[test]
     fn every_fires_on_epoch_multiples() {
