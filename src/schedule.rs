@@ -252,6 +252,20 @@ impl Engine {
             Ok(rep) => {
                 self.metrics
                     .events_stored(rep.events.iter().filter_map(|e| e.str("df_status")));
+                if rep.events.is_empty() {
+                    tracing::debug!(monitor = %id, tick = t, objects = rep.objects, "check done");
+                } else {
+                    let summary: Vec<String> = rep
+                        .events
+                        .iter()
+                        .map(|e| {
+                            let status = e.str("df_status").unwrap_or("?");
+                            format!("{status} {}", e.str("df_dimension_tags").unwrap_or("{}"))
+                        })
+                        .collect();
+                    let mode = mode.as_str();
+                    tracing::info!(monitor = %id, tick = t, mode, "events: {}", summary.join(", "));
+                }
                 if rep.errors.is_empty() {
                     h.last_error = None;
                 } else {
