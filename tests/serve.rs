@@ -482,3 +482,34 @@ fn event_stream_follows_new_events_with_filters() {
         assert!(Instant::now() < deadline, "no event on the stream");
     }
 }
+
+#[test]
+fn streaks_and_gaps_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("monitors")).unwrap();
+    std::fs::write(
+        dir.path().join("monitors/two.toml"),
+        "id = \"two\"\nmanual = true\ninterval = \"1m\"\n[query]\nmeasurement = \"cpu\"\nfield = \"usage\"\nby = [\"host\"]\n[rules]\ncritical = \"Result > 90\"\ntrigger_after = 2\n",
+    )
+    .unwrap();
+    let mut s = Server::start(dir.path(), "[host_input]\nenabled = false\n");
+    s.post_token(
+        "/v1/write/metric?precision=s",
+        format!("cpu,host=a usage=99 {}", now() - 3).as_bytes(),
+        None,
+    );
+    let v = s.run("two", None);
+    assert_eq!(
+        v["events"].as_array().unwrap().len(),
+        0,
+        "fault streak 1 of 2: {v}"
+    );
+    assert!(s.stop().success());
+    s.spawn();
+    next_second();
+    let v = s.run("two", None);
+    assert_eq!(
+        v["events"][0]["df_status"], "critical",
+        "the streak of 1 survived the restart: {v}"
+    );
+}
