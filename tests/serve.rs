@@ -512,4 +512,42 @@ fn streaks_and_gaps_survive_a_restart() {
         v["events"][0]["df_status"], "critical",
         "the streak of 1 survived the restart: {v}"
     );
+
+    // a gap that spans a restart: one nodata before, none repeated after, nodata_ok on return
+    std::fs::write(
+        dir.path().join("monitors/gap.toml"),
+        "id = \"gap\"\nmanual = true\ninterval = \"2s\"\n[query]\nmeasurement = \"beat\"\nfield = \"v\"\n[rules]\ncritical = \"Result > 1\"\n[nodata]\nafter = \"2s\"\naction = \"nodata\"\n",
+    )
+    .unwrap();
+    s.post_token("/api/v1/monitors/reload", b"", None);
+    s.post_token(
+        "/write?precision=s",
+        format!("beat v=0 {}", now() - 1).as_bytes(),
+        None,
+    );
+    assert_eq!(
+        s.run("gap", None)["events"].as_array().unwrap().len(),
+        0,
+        "seen, clean"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let v = s.run("gap", None);
+    assert_eq!(v["events"][0]["df_status"], "nodata", "{v}");
+    assert!(s.stop().success());
+    s.spawn();
+    next_second();
+    let v = s.run("gap", None);
+    assert_eq!(
+        v["events"].as_array().unwrap().len(),
+        0,
+        "the gap goes on; no second nodata: {v}"
+    );
+    s.post_token(
+        "/write?precision=s",
+        format!("beat v=0 {}", now() - 1).as_bytes(),
+        None,
+    );
+    next_second();
+    let v = s.run("gap", None);
+    assert_eq!(v["events"][0]["df_status"], "nodata_ok", "{v}");
 }
