@@ -75,6 +75,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut rates = Vec::new();
+    let throttled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for run in 0..RUNS {
         let bodies: Vec<String> = (0..BATCHES_PER_RUN).map(|b| body(run, b)).collect();
         let bodies = std::sync::Arc::new(bodies);
@@ -83,6 +84,7 @@ fn main() {
         let threads: Vec<_> = (0..CLIENTS)
             .map(|_| {
                 let (bodies, next, url) = (bodies.clone(), next.clone(), url.clone());
+                let throttled = throttled.clone();
                 std::thread::spawn(move || {
                     let agent = ureq::AgentBuilder::new()
                         .timeout(Duration::from_secs(60))
@@ -100,6 +102,7 @@ fn main() {
                                 }
                                 // saturated: back off as Retry-After says, then resend
                                 Err(ureq::Error::Status(429, _)) => {
+                                    throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                     std::thread::sleep(Duration::from_millis(50))
                                 }
                                 Err(e) => panic!("write failed: {e}"),
@@ -117,9 +120,10 @@ fn main() {
     }
     rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "http ingest (/write, {CLIENTS} clients, {BATCH}-line bodies, 5 fields each): median of {RUNS} runs {:.0} points/s (min {:.0}, max {:.0})",
+        "http ingest (/write, {CLIENTS} clients, {BATCH}-line bodies, 5 fields each): median of {RUNS} runs {:.0} points/s (min {:.0}, max {:.0}); {} answers 429",
         rates[RUNS / 2],
         rates[0],
-        rates[RUNS - 1]
+        rates[RUNS - 1],
+        throttled.load(std::sync::atomic::Ordering::Relaxed)
     );
 }

@@ -34,7 +34,12 @@ pub struct AppState {
     pub access_keys: Vec<crate::config::AccessKey>,
     /// the outbox worker
     pub worker: Arc<crate::notify::worker::Worker>,
+    /// admission for write requests: beyond these many in flight, 429 before reading the body
+    pub ingest_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Write requests allowed in flight at once (each holds at most `max_body` bytes).
+pub const INGEST_SLOTS: usize = 32;
 
 /// An error answer: status plus a JSON body naming what was wrong.
 #[derive(Debug)]
@@ -136,10 +141,16 @@ pub fn check_token(headers: &HeaderMap, token: Option<&str>) -> ApiResult<()> {
 /// The router.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body;
-    Router::new()
+    let writes = Router::new()
         .route("/v1/write/metric", post(write_datakit))
         .route("/write", post(write_influx))
         .route("/api/v2/write", post(write_influx))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admit_write,
+        ));
+    Router::new()
+        .merge(writes)
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/events/stats", get(event_stats))
         .route("/api/v1/events/stream", get(event_stream))
@@ -168,6 +179,7 @@ struct WriteParams {
     echo: Option<String>,
 }
 
+/// Decodes and parses a write body.
 async fn ingest_body(
     st: &AppState,
     headers: &HeaderMap,
@@ -203,6 +215,25 @@ async fn ingest_body(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ApiError::from(e)
     })
+}
+
+/// Admission for write requests, before their body is read: beyond [`INGEST_SLOTS`] in
+/// flight, 429 with Retry-After, so memory stays bounded under any load.
+async fn admit_write(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match st.ingest_slots.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => {
+            st.engine
+                .metrics
+                .ingest_throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ApiError::from(IngestError::Busy).into_response()
+        }
+    }
 }
 
 async fn write_datakit(

@@ -101,7 +101,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             policies: cfg.policy_ids(),
         },
     );
-    let ingest = Ingest::start(store.clone(), metrics.clone(), 4_000_000);
+    // Bounded: beyond a million queued points, writers get 429 (Retry-After) instead.
+    let ingest = Ingest::start(store.clone(), metrics.clone(), 1_000_000);
     let state = AppState {
         engine: engine.clone(),
         ingest: ingest.clone(),
@@ -110,6 +111,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         max_body: cfg.max_body_bytes.unwrap_or(32 << 20),
         access_keys: cfg.access_keys.clone(),
         worker: worker.clone(),
+        ingest_slots: Arc::new(tokio::sync::Semaphore::new(crate::api::INGEST_SLOTS)),
     };
 
     let listener = tokio::net::TcpListener::bind(addr)

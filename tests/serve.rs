@@ -551,3 +551,47 @@ fn streaks_and_gaps_survive_a_restart() {
     let v = s.run("gap", None);
     assert_eq!(v["events"][0]["df_status"], "nodata_ok", "{v}");
 }
+
+#[test]
+fn writes_beyond_the_admission_limit_get_429_before_their_body_is_read() {
+    use std::io::Write as _;
+    let (_dir, s) = setup("");
+    let addr = s.url.trim_start_matches("http://").to_string();
+    // 32 uploads that send their headers and half of the body, then stall
+    let mut stalled = Vec::new();
+    for _ in 0..tocsin::api::INGEST_SLOTS {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            c,
+            "POST /write HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\ndurable v=1"
+        )
+        .unwrap();
+        c.flush().unwrap();
+        stalled.push(c);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (code, body) = loop {
+        let (code, body) = s.post_token("/write", b"durable v=1", None);
+        if code == 429 || Instant::now() > deadline {
+            break (code, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, 429, "{body}");
+    let text = ureq::get(&format!("{}/metrics", s.url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(!text.contains("tocsin_ingest_throttled_total 0"), "{text}");
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, _) = s.post_token("/write", b"durable v=1", None);
+        if code == 204 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots were not released: {code}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
