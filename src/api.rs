@@ -483,6 +483,7 @@ async fn reload(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Jso
 async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     let engine = st.engine.clone();
     let worker = st.worker.clone();
+    let writes_in_flight = (INGEST_SLOTS - st.ingest_slots.available_permits()) as f64;
     let text = blocking(move || {
         let open = engine
             .runner
@@ -513,6 +514,11 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
                 "tocsin_monitor_load_errors",
                 "Monitor files that failed to load.",
                 errors,
+            ),
+            (
+                "tocsin_ingest_requests_in_flight",
+                "Write requests admitted and not yet answered.",
+                writes_in_flight,
             ),
             (
                 "tocsin_deliveries_pending",

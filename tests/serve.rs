@@ -569,14 +569,28 @@ fn writes_beyond_the_admission_limit_get_429_before_their_body_is_read() {
         c.flush().unwrap();
         stalled.push(c);
     }
+    // wait until the server has admitted all of them, then one more write is refused
     let deadline = Instant::now() + Duration::from_secs(10);
-    let (code, body) = loop {
-        let (code, body) = s.post_token("/write", b"durable v=1", None);
-        if code == 429 || Instant::now() > deadline {
-            break (code, body);
+    let in_flight = format!(
+        "tocsin_ingest_requests_in_flight {}",
+        tocsin::api::INGEST_SLOTS
+    );
+    loop {
+        let text = ureq::get(&format!("{}/metrics", s.url))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        if text.contains(&in_flight) {
+            break;
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        assert!(
+            Instant::now() < deadline,
+            "the stalled uploads were not all admitted:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, body) = s.post_token("/write", b"durable v=1", None);
     assert_eq!(code, 429, "{body}");
     let text = ureq::get(&format!("{}/metrics", s.url))
         .call()
