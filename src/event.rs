@@ -136,14 +136,6 @@ pub fn event_id(event_ref: &str, date: i64, status: Status, sub: Sub) -> String 
     )
 }
 
-/// A random event id for events without a natural identity.
-pub fn random_event_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
-    format!("event-{}", hex::encode(b))
-}
-
 /// Formats a value as `df_monitor_checker_value` and templates show it: `95`, `95.5`.
 pub fn format_value(v: f64) -> String {
     if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
@@ -318,7 +310,6 @@ mod tests {
         assert_ne!(a, event_id("r", 60, Status::Critical, Sub::Nodata));
         assert_ne!(a, event_id("r", 120, Status::Critical, Sub::Check));
         assert!(a.starts_with("event-") && a.len() == 38);
-        assert_eq!(random_event_id().len(), 38);
     }
 
     #[test]

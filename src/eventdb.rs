@@ -309,19 +309,6 @@ impl EventDb {
         Ok(out)
     }
 
-    /// Monitors that have stored state.
-    pub fn monitors_with_state(&self) -> Result<Vec<String>, EventDbError> {
-        let conn = self.conn.lock();
-        let mut st = conn
-            .prepare("SELECT DISTINCT monitor FROM object_state ORDER BY monitor")
-            .map_err(sql("prepare"))?;
-        let rows = st
-            .query_map([], |r| r.get(0))
-            .map_err(sql("list monitors"))?;
-        rows.collect::<Result<Vec<String>, _>>()
-            .map_err(sql("list monitors"))
-    }
-
     /// Events matching the query, newest first.
     pub fn events(&self, q: &EventQuery) -> Result<Vec<Event>, EventDbError> {
         let (where_sql, args) = event_filter(q);
@@ -732,7 +719,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!(db.load_states("m").unwrap(), vec![o]);
-        assert_eq!(db.monitors_with_state().unwrap(), vec!["m".to_string()]);
         db.commit(&Commit {
             deletes: vec![("m".into(), "r".into())],
             ..Default::default()

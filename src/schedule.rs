@@ -4,7 +4,6 @@
 
 use crate::check::{CheckReport, ExecMode, MonitorState, RecoverUser, Runner};
 use crate::event::{Event, Status, Sub};
-use crate::eventdb::StoredObject;
 use crate::metrics::Metrics;
 use crate::monitor::{load, LoadContext, Monitor, MonitorError, Schedule};
 use parking_lot::{Mutex, RwLock};
@@ -463,14 +462,8 @@ impl Engine {
                 .deletes
                 .push((issue.monitor.clone(), issue.event_ref.clone()));
         }
-        let _: Option<StoredObject> = None;
         db.commit(&commit).map_err(|e| e.to_string())?;
         Ok(ev)
-    }
-
-    /// Whether a slot's monitor runs on a schedule.
-    pub fn is_scheduled(slot: &Slot) -> bool {
-        !matches!(slot.monitor.schedule, Schedule::Manual)
     }
 }
 

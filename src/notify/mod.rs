@@ -135,11 +135,6 @@ impl Notifier {
         Ok(Notifier { policies })
     }
 
-    /// Whether any policy has targets.
-    pub fn has_targets(&self) -> bool {
-        self.policies.iter().any(|p| !p.targets.is_empty())
-    }
-
     /// The policy of an event: its `df_monitor_id`, else (custom events) the `default` policy.
     fn policy_for(&self, ev: &Event) -> Option<&PolicyPlan> {
         let id = ev.str("df_monitor_id").unwrap_or("default");

@@ -144,11 +144,6 @@ impl Worker {
         })
     }
 
-    /// Wakes the worker (new rows were enqueued).
-    pub fn poke(&self) {
-        self.wake.notify_one();
-    }
-
     /// Stops taking new deliveries (in-flight ones finish on their own).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
