@@ -236,12 +236,12 @@ impl Runner {
             start_ns: start * NS,
             end_ns: end * NS,
         };
-        let window = self.fetch(m, &base, start, end)?;
-        // Which known objects have a point in [end - after, end)?
-        let probe: Option<BTreeMap<String, Group>> = match &m.nodata {
-            Some(n) => Some(self.fetch(m, &base, end - n.after, end)?),
-            None => None,
-        };
+        // One query covers the window and the nodata lookback [end - after, end); both are
+        // cut from it.
+        let lookback = m.nodata.map(|n| end - n.after);
+        let wide = self.fetch(m, &base, lookback.map_or(start, |l| l.min(start)), end)?;
+        let window = since(&wide, start);
+        let probe: Option<BTreeMap<String, Group>> = lookback.map(|l| since(&wide, l));
         let values: BTreeMap<String, f64> = window
             .iter()
             .filter_map(|(r, g)| aggregate(q.agg, &g.points).map(|v| (r.clone(), v)))
@@ -789,6 +789,25 @@ impl Runner {
         ev.copy_tags_to_top(tags);
         ev
     }
+}
+
+/// The groups restricted to points at or after `from_secs` (points are sorted by time);
+/// groups left without points are dropped.
+fn since(groups: &BTreeMap<String, Group>, from_secs: i64) -> BTreeMap<String, Group> {
+    let from = from_secs * NS;
+    groups
+        .iter()
+        .filter_map(|(r, g)| {
+            let cut = g.points.partition_point(|p| p.0 < from);
+            (cut < g.points.len()).then(|| {
+                let g = Group {
+                    tags: g.tags.clone(),
+                    points: g.points[cut..].to_vec(),
+                };
+                (r.clone(), g)
+            })
+        })
+        .collect()
 }
 
 /// Who recovers an issue by hand.
