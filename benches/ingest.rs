@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tocsin::lineproto::{FieldValue, Point};
+use tocsin::ingest::lineproto::{FieldValue, Point};
 use tocsin::store::{Store, StoreOptions};
 
 const HOSTS: usize = 1000;

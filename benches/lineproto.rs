@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use tocsin::lineproto::{parse, Precision};
+use tocsin::ingest::lineproto::{parse, Precision};
 
 const LINES: usize = 100_000;
 const RUNS: usize = 9;

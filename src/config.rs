@@ -1,7 +1,7 @@
 //! The config file (SPEC §6a). Every key is optional; flags override the file, the file
 //! overrides defaults.
 
-use crate::timeutil::parse_duration;
+use crate::model::time::parse_duration;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -189,8 +189,8 @@ impl Config {
                 let at = format!("policies.{}.mutes[{i}]", p.id);
                 match (&m.start, &m.end, &m.cron, &m.duration) {
                     (Some(a), Some(b), None, None) => {
-                        let a = crate::timeutil::parse_time(a).map_err(|e| format!("{at}.start: {e}"))?;
-                        let b = crate::timeutil::parse_time(b).map_err(|e| format!("{at}.end: {e}"))?;
+                        let a = crate::model::time::parse_time(a).map_err(|e| format!("{at}.start: {e}"))?;
+                        let b = crate::model::time::parse_time(b).map_err(|e| format!("{at}.end: {e}"))?;
                         if b <= a {
                             return Err(format!("{at}: end must be after start"));
                         }
@@ -219,7 +219,7 @@ impl Config {
                     ));
                 }
                 for s in t.statuses.iter().flatten() {
-                    if crate::event::Status::parse(s).is_none() {
+                    if crate::model::event::Status::parse(s).is_none() {
                         return Err(format!(
                             "policies.{}.targets.statuses: unknown status {s:?}",
                             p.id

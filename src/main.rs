@@ -4,8 +4,8 @@ use anyhow::{anyhow, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tocsin::lineproto::Precision;
-use tocsin::timeutil::parse_time;
+use tocsin::ingest::lineproto::Precision;
+use tocsin::model::time::parse_time;
 
 #[derive(Parser)]
 #[command(
@@ -182,7 +182,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(tocsin::serve::serve(tocsin::serve::ServeArgs {
+            rt.block_on(tocsin::cli::serve::serve(tocsin::cli::serve::ServeArgs {
                 config,
                 data,
                 listen,
@@ -192,8 +192,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run { id, server } => {
-            tocsin::client::run(
-                &tocsin::client::Client::new(&server.server),
+            tocsin::cli::client::run(
+                &tocsin::cli::client::Client::new(&server.server),
                 &id,
                 server.json,
             )?;
@@ -207,23 +207,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             limit,
             server,
         } => {
-            let a = tocsin::client::EventsArgs {
+            let a = tocsin::cli::client::EventsArgs {
                 status,
                 monitor,
                 source,
                 since,
                 limit,
             };
-            tocsin::client::events(
-                &tocsin::client::Client::new(&server.server),
+            tocsin::cli::client::events(
+                &tocsin::cli::client::Client::new(&server.server),
                 &a,
                 server.json,
             )?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Issues { monitor, server } => {
-            tocsin::client::issues(
-                &tocsin::client::Client::new(&server.server),
+            tocsin::cli::client::issues(
+                &tocsin::cli::client::Client::new(&server.server),
                 monitor.as_deref(),
                 server.json,
             )?;
@@ -239,7 +239,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             message,
             server,
         } => {
-            let a = tocsin::client::RecoverArgs {
+            let a = tocsin::cli::client::RecoverArgs {
                 refs,
                 monitor,
                 all,
@@ -248,8 +248,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 user_email,
                 message,
             };
-            tocsin::client::recover(
-                &tocsin::client::Client::new(&server.server),
+            tocsin::cli::client::recover(
+                &tocsin::cli::client::Client::new(&server.server),
                 &a,
                 server.json,
             )?;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tocsin::lineproto::{parse, FieldValue, Point, Precision};
+use tocsin::ingest::lineproto::{parse, FieldValue, Point, Precision};
 
 /// The least share of agreeing cases for the test to pass.
 const MIN_SHARE: f64 = 0.99;

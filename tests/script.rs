@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tocsin::query::Tags;
+use tocsin::model::Tags;
 use tocsin::script::{
     BotReport, CheckCtx, EventFilter, Limits, Points, ScriptEngine, ScriptError, ScriptHost,
 };

@@ -559,7 +559,7 @@ fn writes_beyond_the_admission_limit_get_429_before_their_body_is_read() {
     let addr = s.url.trim_start_matches("http://").to_string();
     // 32 uploads that send their headers and half of the body, then stall
     let mut stalled = Vec::new();
-    for _ in 0..tocsin::api::INGEST_SLOTS {
+    for _ in 0..tocsin::http::INGEST_SLOTS {
         let mut c = std::net::TcpStream::connect(&addr).unwrap();
         write!(
             c,
@@ -573,7 +573,7 @@ fn writes_beyond_the_admission_limit_get_429_before_their_body_is_read() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let in_flight = format!(
         "tocsin_ingest_requests_in_flight {}",
-        tocsin::api::INGEST_SLOTS
+        tocsin::http::INGEST_SLOTS
     );
     loop {
         let text = ureq::get(&format!("{}/metrics", s.url))

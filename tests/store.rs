@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tocsin::lineproto::{FieldValue, Point};
-use tocsin::query::{Agg, Filter, Group, Tags, WindowQuery};
+use tocsin::ingest::lineproto::{FieldValue, Point};
+use tocsin::store::query::{Agg, Filter, Group, Tags, WindowQuery};
 use tocsin::store::{Store, StoreError, StoreOptions};
 
 const S: i64 = 1_000_000_000;
@@ -654,7 +654,7 @@ fn scratch_store_behaves_the_same() {
     assert_eq!(total.0, total.1);
     assert_eq!(file.series_count(), scratch.series_count());
     assert_eq!(answers(&file, false), answers(&scratch, false));
-    for agg in tocsin::query::AGG_NAMES {
+    for agg in tocsin::store::query::AGG_NAMES {
         let agg: Agg = agg.parse().unwrap();
         for q in queries() {
             assert_eq!(

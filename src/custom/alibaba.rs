@@ -4,9 +4,9 @@
 
 use super::sign::{form_pairs, verify_alibaba};
 use super::{custom_event_id, now_ms, store, CustomEvent};
-use crate::api::{check_token, AppState};
-use crate::event::Status;
-use crate::query::Tags;
+use crate::http::{check_token, AppState};
+use crate::model::event::Status;
+use crate::model::Tags;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -363,7 +363,7 @@ pub async fn handle(
         &st.access_keys,
         method.as_str(),
         &req.signed_params(),
-        crate::schedule::now_secs(),
+        crate::engine::now_secs(),
     ) {
         return answer(e.status(), e.code(), e.message());
     }

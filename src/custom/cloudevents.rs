@@ -4,9 +4,9 @@
 //! `tags`, `resource`, `subject`) become tags; `source` + `id` identify an event.
 
 use super::{custom_event_id, now_ms, store, truncate_chars, value_text, CustomEvent, Invalid};
-use crate::api::{check_token, ApiError, AppState};
-use crate::event::Status;
-use crate::query::Tags;
+use crate::http::{check_token, ApiError, AppState};
+use crate::model::event::Status;
+use crate::model::Tags;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};

@@ -5,9 +5,9 @@
 //! there are no tags, the title is the name instead.
 
 use super::{custom_event_id, now_ms, store, CustomEvent, Invalid};
-use crate::api::{check_token, AppState};
-use crate::event::{canonical_tags, Status};
-use crate::query::Tags;
+use crate::http::{check_token, AppState};
+use crate::model::event::{canonical_tags, Status};
+use crate::model::Tags;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;

@@ -2,9 +2,9 @@
 //! API, checked for every item before anything is stored.
 
 use super::{custom_event_id, now_ms, store, CustomEvent, Invalid};
-use crate::api::{check_token, AppState};
-use crate::event::Status;
-use crate::query::Tags;
+use crate::http::{check_token, AppState};
+use crate::model::event::Status;
+use crate::model::Tags;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -55,7 +55,7 @@ pub async fn handle(
             uri.query().unwrap_or(""),
             header,
             &body,
-            crate::schedule::now_secs(),
+            crate::engine::now_secs(),
         ) {
             return err_body(e.status(), e.code(), e.message(), None);
         }

@@ -13,10 +13,10 @@ pub mod guance;
 pub mod huawei;
 pub mod sign;
 
-use crate::api::{ApiError, AppState};
-use crate::event::{canonical_tags, md5_hex, Event, Status};
-use crate::eventdb::{Commit, EventDb, EventDbError};
-use crate::query::Tags;
+use crate::http::{ApiError, AppState};
+use crate::model::event::{canonical_tags, md5_hex, Event, Status};
+use crate::events::{Commit, EventDb, EventDbError};
+use crate::model::Tags;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
@@ -24,7 +24,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-/// The routes of the four custom-event endpoints, merged into [`crate::api::router`].
+/// The routes of the four custom-event endpoints, merged into [`crate::http::router`].
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/V1.0/:project_id/events", post(huawei::handle))

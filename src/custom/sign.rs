@@ -13,7 +13,7 @@
 //! Signatures are compared in constant time; request times must be within [`MAX_SKEW`] of the
 //! server clock.
 
-use crate::api::ct_eq;
+use crate::http::ct_eq;
 use crate::config::AccessKey;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};

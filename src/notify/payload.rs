@@ -1,7 +1,7 @@
 //! Payload shapes for webhook targets: the flat event, Alertmanager webhook v4, DingTalk.
 
 use super::Format;
-use crate::event::{Event, Status};
+use crate::model::event::{Event, Status};
 use serde_json::{json, Map, Value};
 
 fn rfc3339(secs: i64) -> String {
@@ -61,7 +61,7 @@ pub fn alertmanager(ev: &Event, receiver: &str) -> Value {
     let fingerprint = {
         let r = ev.event_ref();
         let base = if r.is_empty() { ev.id() } else { r };
-        crate::event::md5_hex(base)[..16].to_string()
+        crate::model::event::md5_hex(base)[..16].to_string()
     };
     let alert = json!({
         "status": if resolved { "resolved" } else { "firing" },

@@ -1,7 +1,7 @@
 //! Planner tests on a real (in-memory) event store: which events get which outbox rows.
 
 use super::*;
-use crate::eventdb::{Commit, EventDb};
+use crate::events::{Commit, EventDb};
 use std::sync::Arc;
 
 fn config(toml_text: &str) -> Config {

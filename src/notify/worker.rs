@@ -3,7 +3,7 @@
 //! blocking task, with at most two in flight per target, so a slow or dead target never holds
 //! up checks, ingest or other targets. Rows survive restarts: what was pending is retried.
 
-use crate::eventdb::EventDb;
+use crate::events::EventDb;
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use rand::Rng;

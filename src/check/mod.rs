@@ -5,10 +5,10 @@
 //! `tocsin test` all run checks through [`Runner::run`].
 
 use crate::detect::{Level, ObjectState, Observation};
-use crate::event::{canonical_tags, event_ref, format_value, render_template, Event, Status, Sub};
-use crate::eventdb::{Commit, EventDb, EventQuery, StoredObject};
+use crate::model::event::{canonical_tags, event_ref, format_value, render_template, Event, Status, Sub};
+use crate::events::{Commit, EventDb, EventQuery, StoredObject};
 use crate::monitor::{Monitor, MonitorType, RuleKind};
-use crate::query::{aggregate, Agg, Filter, Group, Tags, WindowQuery};
+use crate::store::query::{aggregate, Agg, Filter, Group, Tags, WindowQuery};
 use crate::script::{CheckCtx, EventFilter, ScriptEngine, ScriptHost};
 use crate::store::Store;
 use serde_json::{json, Map, Value};
@@ -48,7 +48,7 @@ pub enum CheckError {
     Script(String),
     /// storing the results failed
     #[error("{0}")]
-    Store(#[from] crate::eventdb::EventDbError),
+    Store(#[from] crate::events::EventDbError),
 }
 
 /// Policy names by id (`df_monitor_id` → `df_monitor_name`).

@@ -3,9 +3,9 @@
 //! Pure: no I/O, no clock, no async. The trigger time comes in as an argument, so the live
 //! scheduler, `replay` and `tocsin test` run exactly this code. A step takes the object's state
 //! and one [`Observation`] and returns the events to emit as [`Emit`]s; rendering them into full
-//! events is [`crate::event`]'s job.
+//! events is [`crate::model::event`]'s job.
 
-use crate::event::{event_id, Status, Sub};
+use crate::model::event::{event_id, Status, Sub};
 use serde::{Deserialize, Serialize};
 
 /// What `[nodata] action` does for an object with a gap.

@@ -1,9 +1,14 @@
 //! Command-line commands that work without a server: `check`, `test`, `replay`, `write`.
 
+pub mod client;
+pub mod replay;
+pub mod serve;
+pub mod testing;
+
 use crate::check::Runner;
 use crate::config::Config;
-use crate::eventdb::EventDb;
-use crate::lineproto::{self, Precision};
+use crate::events::EventDb;
+use crate::ingest::lineproto::{self, Precision};
 use crate::monitor::{load, LoadContext};
 use crate::script::ScriptEngine;
 use crate::store::{Store, StoreOptions};
@@ -68,7 +73,7 @@ pub fn test(files: &[PathBuf]) -> Result<usize> {
     let mut failures = 0;
     let mut checked = 0;
     for f in files {
-        match crate::testing::run_file(f) {
+        match crate::cli::testing::run_file(f) {
             Ok(r) => {
                 checked += r.checked;
                 if r.failures.is_empty() {
@@ -157,7 +162,7 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         policies: cfg.policy_names(),
         public_url: cfg.public_url.clone(),
     };
-    let ticks = crate::replay::schedule(&loaded.monitors, a.from, a.to);
+    let ticks = crate::cli::replay::schedule(&loaded.monitors, a.from, a.to);
     let bar = if std::io::stderr().is_terminal() && ticks.len() > 200 {
         let b = indicatif::ProgressBar::new(ticks.len() as u64);
         b.set_style(
@@ -170,7 +175,7 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     } else {
         None
     };
-    let events = crate::replay::run(
+    let events = crate::cli::replay::run(
         &runner,
         &loaded.monitors,
         &ticks,

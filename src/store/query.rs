@@ -1,11 +1,8 @@
 //! Window queries: aggregation functions, tag filters and grouping by dimension tags.
 
-use std::collections::BTreeMap;
+pub use crate::model::Tags;
 use std::fmt;
 use std::str::FromStr;
-
-/// A tag set, sorted by key.
-pub type Tags = BTreeMap<String, String>;
 
 /// Aggregation over the points of a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Admin commands that talk to a running server: `run`, `events`, `issues`, `recover`.
 
-use crate::timeutil::{format_duration, format_time, parse_time};
+use crate::model::time::{format_duration, format_time, parse_time};
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 

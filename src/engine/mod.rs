@@ -3,7 +3,7 @@
 //! synchronous), one at a time per monitor and concurrently across monitors.
 
 use crate::check::{CheckReport, ExecMode, MonitorState, RecoverUser, Runner};
-use crate::event::{Event, Status, Sub};
+use crate::model::event::{Event, Status, Sub};
 use crate::metrics::Metrics;
 use crate::monitor::{load, LoadContext, Monitor, MonitorError, Schedule};
 use parking_lot::{Mutex, RwLock};
@@ -409,7 +409,7 @@ impl Engine {
     /// Closes an issue whose monitor is not loaded (removed, or a custom event round).
     fn recover_orphan(
         &self,
-        issue: &crate::eventdb::IssueRow,
+        issue: &crate::events::IssueRow,
         now: i64,
         user: &RecoverUser,
     ) -> Result<Event, String> {
@@ -429,7 +429,7 @@ impl Engine {
                 }
             }
         }
-        let id = crate::event::event_id(&issue.event_ref, now, Status::ManualOk, Sub::Check);
+        let id = crate::model::event::event_id(&issue.event_ref, now, Status::ManualOk, Sub::Check);
         ev.set("df_event_id", id);
         ev.set("date", now);
         ev.set("timestamp", now);
@@ -452,7 +452,7 @@ impl Engine {
         ev.set("df_user_email", user.email.clone());
         ev.set("df_exec_mode", "async");
         ev.0.remove("df_monitor_checker_value");
-        let mut commit = crate::eventdb::Commit {
+        let mut commit = crate::events::Commit {
             events: vec![ev.clone()],
             ..Default::default()
         };

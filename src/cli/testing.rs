@@ -5,14 +5,14 @@
 //! [`Runner`] as `serve`.
 
 use crate::check::{ExecMode, MonitorState, Runner};
-use crate::event::Event;
-use crate::eventdb::EventDb;
-use crate::lineproto::{FieldValue, Point};
+use crate::model::event::Event;
+use crate::events::EventDb;
+use crate::ingest::lineproto::{FieldValue, Point};
 use crate::monitor::{load, LoadContext, Monitor, Schedule};
-use crate::query::Tags;
+use crate::model::Tags;
 use crate::script::ScriptEngine;
 use crate::store::Store;
-use crate::timeutil::{format_duration, format_time, parse_duration, parse_time};
+use crate::model::time::{format_duration, format_time, parse_duration, parse_time};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -203,7 +203,7 @@ fn describe_expected(x: &ExpectedEvent) -> String {
     let mut s = x.status.clone();
     if let Some(t) = &x.tags {
         s.push(' ');
-        s.push_str(&crate::event::canonical_tags(t));
+        s.push_str(&crate::model::event::canonical_tags(t));
     }
     if let Some(v) = &x.issue_start {
         s.push_str(&format!(" start={v}"));
@@ -225,7 +225,7 @@ fn matches(x: &ExpectedEvent, e: &Event, start: i64) -> Result<bool, String> {
         return Ok(false);
     }
     if let Some(t) = &x.tags {
-        if e.str("df_dimension_tags") != Some(crate::event::canonical_tags(t).as_str()) {
+        if e.str("df_dimension_tags") != Some(crate::model::event::canonical_tags(t).as_str()) {
             return Ok(false);
         }
     }
@@ -414,7 +414,7 @@ fn run_case(
     }
     let last = expects.iter().map(|e| e.0).max().unwrap_or(start);
     // Scheduled ticks, plus expectation times for manual monitors.
-    let mut ticks: Vec<(i64, usize)> = crate::replay::schedule(monitors, start, last);
+    let mut ticks: Vec<(i64, usize)> = crate::cli::replay::schedule(monitors, start, last);
     for (at, mid, _) in &expects {
         if let Some(i) = monitors.iter().position(|m| &m.id == mid) {
             if matches!(monitors[i].schedule, Schedule::Manual) && !ticks.contains(&(*at, i)) {

@@ -1,16 +1,16 @@
 //! `tocsin serve`: wires the store, event store, engine, ingest, host input, retention and the
 //! HTTP server together, and stops them gracefully on SIGTERM/SIGINT.
 
-use crate::api::{router, AppState};
+use crate::http::{router, AppState};
 use crate::check::Runner;
 use crate::cli::load_config;
-use crate::eventdb::EventDb;
+use crate::events::EventDb;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::schedule::{Engine, Sources};
+use crate::engine::{Engine, Sources};
 use crate::script::ScriptEngine;
 use crate::store::{Store, StoreOptions};
-use crate::timeutil::parse_duration;
+use crate::model::time::parse_duration;
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -111,7 +111,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         max_body: cfg.max_body_bytes.unwrap_or(32 << 20),
         access_keys: cfg.access_keys.clone(),
         worker: worker.clone(),
-        ingest_slots: Arc::new(tokio::sync::Semaphore::new(crate::api::INGEST_SLOTS)),
+        ingest_slots: Arc::new(tokio::sync::Semaphore::new(crate::http::INGEST_SLOTS)),
     };
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -192,7 +192,7 @@ async fn stop_signal() {
 }
 
 async fn host_input(ingest: Arc<Ingest>, every: i64) {
-    let mut input = crate::hostinput::HostInput::new(None);
+    let mut input = crate::ingest::hostinput::HostInput::new(None);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(every as u64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {

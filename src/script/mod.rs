@@ -34,7 +34,7 @@ use rhai::{
     AST, FLOAT, INT,
 };
 
-use crate::query::Tags;
+use crate::model::Tags;
 
 /// Points of one series: `(ts Unix seconds, value)`, oldest first.
 pub type Points = Vec<(i64, f64)>;

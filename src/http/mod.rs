@@ -2,10 +2,10 @@
 //! this module maps requests to them, checks tokens and limits, and shapes errors as JSON.
 
 use crate::check::RecoverUser;
-use crate::eventdb::EventQuery;
+use crate::events::EventQuery;
 use crate::ingest::{decode_body, echo_json, parse_body, Ingest, IngestError};
-use crate::lineproto::Precision;
-use crate::schedule::{now_secs, Engine, RecoverSelector};
+use crate::ingest::lineproto::Precision;
+use crate::engine::{now_secs, Engine, RecoverSelector};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -185,7 +185,7 @@ async fn ingest_body(
     headers: &HeaderMap,
     p: &WriteParams,
     body: &Bytes,
-) -> ApiResult<Vec<crate::lineproto::Point>> {
+) -> ApiResult<Vec<crate::ingest::lineproto::Point>> {
     check_token(headers, st.ingest_token.as_deref())?;
     let precision = match p.precision.as_deref() {
         None | Some("") => Precision::Nanos,
@@ -267,7 +267,7 @@ async fn write_influx(
 
 fn time_param(name: &str, v: Option<&String>) -> ApiResult<Option<i64>> {
     v.filter(|s| !s.is_empty())
-        .map(|s| crate::timeutil::parse_time(s).map_err(|e| ApiError::field(name, e)))
+        .map(|s| crate::model::time::parse_time(s).map_err(|e| ApiError::field(name, e)))
         .transpose()
 }
 
@@ -431,7 +431,7 @@ async fn list_monitors(State(st): State<AppState>) -> Json<Value> {
             let m = &s.monitor;
             let h = s.health.lock().clone();
             let schedule = match &m.schedule {
-                crate::monitor::Schedule::Every(n) => json!({"every": crate::timeutil::format_duration(*n)}),
+                crate::monitor::Schedule::Every(n) => json!({"every": crate::model::time::format_duration(*n)}),
                 crate::monitor::Schedule::Cron { expr, .. } => json!({"cron": expr}),
                 crate::monitor::Schedule::Manual => json!({"manual": true}),
             };
@@ -622,7 +622,7 @@ async fn event_stream(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
 }
 
-fn stream_match(q: &EventQuery, ev: &crate::event::Event) -> bool {
+fn stream_match(q: &EventQuery, ev: &crate::model::event::Event) -> bool {
     let eq = |want: &Option<String>, key: &str| {
         want.as_ref()
             .is_none_or(|w| ev.str(key) == Some(w.as_str()))

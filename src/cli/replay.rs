@@ -2,7 +2,7 @@
 //! in a scratch store, with the same runner as `serve`.
 
 use crate::check::{ExecMode, MonitorState, Runner};
-use crate::event::Event;
+use crate::model::event::Event;
 use crate::monitor::Monitor;
 use std::collections::HashMap;
 
@@ -40,7 +40,7 @@ pub fn run(
                     warn(format!(
                         "{} at {}: {e}",
                         m.id,
-                        crate::timeutil::format_time(*t)
+                        crate::model::time::format_time(*t)
                     ));
                 }
                 events.extend(rep.events);
@@ -48,7 +48,7 @@ pub fn run(
             Err(e) => warn(format!(
                 "{} at {}: {e}",
                 m.id,
-                crate::timeutil::format_time(*t)
+                crate::model::time::format_time(*t)
             )),
         }
         progress(done + 1);

@@ -36,8 +36,10 @@
 //! memory). A query whose start is at or after the floor is answered from memory; an older one
 //! reads SQLite. Both give the same answers.
 
-use crate::lineproto::Point;
-use crate::query::{aggregate, Agg, Group, Tags, WindowQuery};
+pub mod query;
+
+use crate::ingest::lineproto::Point;
+use crate::store::query::{aggregate, Agg, Group, Tags, WindowQuery};
 use parking_lot::{Condvar, Mutex, RwLock};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::borrow::Cow;

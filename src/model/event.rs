@@ -1,6 +1,6 @@
 //! The event model of SPEC §5: statuses, refs, deterministic ids, templates and the event record.
 
-use crate::query::Tags;
+use crate::model::Tags;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -16,7 +16,7 @@ use std::ffi::CString;
 
 use tracing::debug;
 
-use crate::lineproto::{FieldValue, Point};
+use crate::ingest::lineproto::{FieldValue, Point};
 
 /// File systems that never hold user data and are skipped by the `disk` measurement.
 pub const PSEUDO_FS: &[&str] = &[

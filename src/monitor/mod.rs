@@ -4,10 +4,10 @@
 //! One broken file never stops the others: [`load`] returns the good monitors and every error.
 
 use crate::detect::{NodataAction, Settings, NODATA_ACTIONS};
-use crate::event::md5_hex;
-use crate::query::{Agg, Filter, Tags, AGG_NAMES};
+use crate::model::event::md5_hex;
+use crate::store::query::{Agg, Filter, Tags, AGG_NAMES};
 use crate::script::{Compiled, ScriptEngine};
-use crate::timeutil::parse_duration;
+use crate::model::time::parse_duration;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -946,7 +946,7 @@ pub fn parse_monitor(
             ),
         ] {
             if let Some(s) = src {
-                match crate::event::validate_template(s.get_ref()) {
+                match crate::model::event::validate_template(s.get_ref()) {
                     Ok(()) => *slot = Some(s.get_ref().clone()),
                     Err(msg) => e.bad(s, field, &msg),
                 }

@@ -2,7 +2,10 @@
 //! SQLite transaction (group commit) by a single writer thread, so they share one fsync; a
 //! bounded queue refuses work (429) instead of growing without limit.
 
-use crate::lineproto::{self, ParseError, Point, Precision};
+pub mod hostinput;
+pub mod lineproto;
+
+use lineproto::{ParseError, Point, Precision};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use std::io::Read;
@@ -170,7 +173,7 @@ pub fn parse_body(
 
 /// The JSON echo of parsed points for `?dry=true&echo=json`, types kept.
 pub fn echo_json(points: &[Point]) -> serde_json::Value {
-    use crate::lineproto::FieldValue;
+    use crate::ingest::lineproto::FieldValue;
     use serde_json::{json, Map, Value};
     Value::Array(
         points
@@ -200,7 +203,7 @@ pub fn echo_json(points: &[Point]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lineproto::FieldValue;
+    use crate::ingest::lineproto::FieldValue;
 
     fn batch(n: usize, base: i64) -> Vec<Point> {
         (0..n)
@@ -250,7 +253,7 @@ mod tests {
         // exactly the accepted batches are durable
         drop(store);
         let store = Store::open(dir.path(), Default::default()).unwrap();
-        let q = crate::query::WindowQuery {
+        let q = crate::store::query::WindowQuery {
             measurement: "m".into(),
             field: "v".into(),
             by: vec![],

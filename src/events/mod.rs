@@ -3,8 +3,8 @@
 //! in one transaction, and event ids are deterministic, so a re-run after a crash is harmless.
 
 use crate::detect::ObjectState;
-use crate::event::Event;
-use crate::query::Tags;
+use crate::model::event::Event;
+use crate::model::Tags;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;

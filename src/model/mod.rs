@@ -1,0 +1,8 @@
+//! The shared vocabulary of tocsin: tag sets, statuses, the event record, ids, templates,
+//! durations and times. Everything else builds on these; this folder depends on nothing else.
+
+pub mod event;
+pub mod tags;
+pub mod time;
+
+pub use tags::Tags;
