@@ -13,9 +13,9 @@ pub mod guance;
 pub mod huawei;
 pub mod sign;
 
-use crate::http::{ApiError, AppState};
-use crate::model::event::{canonical_tags, md5_hex, Event, Status};
 use crate::events::{Commit, EventDb, EventDbError};
+use crate::http::{ApiError, AppState};
+use crate::model::event::{md5_hex, CustomFields, Event, Source, Status};
 use crate::model::Tags;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -163,29 +163,25 @@ fn set_round(ev: &mut Event, r: &str, start: i64, date: i64, fault: &str) {
 /// The SPEC §5 event of a custom event, without round fields.
 pub fn base_event(ce: &CustomEvent) -> Event {
     let mut ev = Event::new();
-    ev.set("df_event_id", ce.id.clone());
-    ev.set("date", ce.date);
-    ev.set("timestamp", ce.date);
-    ev.set("df_source", "custom");
-    ev.set("df_status", ce.status.as_str());
-    ev.set("df_title", ce.title.clone());
-    ev.set("df_message", ce.message.clone());
-    ev.set("df_dimension_tags", canonical_tags(&ce.tags));
-    ev.set("df_event_name", ce.name.clone());
-    ev.set("df_event_group", ce.group.clone());
-    ev.set("df_event_source", ce.source.clone());
-    if !ce.resource.is_empty() {
-        ev.set("df_resource", ce.resource.clone());
-    }
-    ev.set("df_event_dialect", ce.dialect);
+    ev.set_id(ce.id.clone());
+    ev.set_time(ce.date);
+    ev.set_source(Source::Custom);
+    ev.set_status(ce.status);
+    ev.set_title(ce.title.clone());
+    ev.set_message(ce.message.clone());
+    ev.set_dimension_tags(&ce.tags);
+    ev.set_custom(&CustomFields {
+        name: &ce.name,
+        group: &ce.group,
+        source: &ce.source,
+        resource: &ce.resource,
+        dialect: ce.dialect,
+    });
     for (k, v) in &ce.extra {
         ev.set(k, v.clone());
     }
-    ev.set(
-        "df_event_detail",
-        serde_json::to_string(&ce.detail).expect("JSON value serialises"),
-    );
-    ev.set("df_is_silent", "false");
+    ev.set_detail(&ce.detail);
+    ev.set_silent(false);
     ev.copy_tags_to_top(&ce.tags);
     ev
 }

@@ -5,6 +5,8 @@
 //! and one [`Observation`] and returns the events to emit as [`Emit`]s; rendering them into full
 //! events is [`crate::model::event`]'s job.
 
+pub mod observe;
+
 use crate::model::event::{event_id, Status, Sub};
 use serde::{Deserialize, Serialize};
 

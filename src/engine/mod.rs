@@ -3,8 +3,8 @@
 //! synchronous), one at a time per monitor and concurrently across monitors.
 
 use crate::check::{CheckReport, ExecMode, MonitorState, RecoverUser, Runner};
-use crate::model::event::{Event, Status, Sub};
 use crate::metrics::Metrics;
+use crate::model::event::{Event, Source, Status, Sub};
 use crate::monitor::{load, LoadContext, Monitor, MonitorError, Schedule};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -250,7 +250,7 @@ impl Engine {
         let out = match res {
             Ok(rep) => {
                 self.metrics
-                    .events_stored(rep.events.iter().filter_map(|e| e.str("df_status")));
+                    .events_stored(rep.events.iter().filter_map(|e| e.status_str()));
                 if rep.events.is_empty() {
                     tracing::debug!(monitor = %id, tick = t, objects = rep.objects, "check done");
                 } else {
@@ -258,8 +258,8 @@ impl Engine {
                         .events
                         .iter()
                         .map(|e| {
-                            let status = e.str("df_status").unwrap_or("?");
-                            format!("{status} {}", e.str("df_dimension_tags").unwrap_or("{}"))
+                            let status = e.status_str().unwrap_or("?");
+                            format!("{status} {}", e.dimension_tags().unwrap_or("{}"))
                         })
                         .collect();
                     let mode = mode.as_str();
@@ -399,7 +399,7 @@ impl Engine {
                 _ => Some(self.recover_orphan(&issue, now, user)?),
             };
             if let Some(ev) = ev {
-                self.metrics.events_stored(ev.str("df_status"));
+                self.metrics.events_stored(ev.status_str());
                 out.push(ev);
             }
         }
@@ -415,43 +415,33 @@ impl Engine {
     ) -> Result<Event, String> {
         let db = &self.runner.db;
         let last = db.event(&issue.last_event_id).map_err(|e| e.to_string())?;
-        let mut ev = Event::new();
-        if let Some(last) = &last {
-            // Keep the identity fields of the round (monitor, tags, source, names).
-            for (k, v) in &last.0 {
-                if !k.starts_with("df_")
-                    || k.starts_with("df_monitor")
-                    || k == "df_dimension_tags"
-                    || k == "df_source"
-                    || k.starts_with("df_event_")
-                {
-                    ev.0.insert(k.clone(), v.clone());
-                }
-            }
-        }
+        // Keep the identity fields of the round (monitor, tags, source, names).
+        let mut ev = last.as_ref().map(Event::identity_of).unwrap_or_default();
         let id = crate::model::event::event_id(&issue.event_ref, now, Status::ManualOk, Sub::Check);
-        ev.set("df_event_id", id);
-        ev.set("date", now);
-        ev.set("timestamp", now);
-        ev.set("df_source", issue.source.clone());
-        ev.set("df_status", "manual_ok");
-        ev.set("df_sub_status", issue.status.clone());
-        ev.set("df_issue_start_time", issue.issue_start);
-        ev.set("df_issue_duration", now - issue.issue_start);
-        ev.set("df_fault_id", issue.fault_id.clone());
-        ev.set("df_monitor_checker_event_ref", issue.event_ref.clone());
-        ev.set("df_title", format!("Recovered by hand: {}", issue.title));
-        ev.set(
-            "df_message",
+        ev.set_id(id);
+        ev.set_time(now);
+        if let Some(source) = Source::parse(&issue.source) {
+            ev.set_source(source);
+        }
+        ev.set_status(Status::ManualOk);
+        if let Some(last_status) = Status::parse(&issue.status) {
+            ev.set_sub_status(last_status);
+        }
+        ev.set_issue(
+            issue.issue_start,
+            now - issue.issue_start,
+            issue.fault_id.clone(),
+        );
+        ev.set_event_ref(&issue.event_ref);
+        ev.set_title(format!("Recovered by hand: {}", issue.title));
+        ev.set_message(
             user.message
                 .clone()
                 .unwrap_or_else(|| format!("{} recovered by {}", issue.title, user.name)),
         );
-        ev.set("df_user_id", user.id.clone());
-        ev.set("df_user_name", user.name.clone());
-        ev.set("df_user_email", user.email.clone());
-        ev.set("df_exec_mode", "async");
-        ev.0.remove("df_monitor_checker_value");
+        ev.set_user(&user.id, &user.name, &user.email);
+        ev.set_exec_mode(ExecMode::Async);
+        ev.remove_value();
         let mut commit = crate::events::Commit {
             events: vec![ev.clone()],
             ..Default::default()

@@ -3,7 +3,7 @@
 //! in one transaction, and event ids are deterministic, so a re-run after a crash is harmless.
 
 use crate::detect::ObjectState;
-use crate::model::event::Event;
+use crate::model::event::{field, Event};
 use crate::model::Tags;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -535,14 +535,14 @@ fn insert_event(tx: &rusqlite::Transaction, ev: &Event) -> Result<bool, EventDbE
         .execute(params![
             ev.id(),
             ev.date(),
-            s("df_status"),
-            s("df_source"),
-            s("df_monitor_checker_id"),
+            s(field::STATUS),
+            s(field::SOURCE),
+            s(field::MONITOR_CHECKER_ID),
             ev.event_ref(),
-            s("df_title"),
-            s("df_message"),
-            s("df_event_name"),
-            s("df_event_group"),
+            s(field::TITLE),
+            s(field::MESSAGE),
+            s(field::EVENT_NAME),
+            s(field::EVENT_GROUP),
             body
         ])
         .map_err(sql("insert event"))?;
@@ -569,16 +569,16 @@ fn apply_issue(tx: &rusqlite::Transaction, ev: &Event) -> Result<(), EventDbErro
              last_event_id, last_date, title, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 r,
-                s("df_monitor_checker_id"),
-                s("df_source"),
-                ev.str("df_dimension_tags").unwrap_or("{}"),
+                s(field::MONITOR_CHECKER_ID),
+                s(field::SOURCE),
+                ev.dimension_tags().unwrap_or("{}"),
                 status.as_str(),
-                ev.int("df_issue_start_time").unwrap_or(ev.date()),
-                ev.str("df_fault_id").unwrap_or(ev.id()),
+                ev.issue_start().unwrap_or(ev.date()),
+                ev.fault_id().unwrap_or(ev.id()),
                 ev.id(),
                 ev.date(),
-                s("df_title"),
-                s("df_message"),
+                s(field::TITLE),
+                s(field::MESSAGE),
             ],
         )
         .map_err(sql("open issue"))?;
@@ -592,15 +592,15 @@ mod tests {
 
     fn ev(id: &str, r: &str, status: &str, date: i64, title: &str) -> Event {
         let mut e = Event::new();
-        e.set("df_event_id", id);
+        e.set(field::EVENT_ID, id);
         e.set("date", date);
-        e.set("df_status", status);
-        e.set("df_source", "monitor");
-        e.set("df_monitor_checker_id", "m1");
-        e.set("df_monitor_checker_event_ref", r);
-        e.set("df_title", title);
-        e.set("df_issue_start_time", 100);
-        e.set("df_fault_id", "event-first");
+        e.set(field::STATUS, status);
+        e.set(field::SOURCE, "monitor");
+        e.set(field::MONITOR_CHECKER_ID, "m1");
+        e.set(field::MONITOR_CHECKER_EVENT_REF, r);
+        e.set(field::TITLE, title);
+        e.set(field::ISSUE_START_TIME, 100);
+        e.set(field::FAULT_ID, "event-first");
         e
     }
 

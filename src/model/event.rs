@@ -1,203 +1,142 @@
-//! The event model of SPEC §5: statuses, refs, deterministic ids, templates and the event record.
+//! The event record: one flat JSON object per event, and the one place that owns the `df_*`
+//! field names (see docs/event-centre.md for what each field means).
+//!
+//! An [`Event`] stays an insertion-ordered JSON map so that storage, the API and `tocsin
+//! replay` print fields in the order they were set, and so that events stored by older versions
+//! (any set of keys) read back unchanged. Writers use the typed setters below instead of
+//! naming fields; readers use the typed accessors.
 
 use crate::model::Tags;
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::fmt;
 
-/// `df_status` of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// recovered by the rules
-    Ok,
-    /// informational; opens no issue
-    Info,
-    /// fault, lowest level
-    Warning,
-    /// fault
-    Error,
-    /// fault, highest level
-    Critical,
-    /// no data for an object that had data
-    Nodata,
-    /// data returned after `nodata`
-    NodataOk,
-    /// the gap closed the round (`[nodata] action = "ok"`)
-    NodataAsOk,
-    /// recovered by hand
-    ManualOk,
+pub use crate::model::ids::{canonical_tags, event_id, event_ref, md5_hex};
+pub use crate::model::status::{Status, Sub, ALL_STATUSES};
+pub use crate::model::template::{format_value, render_template, validate_template};
+
+/// The field names of the event model, in one place.
+pub mod field {
+    /// the event's id
+    pub const EVENT_ID: &str = "df_event_id";
+    /// event time, seconds
+    pub const DATE: &str = "date";
+    /// event time again, seconds (Guance writes both)
+    pub const TIMESTAMP: &str = "timestamp";
+    /// the check window's length, seconds
+    pub const DATE_RANGE: &str = "df_date_range";
+    /// the check window's start, seconds
+    pub const CHECK_RANGE_START: &str = "df_check_range_start";
+    /// the check window's end, seconds
+    pub const CHECK_RANGE_END: &str = "df_check_range_end";
+    /// when the round (issue) started
+    pub const ISSUE_START_TIME: &str = "df_issue_start_time";
+    /// how long the round has lasted at this event
+    pub const ISSUE_DURATION: &str = "df_issue_duration";
+    /// the id of the round's first fault event
+    pub const FAULT_ID: &str = "df_fault_id";
+    /// `monitor` or `custom`
+    pub const SOURCE: &str = "df_source";
+    /// the event's status
+    pub const STATUS: &str = "df_status";
+    /// on a recovery, the last fault status of the round
+    pub const SUB_STATUS: &str = "df_sub_status";
+    /// link to the event in the API
+    pub const EVENT_URL: &str = "df_event_url";
+    /// canonical JSON of the dimension tags
+    pub const DIMENSION_TAGS: &str = "df_dimension_tags";
+    /// the notification policy's id
+    pub const MONITOR_ID: &str = "df_monitor_id";
+    /// the notification policy's name
+    pub const MONITOR_NAME: &str = "df_monitor_name";
+    /// the monitor type
+    pub const MONITOR_TYPE: &str = "df_monitor_type";
+    /// the checker kind
+    pub const MONITOR_CHECKER: &str = "df_monitor_checker";
+    /// `check` or `nodata`
+    pub const MONITOR_CHECKER_SUB: &str = "df_monitor_checker_sub";
+    /// the monitor's id
+    pub const MONITOR_CHECKER_ID: &str = "df_monitor_checker_id";
+    /// the monitor's name
+    pub const MONITOR_CHECKER_NAME: &str = "df_monitor_checker_name";
+    /// the checked value, formatted
+    pub const MONITOR_CHECKER_VALUE: &str = "df_monitor_checker_value";
+    /// the hash of the monitor's query
+    pub const MONITOR_CHECKER_REF: &str = "df_monitor_checker_ref";
+    /// the round key: one object of one monitor, or one custom-event resource
+    pub const MONITOR_CHECKER_EVENT_REF: &str = "df_monitor_checker_event_ref";
+    /// a bot's reference key
+    pub const MONITOR_REF_KEY: &str = "df_monitor_ref_key";
+    /// `crontab` or `async`
+    pub const EXEC_MODE: &str = "df_exec_mode";
+    /// `"true"` when a mute rule silenced the event
+    pub const IS_SILENT: &str = "df_is_silent";
+    /// JSON text with details of how the event came about
+    pub const EVENT_DETAIL: &str = "df_event_detail";
+    /// the title
+    pub const TITLE: &str = "df_title";
+    /// the message
+    pub const MESSAGE: &str = "df_message";
+    /// a custom event's name
+    pub const EVENT_NAME: &str = "df_event_name";
+    /// a custom event's group
+    pub const EVENT_GROUP: &str = "df_event_group";
+    /// a custom event's sender
+    pub const EVENT_SOURCE: &str = "df_event_source";
+    /// a custom event's resource
+    pub const RESOURCE: &str = "df_resource";
+    /// the dialect a custom event arrived in
+    pub const EVENT_DIALECT: &str = "df_event_dialect";
+    /// who recovered by hand: id
+    pub const USER_ID: &str = "df_user_id";
+    /// who recovered by hand: name
+    pub const USER_NAME: &str = "df_user_name";
+    /// who recovered by hand: email
+    pub const USER_EMAIL: &str = "df_user_email";
 }
 
-/// Every status, in documentation order.
-pub const ALL_STATUSES: &[Status] = &[
-    Status::Ok,
-    Status::Info,
-    Status::Warning,
-    Status::Error,
-    Status::Critical,
-    Status::Nodata,
-    Status::NodataOk,
-    Status::NodataAsOk,
-    Status::ManualOk,
-];
+/// Where an event came from (`df_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// a monitor's check
+    Monitor,
+    /// a pushed custom event
+    Custom,
+}
 
-impl Status {
-    /// The wire name (`"nodata_ok"`).
+impl Source {
+    /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Ok => "ok",
-            Status::Info => "info",
-            Status::Warning => "warning",
-            Status::Error => "error",
-            Status::Critical => "critical",
-            Status::Nodata => "nodata",
-            Status::NodataOk => "nodata_ok",
-            Status::NodataAsOk => "nodata_as_ok",
-            Status::ManualOk => "manual_ok",
+            Source::Monitor => "monitor",
+            Source::Custom => "custom",
         }
     }
 
     /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Status> {
-        ALL_STATUSES.iter().copied().find(|st| st.as_str() == s)
-    }
-
-    /// Fault statuses open or continue a round: critical, error, warning, nodata.
-    pub fn is_fault(self) -> bool {
-        matches!(
-            self,
-            Status::Critical | Status::Error | Status::Warning | Status::Nodata
-        )
-    }
-
-    /// Recovery-class statuses close a round: ok, nodata_ok, nodata_as_ok, manual_ok.
-    pub fn is_recovery(self) -> bool {
-        matches!(
-            self,
-            Status::Ok | Status::NodataOk | Status::NodataAsOk | Status::ManualOk
-        )
+    pub fn parse(s: &str) -> Option<Source> {
+        [Source::Monitor, Source::Custom]
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 }
 
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// How a check was started (`df_exec_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecMode {
+    /// on the schedule
+    Crontab,
+    /// on demand
+    Async,
 }
 
-/// `df_monitor_checker_sub`: the stage that produced an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Sub {
-    /// rule evaluation
-    Check,
-    /// nodata handling
-    Nodata,
-}
-
-impl Sub {
+impl ExecMode {
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Sub::Check => "check",
-            Sub::Nodata => "nodata",
+            ExecMode::Crontab => "crontab",
+            ExecMode::Async => "async",
         }
     }
-}
-
-/// Lowercase hex MD5 of `s`.
-pub fn md5_hex(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
-}
-
-/// The canonical JSON of a tag set: keys in byte order, compact, string values.
-pub fn canonical_tags(tags: &Tags) -> String {
-    // BTreeMap<String, _> iterates in byte order of the keys, which is what we need.
-    serde_json::to_string(tags).expect("string map serialises")
-}
-
-/// `df_monitor_checker_event_ref` = md5(checker id + "\n" + canonical dimension tags).
-pub fn event_ref(checker_id: &str, dimension_tags_json: &str) -> String {
-    md5_hex(&format!("{checker_id}\n{dimension_tags_json}"))
-}
-
-/// The deterministic id of a monitor event: the same (ref, date, status, sub) always gives the
-/// same id, so a check re-run after a crash cannot store an event twice.
-pub fn event_id(event_ref: &str, date: i64, status: Status, sub: Sub) -> String {
-    format!(
-        "event-{}",
-        md5_hex(&format!(
-            "{event_ref}|{date}|{}|{}",
-            status.as_str(),
-            sub.as_str()
-        ))
-    )
-}
-
-/// Formats a value as `df_monitor_checker_value` and templates show it: `95`, `95.5`.
-pub fn format_value(v: f64) -> String {
-    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else if v.is_finite() {
-        // Trim float noise such as 0.30000000000000004 to a readable width.
-        let s = format!("{:.6}", v);
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        s.to_string()
-    } else {
-        format!("{v}")
-    }
-}
-
-/// Renders `{{ name }}` placeholders from `vars`; unknown names render as empty strings.
-pub fn render_template(template: &str, vars: &Map<String, Value>) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        match after.find("}}") {
-            Some(close) => {
-                let name = after[..close].trim();
-                if let Some(v) = vars.get(name) {
-                    match v {
-                        Value::String(s) => out.push_str(s),
-                        Value::Null => {}
-                        other => out.push_str(&other.to_string()),
-                    }
-                }
-                rest = &after[close + 2..];
-            }
-            None => {
-                out.push_str(&rest[open..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Checks that a template's placeholders are well formed (`{{` closed by `}}`).
-pub fn validate_template(template: &str) -> Result<(), String> {
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        let after = &rest[open + 2..];
-        match after.find("}}") {
-            Some(close) => {
-                if after[..close].trim().is_empty() {
-                    return Err(
-                        "empty placeholder {{ }}: expected a tag name, Result or a df_ field"
-                            .into(),
-                    );
-                }
-                rest = &after[close + 2..];
-            }
-            None => return Err("unclosed placeholder: \"{{\" without \"}}\"".into()),
-        }
-    }
-    Ok(())
 }
 
 /// One event of the Guance model as a flat JSON object (absent fields omitted).
@@ -214,8 +153,10 @@ impl Event {
         Event(Map::new())
     }
 
-    /// Sets a field.
+    /// Sets a field by name. Model fields have typed setters; this is for names the model
+    /// does not own (a custom event's extra fields).
     pub fn set(&mut self, key: &str, value: impl Into<Value>) {
+        // An existing key keeps its position (preserve_order), which replay output relies on.
         self.0.insert(key.to_string(), value.into());
     }
 
@@ -236,24 +177,142 @@ impl Event {
         self.0.get(key).and_then(Value::as_i64)
     }
 
+    // ---- typed setters, in the order a monitor event sets them ----
+
     /// `df_event_id`.
-    pub fn id(&self) -> &str {
-        self.str("df_event_id").unwrap_or("")
+    pub fn set_id(&mut self, id: impl Into<String>) {
+        self.set(field::EVENT_ID, id.into());
     }
 
-    /// `date`.
-    pub fn date(&self) -> i64 {
-        self.int("date").unwrap_or(0)
+    /// `date` and `timestamp`.
+    pub fn set_time(&mut self, t: i64) {
+        self.set(field::DATE, t);
+        self.set(field::TIMESTAMP, t);
+    }
+
+    /// `df_date_range`, `df_check_range_start`, `df_check_range_end`.
+    pub fn set_check_range(&mut self, range: i64, start: i64, end: i64) {
+        self.set(field::DATE_RANGE, range);
+        self.set(field::CHECK_RANGE_START, start);
+        self.set(field::CHECK_RANGE_END, end);
+    }
+
+    /// `df_issue_start_time`, `df_issue_duration`, `df_fault_id`.
+    pub fn set_issue(&mut self, start: i64, duration: i64, fault_id: impl Into<String>) {
+        self.set(field::ISSUE_START_TIME, start);
+        self.set(field::ISSUE_DURATION, duration);
+        self.set(field::FAULT_ID, fault_id.into());
+    }
+
+    /// `df_source`.
+    pub fn set_source(&mut self, s: Source) {
+        self.set(field::SOURCE, s.as_str());
     }
 
     /// `df_status`.
-    pub fn status(&self) -> Option<Status> {
-        self.str("df_status").and_then(Status::parse)
+    pub fn set_status(&mut self, s: Status) {
+        self.set(field::STATUS, s.as_str());
     }
 
-    /// `df_monitor_checker_event_ref` (or the custom-event round key).
-    pub fn event_ref(&self) -> &str {
-        self.str("df_monitor_checker_event_ref").unwrap_or("")
+    /// `df_sub_status`.
+    pub fn set_sub_status(&mut self, s: Status) {
+        self.set(field::SUB_STATUS, s.as_str());
+    }
+
+    /// `df_event_url`: `<base>/api/v1/events/<id>`.
+    pub fn set_event_url(&mut self, base: &str, id: &str) {
+        let url = format!("{}/api/v1/events/{id}", base.trim_end_matches('/'));
+        self.set(field::EVENT_URL, url);
+    }
+
+    /// `df_dimension_tags`, as canonical JSON.
+    pub fn set_dimension_tags(&mut self, tags: &Tags) {
+        self.set(field::DIMENSION_TAGS, canonical_tags(tags));
+    }
+
+    /// `df_monitor_id` and `df_monitor_name`: the notification policy.
+    pub fn set_policy(&mut self, id: &str, name: &str) {
+        self.set(field::MONITOR_ID, id);
+        self.set(field::MONITOR_NAME, name);
+    }
+
+    /// `df_monitor_type`, `df_monitor_checker`, `df_monitor_checker_sub`,
+    /// `df_monitor_checker_id`, `df_monitor_checker_name`.
+    pub fn set_checker(&mut self, mtype: &str, checker: &str, sub: Sub, id: &str, name: &str) {
+        self.set(field::MONITOR_TYPE, mtype);
+        self.set(field::MONITOR_CHECKER, checker);
+        self.set(field::MONITOR_CHECKER_SUB, sub.as_str());
+        self.set(field::MONITOR_CHECKER_ID, id);
+        self.set(field::MONITOR_CHECKER_NAME, name);
+    }
+
+    /// `df_monitor_checker_value`, formatted as templates show it.
+    pub fn set_value(&mut self, v: f64) {
+        self.set(field::MONITOR_CHECKER_VALUE, format_value(v));
+    }
+
+    /// Drops `df_monitor_checker_value` (a manual recovery shows no value).
+    pub fn remove_value(&mut self) {
+        self.0.remove(field::MONITOR_CHECKER_VALUE);
+    }
+
+    /// `df_monitor_checker_ref`.
+    pub fn set_checker_ref(&mut self, r: &str) {
+        self.set(field::MONITOR_CHECKER_REF, r);
+    }
+
+    /// `df_monitor_checker_event_ref`: the round key.
+    pub fn set_event_ref(&mut self, r: &str) {
+        self.set(field::MONITOR_CHECKER_EVENT_REF, r);
+    }
+
+    /// `df_monitor_ref_key`.
+    pub fn set_ref_key(&mut self, k: &str) {
+        self.set(field::MONITOR_REF_KEY, k);
+    }
+
+    /// `df_exec_mode`.
+    pub fn set_exec_mode(&mut self, mode: ExecMode) {
+        self.set(field::EXEC_MODE, mode.as_str());
+    }
+
+    /// `df_is_silent` (`"true"` / `"false"`).
+    pub fn set_silent(&mut self, silent: bool) {
+        self.set(field::IS_SILENT, if silent { "true" } else { "false" });
+    }
+
+    /// `df_event_detail`: JSON text.
+    pub fn set_detail(&mut self, detail: &Value) {
+        self.set(field::EVENT_DETAIL, detail.to_string());
+    }
+
+    /// `df_title`.
+    pub fn set_title(&mut self, t: impl Into<String>) {
+        self.set(field::TITLE, t.into());
+    }
+
+    /// `df_message`.
+    pub fn set_message(&mut self, m: impl Into<String>) {
+        self.set(field::MESSAGE, m.into());
+    }
+
+    /// The custom-event fields: `df_event_name`, `df_event_group`, `df_event_source`,
+    /// `df_resource` (when not empty) and `df_event_dialect`.
+    pub fn set_custom(&mut self, c: &CustomFields<'_>) {
+        self.set(field::EVENT_NAME, c.name);
+        self.set(field::EVENT_GROUP, c.group);
+        self.set(field::EVENT_SOURCE, c.source);
+        if !c.resource.is_empty() {
+            self.set(field::RESOURCE, c.resource);
+        }
+        self.set(field::EVENT_DIALECT, c.dialect);
+    }
+
+    /// `df_user_id`, `df_user_name`, `df_user_email`: who recovered by hand.
+    pub fn set_user(&mut self, id: &str, name: &str, email: &str) {
+        self.set(field::USER_ID, id);
+        self.set(field::USER_NAME, name);
+        self.set(field::USER_EMAIL, email);
     }
 
     /// Copies each dimension tag to the top level, unless the name is taken by a field.
@@ -263,6 +322,120 @@ impl Event {
                 self.set(k, v.clone());
             }
         }
+    }
+
+    /// A new event holding the identity fields of `last` (monitor, tags, source, names and
+    /// every non-`df_` field), for an event that continues `last`'s round.
+    pub fn identity_of(last: &Event) -> Event {
+        let mut ev = Event::new();
+        for (k, v) in &last.0 {
+            if !k.starts_with("df_")
+                || k.starts_with("df_monitor")
+                || k == field::DIMENSION_TAGS
+                || k == field::SOURCE
+                || k.starts_with("df_event_")
+            {
+                ev.0.insert(k.clone(), v.clone());
+            }
+        }
+        ev
+    }
+
+    // ---- typed accessors ----
+
+    /// `df_event_id`.
+    pub fn id(&self) -> &str {
+        self.str(field::EVENT_ID).unwrap_or("")
+    }
+
+    /// `date`.
+    pub fn date(&self) -> i64 {
+        self.int(field::DATE).unwrap_or(0)
+    }
+
+    /// `df_status`.
+    pub fn status(&self) -> Option<Status> {
+        self.str(field::STATUS).and_then(Status::parse)
+    }
+
+    /// `df_status` as stored (also when it is not a known status).
+    pub fn status_str(&self) -> Option<&str> {
+        self.str(field::STATUS)
+    }
+
+    /// `df_sub_status` as stored.
+    pub fn sub_status(&self) -> Option<&str> {
+        self.str(field::SUB_STATUS)
+    }
+
+    /// `df_source` as stored.
+    pub fn source(&self) -> Option<&str> {
+        self.str(field::SOURCE)
+    }
+
+    /// `df_monitor_checker_event_ref` (or the custom-event round key).
+    pub fn event_ref(&self) -> &str {
+        self.str(field::MONITOR_CHECKER_EVENT_REF).unwrap_or("")
+    }
+
+    /// `df_dimension_tags` (canonical JSON text).
+    pub fn dimension_tags(&self) -> Option<&str> {
+        self.str(field::DIMENSION_TAGS)
+    }
+
+    /// `df_issue_start_time`.
+    pub fn issue_start(&self) -> Option<i64> {
+        self.int(field::ISSUE_START_TIME)
+    }
+
+    /// `df_issue_duration`.
+    pub fn issue_duration(&self) -> Option<i64> {
+        self.int(field::ISSUE_DURATION)
+    }
+
+    /// `df_fault_id`.
+    pub fn fault_id(&self) -> Option<&str> {
+        self.str(field::FAULT_ID)
+    }
+
+    /// `df_monitor_id`: the notification policy.
+    pub fn policy_id(&self) -> Option<&str> {
+        self.str(field::MONITOR_ID)
+    }
+
+    /// `df_monitor_checker_id`.
+    pub fn checker_id(&self) -> Option<&str> {
+        self.str(field::MONITOR_CHECKER_ID)
+    }
+
+    /// `df_monitor_checker_name`.
+    pub fn checker_name(&self) -> Option<&str> {
+        self.str(field::MONITOR_CHECKER_NAME)
+    }
+
+    /// `df_event_name` (custom events).
+    pub fn event_name(&self) -> Option<&str> {
+        self.str(field::EVENT_NAME)
+    }
+
+    /// `df_title`.
+    pub fn title(&self) -> Option<&str> {
+        self.str(field::TITLE)
+    }
+
+    /// `df_message`.
+    pub fn message(&self) -> Option<&str> {
+        self.str(field::MESSAGE)
+    }
+
+    /// `df_event_url`.
+    pub fn event_url(&self) -> Option<&str> {
+        self.str(field::EVENT_URL)
+    }
+
+    /// `df_is_silent` as stored (`"true"` when muted).
+    pub fn silent(&self) -> Option<&str> {
+        self.str(field::IS_SILENT)
     }
 
     /// The JSON value.
@@ -277,69 +450,84 @@ impl Default for Event {
     }
 }
 
+/// The fields a custom event adds to the model (see [`Event::set_custom`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CustomFields<'a> {
+    /// `df_event_name`
+    pub name: &'a str,
+    /// `df_event_group`
+    pub group: &'a str,
+    /// `df_event_source`
+    pub source: &'a str,
+    /// `df_resource` (omitted when empty)
+    pub resource: &'a str,
+    /// `df_event_dialect`
+    pub dialect: &'a str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn canonical_tags_sorted_compact() {
-        let mut t = Tags::new();
-        t.insert("z".into(), "1".into());
-        t.insert("B".into(), "x\"y".into());
-        t.insert("a".into(), "2".into());
-        assert_eq!(canonical_tags(&t), r#"{"B":"x\"y","a":"2","z":"1"}"#);
-        assert_eq!(canonical_tags(&Tags::new()), "{}");
-    }
-
-    #[test]
-    fn event_ref_is_md5_of_id_newline_tags() {
-        // md5("host-cpu\n{\"host\":\"web01\"}") computed independently with coreutils md5sum
+    fn setters_keep_insertion_order_and_positions() {
+        let mut ev = Event::new();
+        ev.set_id("event-1");
+        ev.set_time(60);
+        ev.set_status(Status::Critical);
+        ev.set_title("a");
+        ev.set_status(Status::Ok);
+        let keys: Vec<&str> = ev.0.keys().map(String::as_str).collect();
         assert_eq!(
-            event_ref("host-cpu", r#"{"host":"web01"}"#),
-            "5d32565fe65949289774d62cc3c4f611"
+            keys,
+            ["df_event_id", "date", "timestamp", "df_status", "df_title"]
         );
-        assert_eq!(md5_hex(""), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(md5_hex("a\nb"), "8cdeb44417f3c26826595d5820cf5700");
-    }
-
-    #[test]
-    fn ids_are_deterministic_and_distinct() {
-        let a = event_id("r", 60, Status::Critical, Sub::Check);
-        assert_eq!(a, event_id("r", 60, Status::Critical, Sub::Check));
-        assert_ne!(a, event_id("r", 60, Status::Error, Sub::Check));
-        assert_ne!(a, event_id("r", 60, Status::Critical, Sub::Nodata));
-        assert_ne!(a, event_id("r", 120, Status::Critical, Sub::Check));
-        assert!(a.starts_with("event-") && a.len() == 38);
-    }
-
-    #[test]
-    fn templates() {
-        let mut m = Map::new();
-        m.insert("host".into(), "web01".into());
-        m.insert("Result".into(), "95".into());
-        m.insert("df_status".into(), "critical".into());
+        assert_eq!(ev.status(), Some(Status::Ok));
         assert_eq!(
-            render_template(
-                "{{ host }}: CPU {{Result}}% [{{ df_status }}] {{ nope }}!",
-                &m
-            ),
-            "web01: CPU 95% [critical] !"
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"df_event_id":"event-1","date":60,"timestamp":60,"df_status":"ok","df_title":"a"}"#
         );
-        assert_eq!(render_template("a {{ b", &m), "a {{ b");
-        assert!(validate_template("{{ host }}").is_ok());
-        assert!(validate_template("{{ host").is_err());
-        assert!(validate_template("{{ }}").is_err());
     }
 
     #[test]
-    fn values_and_statuses() {
-        assert_eq!(format_value(95.0), "95");
-        assert_eq!(format_value(95.5), "95.5");
-        assert_eq!(format_value(0.1 + 0.2), "0.3");
-        for s in ALL_STATUSES {
-            assert_eq!(Status::parse(s.as_str()), Some(*s));
-        }
-        assert!(Status::Nodata.is_fault() && !Status::Info.is_fault());
-        assert!(Status::ManualOk.is_recovery() && !Status::Critical.is_recovery());
+    fn reads_what_older_versions_stored() {
+        let text = r#"{"df_event_id":"e","date":5,"df_status":"nodata","old_field":1,"host":"a"}"#;
+        let ev: Event = serde_json::from_str(text).unwrap();
+        assert_eq!(ev.id(), "e");
+        assert_eq!(ev.status(), Some(Status::Nodata));
+        assert_eq!(ev.title(), None);
+        assert_eq!(serde_json::to_string(&ev).unwrap(), text);
+    }
+
+    #[test]
+    fn identity_keeps_round_fields_only() {
+        let mut last = Event::new();
+        last.set_id("e1");
+        last.set_status(Status::Critical);
+        last.set_source(Source::Monitor);
+        last.set_checker("metric", "threshold", Sub::Check, "m1", "CPU");
+        last.set_value(95.0);
+        last.set("host", "web01");
+        let ev = Event::identity_of(&last);
+        assert_eq!(ev.id(), "");
+        assert_eq!(ev.status(), None);
+        assert_eq!(ev.source(), Some("monitor"));
+        assert_eq!(ev.checker_id(), Some("m1"));
+        assert_eq!(ev.str("host"), Some("web01"));
+        // identity_of copies df_monitor_*, including the value; recovery removes it.
+        let mut ev = ev;
+        ev.remove_value();
+        assert_eq!(ev.str(field::MONITOR_CHECKER_VALUE), None);
+    }
+
+    #[test]
+    fn url_and_silence() {
+        let mut ev = Event::new();
+        ev.set_event_url("http://x/", "event-1");
+        ev.set_silent(false);
+        assert_eq!(ev.event_url(), Some("http://x/api/v1/events/event-1"));
+        assert_eq!(ev.silent(), Some("false"));
+        assert_eq!(Source::parse("custom"), Some(Source::Custom));
+        assert_eq!(Source::parse("x"), None);
     }
 }

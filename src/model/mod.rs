@@ -3,7 +3,10 @@
 
 pub mod clock;
 pub mod event;
+pub mod ids;
+pub mod status;
 pub mod tags;
+pub mod template;
 pub mod time;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

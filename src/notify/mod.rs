@@ -9,10 +9,10 @@ pub mod payload;
 pub mod worker;
 
 use crate::config::{Config, Policy, TagFilter};
-use crate::model::event::{Event, Status, ALL_STATUSES};
 use crate::events::EventHook;
-use crate::model::Tags;
+use crate::model::event::{Event, Status, ALL_STATUSES};
 use crate::model::time::{parse_duration, parse_time};
+use crate::model::Tags;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// Payload shapes.
@@ -137,7 +137,7 @@ impl Notifier {
 
     /// The policy of an event: its `df_monitor_id`, else (custom events) the `default` policy.
     fn policy_for(&self, ev: &Event) -> Option<&PolicyPlan> {
-        let id = ev.str("df_monitor_id").unwrap_or("default");
+        let id = ev.policy_id().unwrap_or("default");
         self.policies.iter().find(|p| p.id == id)
     }
 }
@@ -155,7 +155,12 @@ fn compile_policy(p: &Policy) -> Result<PolicyPlan, String> {
                 .collect(),
         };
         targets.push(TargetPlan {
-            key: format!("{}#{}:{}", p.id, i, &crate::model::event::md5_hex(&t.url)[..8]),
+            key: format!(
+                "{}#{}:{}",
+                p.id,
+                i,
+                &crate::model::event::md5_hex(&t.url)[..8]
+            ),
             url: t.url.clone(),
             statuses,
             tags: t.tags.clone(),
@@ -253,13 +258,13 @@ impl EventHook for Notifier {
         };
         let date = ev.date();
         let tags: Tags = ev
-            .str("df_dimension_tags")
+            .dimension_tags()
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
-        let monitor = ev.str("df_monitor_checker_id").unwrap_or("").to_string();
+        let monitor = ev.checker_id().unwrap_or("").to_string();
         let muted = policy.mutes.iter().any(|m| m.covers(date, &monitor, &tags));
         if muted {
-            ev.set("df_is_silent", "true");
+            ev.set_silent(true);
         }
         let r = ev.event_ref().to_string();
         for t in &policy.targets {

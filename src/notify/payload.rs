@@ -1,7 +1,7 @@
 //! Payload shapes for webhook targets: the flat event, Alertmanager webhook v4, DingTalk.
 
 use super::Format;
-use crate::model::event::{Event, Status};
+use crate::model::event::{field, Event, Status};
 use serde_json::{json, Map, Value};
 
 fn rfc3339(secs: i64) -> String {
@@ -25,24 +25,24 @@ pub fn alertmanager(ev: &Event, receiver: &str) -> Value {
     let resolved = status.is_recovery();
     let mut labels = Map::new();
     let name = ev
-        .str("df_monitor_checker_name")
-        .or(ev.str("df_event_name"))
-        .or(ev.str("df_title"))
+        .checker_name()
+        .or(ev.event_name())
+        .or(ev.title())
         .unwrap_or("tocsin");
     labels.insert("alertname".into(), json!(name));
-    if let Some(m) = ev.str("df_monitor_checker_id") {
+    if let Some(m) = ev.checker_id() {
         labels.insert("monitor".into(), json!(m));
     }
     // severity is the fault level; for a recovery, the level it recovers from
     let severity = if resolved {
-        ev.str("df_sub_status").unwrap_or("ok").to_string()
+        ev.sub_status().unwrap_or("ok").to_string()
     } else {
         status.as_str().to_string()
     };
     labels.insert("severity".into(), json!(severity));
-    labels.insert("df_source".into(), json!(ev.str("df_source").unwrap_or("")));
+    labels.insert(field::SOURCE.into(), json!(ev.source().unwrap_or("")));
     if let Some(tags) = ev
-        .str("df_dimension_tags")
+        .dimension_tags()
         .and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok())
     {
         for (k, v) in tags {
@@ -50,14 +50,11 @@ pub fn alertmanager(ev: &Event, receiver: &str) -> Value {
         }
     }
     let mut annotations = Map::new();
-    annotations.insert("summary".into(), json!(ev.str("df_title").unwrap_or("")));
-    annotations.insert(
-        "description".into(),
-        json!(ev.str("df_message").unwrap_or("")),
-    );
-    annotations.insert("df_status".into(), json!(status.as_str()));
-    annotations.insert("df_event_id".into(), json!(ev.id()));
-    let starts = ev.int("df_issue_start_time").unwrap_or(ev.date());
+    annotations.insert("summary".into(), json!(ev.title().unwrap_or("")));
+    annotations.insert("description".into(), json!(ev.message().unwrap_or("")));
+    annotations.insert(field::STATUS.into(), json!(status.as_str()));
+    annotations.insert(field::EVENT_ID.into(), json!(ev.id()));
+    let starts = ev.issue_start().unwrap_or(ev.date());
     let fingerprint = {
         let r = ev.event_ref();
         let base = if r.is_empty() { ev.id() } else { r };
@@ -69,7 +66,7 @@ pub fn alertmanager(ev: &Event, receiver: &str) -> Value {
         "annotations": annotations,
         "startsAt": rfc3339(starts),
         "endsAt": if resolved { rfc3339(ev.date()) } else { "0001-01-01T00:00:00Z".to_string() },
-        "generatorURL": ev.str("df_event_url").unwrap_or(""),
+        "generatorURL": ev.event_url().unwrap_or(""),
         "fingerprint": fingerprint,
     });
     json!({
@@ -89,30 +86,30 @@ pub fn alertmanager(ev: &Event, receiver: &str) -> Value {
 /// A DingTalk robot markdown message.
 pub fn dingtalk(ev: &Event, policy_name: &str) -> Value {
     let status = ev.status().map(|s| s.as_str()).unwrap_or("info");
-    let title = ev.str("df_title").unwrap_or("tocsin event");
+    let title = ev.title().unwrap_or("tocsin event");
     let mut text = format!(
         "### [{}] {}\n\n{}\n\n- status: **{}**\n- time: {}\n",
         status.to_uppercase(),
         title,
-        ev.str("df_message").unwrap_or(""),
+        ev.message().unwrap_or(""),
         status,
         rfc3339(ev.date())
     );
-    if let Some(m) = ev.str("df_monitor_checker_name") {
+    if let Some(m) = ev.checker_name() {
         text.push_str(&format!("- monitor: {m}\n"));
     }
-    if let Some(d) = ev.str("df_dimension_tags").filter(|d| *d != "{}") {
+    if let Some(d) = ev.dimension_tags().filter(|d| *d != "{}") {
         text.push_str(&format!("- object: `{d}`\n"));
     }
-    if let Some(s) = ev.int("df_issue_start_time") {
+    if let Some(s) = ev.issue_start() {
         text.push_str(&format!(
             "- issue since: {} ({} s)\n",
             rfc3339(s),
-            ev.int("df_issue_duration").unwrap_or(0)
+            ev.issue_duration().unwrap_or(0)
         ));
     }
     text.push_str(&format!("- policy: {policy_name}\n- event: {}\n", ev.id()));
-    if let Some(u) = ev.str("df_event_url") {
+    if let Some(u) = ev.event_url() {
         text.push_str(&format!("\n[details]({u})\n"));
     }
     json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}})

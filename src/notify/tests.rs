@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::events::{Commit, EventDb};
+use crate::model::event::field;
 use std::sync::Arc;
 
 fn config(toml_text: &str) -> Config {
@@ -18,15 +19,15 @@ fn db(cfg: &str) -> EventDb {
 
 fn ev(policy: &str, r: &str, status: &str, date: i64, tags: &str) -> Event {
     let mut e = Event::new();
-    e.set("df_event_id", format!("event-{r}-{status}-{date}"));
+    e.set(field::EVENT_ID, format!("event-{r}-{status}-{date}"));
     e.set("date", date);
-    e.set("df_status", status);
-    e.set("df_source", "monitor");
-    e.set("df_monitor_id", policy);
-    e.set("df_monitor_checker_id", "m1");
-    e.set("df_monitor_checker_event_ref", r);
-    e.set("df_dimension_tags", tags);
-    e.set("df_title", format!("{status} title"));
+    e.set(field::STATUS, status);
+    e.set(field::SOURCE, "monitor");
+    e.set(field::MONITOR_ID, policy);
+    e.set(field::MONITOR_CHECKER_ID, "m1");
+    e.set(field::MONITOR_CHECKER_EVENT_REF, r);
+    e.set(field::DIMENSION_TAGS, tags);
+    e.set(field::TITLE, format!("{status} title"));
     e
 }
 
@@ -161,20 +162,17 @@ end = "2000"
 monitors = ["m1"]
 "#);
     let e = store(&db, ev("p", "r", "critical", 1500, "{}"));
-    assert_eq!(e.str("df_is_silent"), Some("true"));
+    assert_eq!(e.silent(), Some("true"));
     assert!(rows(&db).is_empty(), "muted events are sent nowhere");
     let e = store(&db, ev("p", "r", "ok", 2500, "{}"));
-    assert_eq!(e.str("df_is_silent"), None);
+    assert_eq!(e.silent(), None);
     assert_eq!(
         rows(&db),
         vec![("event-r-ok-2500".to_string(), "http://t/".to_string())]
     );
     // the stored event carries the flag too
     assert_eq!(
-        db.event("event-r-critical-1500")
-            .unwrap()
-            .unwrap()
-            .str("df_is_silent"),
+        db.event("event-r-critical-1500").unwrap().unwrap().silent(),
         Some("true")
     );
 }
@@ -226,7 +224,7 @@ tags = { env = "dev" }
             r#"{"env":"dev"}"#,
         ),
     );
-    assert_eq!(e.str("df_is_silent"), Some("true"));
+    assert_eq!(e.silent(), Some("true"));
     let e = store(
         &db,
         ev(
@@ -237,7 +235,7 @@ tags = { env = "dev" }
             r#"{"env":"dev"}"#,
         ),
     );
-    assert_eq!(e.str("df_is_silent"), Some("true"), "repeats the next day");
+    assert_eq!(e.silent(), Some("true"), "repeats the next day");
     let e = store(
         &db,
         ev(
@@ -248,7 +246,7 @@ tags = { env = "dev" }
             r#"{"env":"dev"}"#,
         ),
     );
-    assert_eq!(e.str("df_is_silent"), None, "after the hour");
+    assert_eq!(e.silent(), None, "after the hour");
     let e = store(
         &db,
         ev(
@@ -259,7 +257,7 @@ tags = { env = "dev" }
             r#"{"env":"prod"}"#,
         ),
     );
-    assert_eq!(e.str("df_is_silent"), None, "other tags are not muted");
+    assert_eq!(e.silent(), None, "other tags are not muted");
     let ids: Vec<String> = rows(&db).into_iter().map(|r| r.0).collect();
     assert_eq!(
         ids,
@@ -280,8 +278,8 @@ url = "http://t/"
 statuses = ["critical", "info"]
 "#);
     let mut e = ev("x", "", "info", 10, "{}");
-    e.0.remove("df_monitor_id");
-    e.set("df_source", "custom");
+    e.0.remove(field::MONITOR_ID);
+    e.set(field::SOURCE, "custom");
     store(&db, e.clone());
     assert!(db
         .commit(&Commit {
@@ -299,9 +297,9 @@ statuses = ["critical", "info"]
 #[test]
 fn payload_shapes() {
     let mut e = ev("p", "r", "ok", 2000, r#"{"host":"web01"}"#);
-    e.set("df_sub_status", "critical");
-    e.set("df_issue_start_time", 1000);
-    e.set("df_monitor_checker_name", "CPU");
+    e.set(field::SUB_STATUS, "critical");
+    e.set(field::ISSUE_START_TIME, 1000);
+    e.set(field::MONITOR_CHECKER_NAME, "CPU");
     let am = payload::alertmanager(&e, "p");
     assert_eq!(am["version"], "4");
     assert_eq!(am["status"], "resolved");

@@ -1,0 +1,1 @@
+//! Stepped check tests.
