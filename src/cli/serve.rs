@@ -1,16 +1,16 @@
 //! `tocsin serve`: wires the store, event store, engine, ingest, host input, retention and the
 //! HTTP server together, and stops them gracefully on SIGTERM/SIGINT.
 
+use crate::http::{router, AppState};
 use crate::check::Runner;
 use crate::cli::load_config;
-use crate::engine::{Engine, Sources};
 use crate::events::EventDb;
-use crate::http::{router, AppState};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::model::time::parse_duration;
+use crate::engine::{Engine, Sources};
 use crate::script::ScriptEngine;
 use crate::store::{Store, StoreOptions};
+use crate::model::time::parse_duration;
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -5,9 +5,9 @@
 
 use crate::detect::{NodataAction, Settings, NODATA_ACTIONS};
 use crate::model::event::md5_hex;
-use crate::model::time::parse_duration;
-use crate::script::{Compiled, ScriptEngine};
 use crate::store::query::{Agg, Filter, Tags, AGG_NAMES};
+use crate::script::{Compiled, ScriptEngine};
+use crate::model::time::parse_duration;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;

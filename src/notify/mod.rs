@@ -9,10 +9,10 @@ pub mod payload;
 pub mod worker;
 
 use crate::config::{Config, Policy, TagFilter};
-use crate::events::EventHook;
 use crate::model::event::{Event, Status, ALL_STATUSES};
-use crate::model::time::{parse_duration, parse_time};
+use crate::events::EventHook;
 use crate::model::Tags;
+use crate::model::time::{parse_duration, parse_time};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// Payload shapes.
@@ -155,12 +155,7 @@ fn compile_policy(p: &Policy) -> Result<PolicyPlan, String> {
                 .collect(),
         };
         targets.push(TargetPlan {
-            key: format!(
-                "{}#{}:{}",
-                p.id,
-                i,
-                &crate::model::event::md5_hex(&t.url)[..8]
-            ),
+            key: format!("{}#{}:{}", p.id, i, &crate::model::event::md5_hex(&t.url)[..8]),
             url: t.url.clone(),
             statuses,
             tags: t.tags.clone(),
