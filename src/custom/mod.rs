@@ -13,6 +13,7 @@ pub mod guance;
 pub mod huawei;
 pub mod sign;
 
+use crate::detect::ObjectState;
 use crate::events::{Commit, EventDb, EventDbError};
 use crate::http::{ApiError, AppState};
 use crate::model::event::{md5_hex, CustomFields, Event, Source, Status};
@@ -21,7 +22,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::atomic::Ordering;
 
 /// The routes of the four custom-event endpoints, merged into [`crate::http::router`].
@@ -96,45 +97,35 @@ pub struct Stored {
     pub fresh: bool,
 }
 
-/// Serialises read-the-open-round + commit so that two requests for one round key cannot
-/// both open it.
-static ROUND_LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-
 /// Turns a validated batch into SPEC §5 events, works out their rounds and commits them in
 /// one transaction. Returns one [`Stored`] per input event, in order.
+///
+/// Rounds are [`crate::detect`]'s: a key's state is rebuilt from its issue row the first time
+/// the batch meets it, then stepped with each event of the key in batch order.
 pub fn store_batch(db: &EventDb, batch: &[CustomEvent]) -> Result<Vec<Stored>, EventDbError> {
-    let _g = ROUND_LOCK.lock();
-    // Open rounds as the batch goes: ref -> (start, fault id, last fault status).
-    let mut open: HashMap<String, Option<(i64, String, String)>> = HashMap::new();
+    // Two batches for one round key must not both read "no open round" and both open it.
+    let _rounds = db.round_lock();
+    let mut states: HashMap<String, ObjectState> = HashMap::new();
     let mut events = Vec::with_capacity(batch.len());
     for ce in batch {
         let mut ev = base_event(ce);
         if ce.status.is_fault() || ce.status.is_recovery() {
             let key_name = ce.key_name.as_deref().unwrap_or(&ce.name);
             let r = round_ref(&ce.source, key_name, &ce.resource);
-            if !open.contains_key(&r) {
-                let row = db.issue(&r, ce.date)?;
-                open.insert(
-                    r.clone(),
-                    row.map(|i| (i.issue_start, i.fault_id, i.status)),
-                );
+            let state = match states.entry(r.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let round = db.issue(&r, ce.date)?.map(|i| i.round()).transpose()?;
+                    e.insert(ObjectState::with_round(round))
+                }
+            };
+            let emit = state.report(ce.status, ce.date, ce.id.clone());
+            if let Some(issue) = &emit.issue {
+                ev.set_event_ref(&r);
+                ev.set_issue(issue.start, issue.duration, issue.fault_id.clone());
             }
-            let slot = open.get_mut(&r).expect("inserted above");
-            if ce.status.is_fault() {
-                let (start, fault) = match slot {
-                    Some((s, f, st)) => {
-                        *st = ce.status.as_str().to_string();
-                        (*s, f.clone())
-                    }
-                    None => {
-                        *slot = Some((ce.date, ce.id.clone(), ce.status.as_str().to_string()));
-                        (ce.date, ce.id.clone())
-                    }
-                };
-                set_round(&mut ev, &r, start, ce.date, &fault);
-            } else if let Some((start, fault, last)) = slot.take() {
-                set_round(&mut ev, &r, start, ce.date, &fault);
-                ev.set("df_sub_status", last);
+            if let Some(sub_status) = emit.sub_status {
+                ev.set_sub_status(sub_status);
             }
         }
         events.push(ev);
@@ -151,13 +142,6 @@ pub fn store_batch(db: &EventDb, batch: &[CustomEvent]) -> Result<Vec<Stored>, E
             fresh: fresh_ids.contains(ce.id.as_str()),
         })
         .collect())
-}
-
-fn set_round(ev: &mut Event, r: &str, start: i64, date: i64, fault: &str) {
-    ev.set("df_monitor_checker_event_ref", r.to_string());
-    ev.set("df_issue_start_time", start);
-    ev.set("df_issue_duration", (date - start).max(0));
-    ev.set("df_fault_id", fault.to_string());
 }
 
 /// The SPEC §5 event of a custom event, without round fields.

@@ -4,6 +4,11 @@
 //! scheduler, `replay` and `tocsin test` run exactly this code. A step takes the object's state
 //! and one [`Observation`] and returns the events to emit as [`Emit`]s; rendering them into full
 //! events is [`crate::model::event`]'s job.
+//!
+//! The same rounds serve every source of events: monitors step with [`ObjectState::step`],
+//! custom events (whose round lives only in the issue table) rebuild their state with
+//! [`ObjectState::with_round`] and step with [`ObjectState::report`], and manual recovery of
+//! any open round goes through [`ObjectState::recover`].
 
 pub mod observe;
 
@@ -138,6 +143,10 @@ impl Default for Settings {
 }
 
 /// An open round (issue) of one object.
+///
+/// States written before schema version 1 also carried `last_status`, `last_event_id` and
+/// `last_date`; nothing read them, and deserialising ignores them (the event db rewrites old
+/// states without them when it opens).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Round {
     /// `df_issue_start_time`: date of the round's first event
@@ -146,12 +155,18 @@ pub struct Round {
     pub fault_id: String,
     /// the latest fault status in the round (becomes `df_sub_status` of `ok`)
     pub last_fault: Status,
-    /// status of the round's latest event
-    pub last_status: Status,
-    /// id of the round's latest event
-    pub last_event_id: String,
-    /// date of the round's latest event
-    pub last_date: i64,
+}
+
+impl Round {
+    /// The issue fields of an event of this round at `t`. The duration never goes below 0
+    /// (custom events may arrive with dates before the round's start).
+    fn issue_at(&self, t: i64) -> IssueInfo {
+        IssueInfo {
+            start: self.start,
+            duration: (t - self.start).max(0),
+            fault_id: self.fault_id.clone(),
+        }
+    }
 }
 
 /// Detection state of one object. Plain data, persisted as JSON between checks.
@@ -198,6 +213,15 @@ pub struct Emit {
 }
 
 impl ObjectState {
+    /// The state of an object known only by its open round, e.g. rebuilt from the issue table
+    /// (custom-event rounds and issues whose monitor is gone keep no state of their own).
+    pub fn with_round(round: Option<Round>) -> ObjectState {
+        ObjectState {
+            round,
+            ..Default::default()
+        }
+    }
+
     /// Whether a round is open.
     pub fn is_open(&self) -> bool {
         self.round.is_some()
@@ -234,12 +258,37 @@ impl ObjectState {
         out
     }
 
+    /// A reported event (a custom event) of `status` at `t` with id `id`, chosen by the
+    /// reporter: a fault opens the round (with `id` as its fault id) or continues it; a
+    /// recovery closes an open round, its `sub_status` the round's last fault. Anything else
+    /// (info, a recovery with no open round) is outside any round: `issue` is `None`.
+    /// `sub` is always [`Sub::Check`].
+    pub fn report(&mut self, status: Status, t: i64, id: String) -> Emit {
+        if status.is_fault() {
+            return self.fault(status, Sub::Check, t, id);
+        }
+        if status.is_recovery() {
+            if let Some(round) = &self.round {
+                let sub_status = Some(round.last_fault);
+                return self.close(status, Sub::Check, sub_status, t, id);
+            }
+        }
+        Emit {
+            status,
+            sub: Sub::Check,
+            sub_status: None,
+            event_id: id,
+            issue: None,
+        }
+    }
+
     /// Manual recovery at `t`: one `manual_ok` closing the open round, streaks reset.
     /// Returns `None` when no round is open.
     pub fn recover(&mut self, t: i64, event_ref: &str) -> Option<Emit> {
         let round = self.round.as_ref()?;
         let sub_status = Some(round.last_fault);
-        let emit = self.close(Status::ManualOk, Sub::Check, sub_status, t, event_ref);
+        let id = event_id(event_ref, t, Status::ManualOk, Sub::Check);
+        let emit = self.close(Status::ManualOk, Sub::Check, sub_status, t, id);
         self.fault_streak = 0;
         self.clean_streak = 0;
         // The round the pending nodata belonged to is closed: no nodata_ok will follow.
@@ -257,21 +306,29 @@ impl ObjectState {
             NodataAction::Nodata => {
                 if starts && !self.nodata_open {
                     self.nodata_open = true;
-                    out.push(self.fault(Status::Nodata, Sub::Nodata, t, event_ref));
+                    out.push(self.fault_at(Status::Nodata, Sub::Nodata, t, event_ref));
                 }
             }
             NodataAction::Ok => {
                 if starts && self.round.is_some() {
                     let sub_status = self.round.as_ref().map(|r| r.last_fault);
-                    out.push(self.close(Status::NodataAsOk, Sub::Nodata, sub_status, t, event_ref));
+                    out.push(self.close_at(
+                        Status::NodataAsOk,
+                        Sub::Nodata,
+                        sub_status,
+                        t,
+                        event_ref,
+                    ));
                 }
             }
             NodataAction::Critical => {
-                out.push(self.fault(Status::Critical, Sub::Nodata, t, event_ref))
+                out.push(self.fault_at(Status::Critical, Sub::Nodata, t, event_ref))
             }
-            NodataAction::Error => out.push(self.fault(Status::Error, Sub::Nodata, t, event_ref)),
+            NodataAction::Error => {
+                out.push(self.fault_at(Status::Error, Sub::Nodata, t, event_ref))
+            }
             NodataAction::Warning => {
-                out.push(self.fault(Status::Warning, Sub::Nodata, t, event_ref))
+                out.push(self.fault_at(Status::Warning, Sub::Nodata, t, event_ref))
             }
         }
     }
@@ -285,7 +342,7 @@ impl ObjectState {
         if self.nodata_open {
             self.nodata_open = false;
             if self.round.is_some() {
-                out.push(self.close(
+                out.push(self.close_at(
                     Status::NodataOk,
                     Sub::Nodata,
                     Some(Status::Nodata),
@@ -311,7 +368,7 @@ impl ObjectState {
             self.fault_streak = self.fault_streak.saturating_add(1);
             self.clean_streak = 0;
             if self.fault_streak >= cfg.trigger_after.max(1) {
-                out.push(self.fault(level.status(), sub, t, event_ref));
+                out.push(self.fault_at(level.status(), sub, t, event_ref));
             }
             return;
         }
@@ -336,41 +393,35 @@ impl ObjectState {
         }
         if cfg.recover_after > 0 && self.clean_streak >= cfg.recover_after {
             let sub_status = Some(round.last_fault);
-            out.push(self.close(Status::Ok, sub, sub_status, t, event_ref));
+            out.push(self.close_at(Status::Ok, sub, sub_status, t, event_ref));
             self.clean_streak = 0;
         }
     }
 
-    /// A fault event: opens a round or continues the open one.
-    fn fault(&mut self, status: Status, sub: Sub, t: i64, event_ref: &str) -> Emit {
-        let id = event_id(event_ref, t, status, sub);
+    /// A monitor's fault event, its id derived from the object's ref.
+    fn fault_at(&mut self, status: Status, sub: Sub, t: i64, event_ref: &str) -> Emit {
+        self.fault(status, sub, t, event_id(event_ref, t, status, sub))
+    }
+
+    /// A fault event with id `id`: opens a round or continues the open one.
+    fn fault(&mut self, status: Status, sub: Sub, t: i64, id: String) -> Emit {
         let round = self.round.get_or_insert_with(|| Round {
             start: t,
             fault_id: id.clone(),
             last_fault: status,
-            last_status: status,
-            last_event_id: id.clone(),
-            last_date: t,
         });
         round.last_fault = status;
-        round.last_status = status;
-        round.last_event_id = id.clone();
-        round.last_date = t;
         Emit {
             status,
             sub,
             sub_status: None,
+            issue: Some(round.issue_at(t)),
             event_id: id,
-            issue: Some(IssueInfo {
-                start: round.start,
-                duration: t - round.start,
-                fault_id: round.fault_id.clone(),
-            }),
         }
     }
 
-    /// A recovery-class event closing the open round (the caller checked it is open).
-    fn close(
+    /// A monitor's recovery-class event, its id derived from the object's ref.
+    fn close_at(
         &mut self,
         status: Status,
         sub: Sub,
@@ -378,17 +429,27 @@ impl ObjectState {
         t: i64,
         event_ref: &str,
     ) -> Emit {
+        let id = event_id(event_ref, t, status, sub);
+        self.close(status, sub, sub_status, t, id)
+    }
+
+    /// A recovery-class event with id `id` closing the open round (the caller checked it is
+    /// open).
+    fn close(
+        &mut self,
+        status: Status,
+        sub: Sub,
+        sub_status: Option<Status>,
+        t: i64,
+        id: String,
+    ) -> Emit {
         let round = self.round.take().expect("close() needs an open round");
         Emit {
             status,
             sub,
             sub_status,
-            event_id: event_id(event_ref, t, status, sub),
-            issue: Some(IssueInfo {
-                start: round.start,
-                duration: t - round.start,
-                fault_id: round.fault_id,
-            }),
+            event_id: id,
+            issue: Some(round.issue_at(t)),
         }
     }
 }

@@ -540,3 +540,94 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn reported_events_open_continue_and_close_a_round_with_the_callers_ids() {
+    let mut st = ObjectState::default();
+    let a = st.report(Status::Warning, 100, "event-a".into());
+    assert_eq!(a.event_id, "event-a");
+    assert_eq!(
+        a.issue,
+        Some(IssueInfo {
+            start: 100,
+            duration: 0,
+            fault_id: "event-a".into()
+        })
+    );
+    let b = st.report(Status::Critical, 160, "event-b".into());
+    assert_eq!(
+        (
+            b.event_id.as_str(),
+            b.issue.as_ref().map(|i| (i.start, i.duration))
+        ),
+        ("event-b", Some((100, 60)))
+    );
+    assert_eq!(b.issue.unwrap().fault_id, "event-a");
+    // info inside the round: outside it, the round stays open
+    let i = st.report(Status::Info, 200, "event-i".into());
+    assert_eq!((i.issue, i.sub_status), (None, None));
+    assert!(st.is_open());
+    let c = st.report(Status::Ok, 400, "event-c".into());
+    assert_eq!(c.sub_status, Some(Status::Critical));
+    assert_eq!(
+        c.issue,
+        Some(IssueInfo {
+            start: 100,
+            duration: 300,
+            fault_id: "event-a".into()
+        })
+    );
+    assert!(!st.is_open());
+    // ok with no round open: a plain event
+    let d = st.report(Status::Ok, 500, "event-d".into());
+    assert_eq!((d.status, d.issue, d.sub_status), (Status::Ok, None, None));
+}
+
+#[test]
+fn a_reported_event_dated_before_its_round_has_duration_zero() {
+    let mut st = ObjectState::with_round(Some(Round {
+        start: 100,
+        fault_id: "event-a".into(),
+        last_fault: Status::Error,
+    }));
+    let e = st.report(Status::Warning, 40, "event-early".into());
+    assert_eq!(e.issue.map(|i| (i.start, i.duration)), Some((100, 0)));
+}
+
+#[test]
+fn a_round_rebuilt_from_its_issue_recovers_by_hand() {
+    let mut st = ObjectState::with_round(Some(Round {
+        start: 100,
+        fault_id: "event-first".into(),
+        last_fault: Status::Nodata,
+    }));
+    let e = st.recover(250, REF).expect("the round is open");
+    assert_eq!(e.status, Status::ManualOk);
+    assert_eq!(e.sub_status, Some(Status::Nodata));
+    assert_eq!(e.event_id, event_id(REF, 250, Status::ManualOk, Sub::Check));
+    assert_eq!(
+        e.issue,
+        Some(IssueInfo {
+            start: 100,
+            duration: 150,
+            fault_id: "event-first".into()
+        })
+    );
+    assert!(st.recover(260, REF).is_none(), "closed once");
+}
+
+#[test]
+fn old_states_with_write_only_round_fields_still_load() {
+    let old = r#"{"fault_streak":0,"clean_streak":0,"round":{"start":5,"fault_id":"f","last_fault":"warning","last_status":"warning","last_event_id":"f","last_date":5},"in_gap":false,"nodata_open":false,"last_seen":null}"#;
+    let st: ObjectState = serde_json::from_str(old).unwrap();
+    assert_eq!(
+        st.round,
+        Some(Round {
+            start: 5,
+            fault_id: "f".into(),
+            last_fault: Status::Warning
+        })
+    );
+    let again = serde_json::to_string(&st).unwrap();
+    assert!(!again.contains("last_status"), "{again}");
+}

@@ -3,8 +3,9 @@
 //! synchronous), one at a time per monitor and concurrently across monitors.
 
 use crate::check::{CheckReport, ExecMode, MonitorState, RecoverUser, Runner};
+use crate::detect::ObjectState;
 use crate::metrics::Metrics;
-use crate::model::event::{Event, Source, Status, Sub};
+use crate::model::event::{Event, Source};
 use crate::monitor::{load, LoadContext, Monitor, MonitorError, Schedule};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -39,8 +40,46 @@ pub struct Slot {
     pub state: Mutex<MonitorState>,
     /// health
     pub health: Mutex<Health>,
-    /// a check is in flight
-    pub running: AtomicBool,
+    /// a check is in flight; raised only through a [`FlagGuard`]
+    pub running: Arc<AtomicBool>,
+}
+
+/// Holds a flag raised for as long as it lives, so a check that panics cannot leave its
+/// monitor marked running for ever.
+#[must_use = "the flag is lowered when the guard drops"]
+pub struct FlagGuard(Arc<AtomicBool>);
+
+impl FlagGuard {
+    /// Raises `flag` until the guard drops.
+    pub fn raise(flag: &Arc<AtomicBool>) -> FlagGuard {
+        flag.store(true, Ordering::SeqCst);
+        FlagGuard(flag.clone())
+    }
+}
+
+impl Drop for FlagGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Counts one unit of a counter for as long as it lives, so a check that panics cannot keep
+/// [`Engine::stop`] waiting for ever.
+#[must_use = "the count is taken back when the guard drops"]
+pub struct CountGuard(Arc<AtomicUsize>);
+
+impl CountGuard {
+    /// Adds one to `count` until the guard drops.
+    pub fn enter(count: &Arc<AtomicUsize>) -> CountGuard {
+        count.fetch_add(1, Ordering::SeqCst);
+        CountGuard(count.clone())
+    }
+}
+
+impl Drop for CountGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Where monitors come from.
@@ -63,7 +102,8 @@ pub struct Engine {
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     errors: RwLock<Vec<MonitorError>>,
     sources: Sources,
-    in_flight: AtomicUsize,
+    /// checks running or about to run; counted only through a [`CountGuard`]
+    in_flight: Arc<AtomicUsize>,
     stopping: AtomicBool,
     wake: tokio::sync::Notify,
 }
@@ -119,7 +159,7 @@ impl Engine {
             slots: RwLock::new(BTreeMap::new()),
             errors: RwLock::new(Vec::new()),
             sources,
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             stopping: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
         });
@@ -184,7 +224,7 @@ impl Engine {
                     monitor: Arc::new(m),
                     state: Mutex::new(state),
                     health: Mutex::new(health),
-                    running: AtomicBool::new(false),
+                    running: Arc::new(AtomicBool::new(false)),
                 }),
             );
         }
@@ -236,11 +276,11 @@ impl Engine {
     /// monitor to finish first.
     pub fn run_blocking(&self, slot: &Slot, t: i64, mode: ExecMode) -> Result<CheckReport, String> {
         let mut state = slot.state.lock();
-        slot.running.store(true, Ordering::SeqCst);
+        let running = FlagGuard::raise(&slot.running);
         let started = Instant::now();
         let res = self.runner.run(&slot.monitor, &mut state, t, mode);
         let secs = started.elapsed().as_secs_f64();
-        slot.running.store(false, Ordering::SeqCst);
+        drop(running);
         drop(state);
         let id = &slot.monitor.id;
         let mut h = slot.health.lock();
@@ -300,12 +340,12 @@ impl Engine {
     pub async fn run_now(self: &Arc<Self>, id: &str) -> Option<Result<CheckReport, String>> {
         let slot = self.slot(id)?;
         let me = self.clone();
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let in_flight = CountGuard::enter(&self.in_flight);
         let res = tokio::task::spawn_blocking(move || {
             me.run_blocking(&slot, now_secs(), ExecMode::Async)
         })
         .await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        drop(in_flight);
         Some(res.unwrap_or_else(|e| Err(format!("check task failed: {e}"))))
     }
 
@@ -335,12 +375,13 @@ impl Engine {
                     self.metrics.tick_skipped(&slot.monitor.id);
                     continue;
                 }
-                slot.running.store(true, Ordering::SeqCst);
-                self.in_flight.fetch_add(1, Ordering::SeqCst);
+                // Raised here, not only inside the check, so the next tick sees it at once.
+                let running = FlagGuard::raise(&slot.running);
+                let in_flight = CountGuard::enter(&self.in_flight);
                 let me = self.clone();
                 tokio::task::spawn_blocking(move || {
+                    let _guards = (running, in_flight);
                     let _ = me.run_blocking(&slot, due, ExecMode::Crontab);
-                    me.in_flight.fetch_sub(1, Ordering::SeqCst);
                 });
             }
             let wait = (next_wake - now_secs()).clamp(0, 60) as u64;
@@ -417,21 +458,22 @@ impl Engine {
         let last = db.event(&issue.last_event_id).map_err(|e| e.to_string())?;
         // Keep the identity fields of the round (monitor, tags, source, names).
         let mut ev = last.as_ref().map(Event::identity_of).unwrap_or_default();
-        let id = crate::model::event::event_id(&issue.event_ref, now, Status::ManualOk, Sub::Check);
-        ev.set_id(id);
+        // The round lives only in the issue row: rebuild it and close it like any other.
+        let round = issue.round().map_err(|e| e.to_string())?;
+        let emit = ObjectState::with_round(Some(round))
+            .recover(now, &issue.event_ref)
+            .expect("a state rebuilt with a round has it open");
+        let round = emit.issue.as_ref().expect("manual_ok closes a round");
+        ev.set_id(emit.event_id.clone());
         ev.set_time(now);
         if let Some(source) = Source::parse(&issue.source) {
             ev.set_source(source);
         }
-        ev.set_status(Status::ManualOk);
-        if let Some(last_status) = Status::parse(&issue.status) {
-            ev.set_sub_status(last_status);
+        ev.set_status(emit.status);
+        if let Some(s) = emit.sub_status {
+            ev.set_sub_status(s);
         }
-        ev.set_issue(
-            issue.issue_start,
-            now - issue.issue_start,
-            issue.fault_id.clone(),
-        );
+        ev.set_issue(round.start, round.duration, round.fault_id.clone());
         ev.set_event_ref(&issue.event_ref);
         ev.set_title(format!("Recovered by hand: {}", issue.title));
         ev.set_message(
@@ -460,6 +502,37 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_check_lowers_running_and_leaves_no_one_in_flight() {
+        let running = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        // The scheduler's shape: guards taken before the check, moved into its thread.
+        let guards = (FlagGuard::raise(&running), CountGuard::enter(&in_flight));
+        assert!(running.load(Ordering::SeqCst));
+        assert_eq!(in_flight.load(Ordering::SeqCst), 1);
+        let (r, c) = (running.clone(), in_flight.clone());
+        let res = std::thread::spawn(move || {
+            let _guards = guards;
+            // run_blocking's own guard, nested inside the scheduler's.
+            let _inner = FlagGuard::raise(&r);
+            assert_eq!(c.load(Ordering::SeqCst), 1);
+            panic!("check blew up");
+        })
+        .join();
+        assert!(res.is_err(), "the check panicked");
+        assert!(!running.load(Ordering::SeqCst), "running lowered");
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0, "nothing in flight");
+        // And under catch_unwind on this thread, as run_now's await sees a panicked task.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = CountGuard::enter(&in_flight);
+            let _f = FlagGuard::raise(&running);
+            panic!("again");
+        }));
+        assert!(caught.is_err());
+        assert!(!running.load(Ordering::SeqCst));
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+    }
 
     #[test]
     fn downtime_runs_the_latest_missed_tick_once() {

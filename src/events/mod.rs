@@ -2,8 +2,8 @@
 //! (`<data>/tocsin.db`, WAL). A check's events, issue rows and new object states are committed
 //! in one transaction, and event ids are deterministic, so a re-run after a crash is harmless.
 
-use crate::detect::ObjectState;
-use crate::model::event::{field, Event};
+use crate::detect::{ObjectState, Round};
+use crate::model::event::{field, Event, Status};
 use crate::model::Tags;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -111,6 +111,26 @@ pub struct IssueRow {
     pub message: String,
 }
 
+impl IssueRow {
+    /// The detection round this row records (an issue row is an open round).
+    pub fn round(&self) -> Result<Round, EventDbError> {
+        let last_fault = Status::parse(&self.status)
+            .filter(|s| s.is_fault())
+            .ok_or_else(|| EventDbError::Corrupt {
+                table: "issues",
+                message: format!(
+                    "issue {}: status {:?} is not a fault status (warning, error, critical, nodata)",
+                    self.event_ref, self.status
+                ),
+            })?;
+        Ok(Round {
+            start: self.issue_start,
+            fault_id: self.fault_id.clone(),
+            last_fault,
+        })
+    }
+}
+
 /// Runs inside the commit transaction for every new event, before it is stored: it may change
 /// the event (e.g. mark it silent) and write rows of its own (e.g. outbox deliveries), so that
 /// they commit or roll back together with the event.
@@ -126,6 +146,7 @@ pub struct EventDb {
     conn: Mutex<Connection>,
     hook: parking_lot::RwLock<Option<std::sync::Arc<dyn EventHook>>>,
     live: tokio::sync::broadcast::Sender<Event>,
+    rounds: Mutex<()>,
 }
 
 const SCHEMA: &str = "
@@ -192,12 +213,14 @@ impl EventDb {
         Self::init(conn).expect("schema applies to an in-memory database")
     }
 
-    fn init(conn: Connection) -> Result<EventDb, EventDbError> {
+    fn init(mut conn: Connection) -> Result<EventDb, EventDbError> {
         conn.execute_batch(SCHEMA).map_err(sql("migrate"))?;
+        migrate(&mut conn)?;
         Ok(EventDb {
             conn: Mutex::new(conn),
             hook: parking_lot::RwLock::new(None),
             live: tokio::sync::broadcast::channel(4096).0,
+            rounds: Mutex::new(()),
         })
     }
 
@@ -212,6 +235,14 @@ impl EventDb {
     /// (it is told how many) rather than holding anything up.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.live.subscribe()
+    }
+
+    /// Serialises read-the-open-round-then-commit for writers that decide rounds from the
+    /// issue table (custom events): hold it from the first [`EventDb::issue`] read to the
+    /// [`EventDb::commit`], so two writers cannot both open one round. Monitors do not need
+    /// it: each keeps its rounds in its own state, under its own lock.
+    pub fn round_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.rounds.lock()
     }
 
     /// Runs `f` with the connection (for the hook's own queries).
@@ -392,39 +423,28 @@ impl EventDb {
     pub fn issues(&self, monitor: Option<&str>, now: i64) -> Result<Vec<IssueRow>, EventDbError> {
         let conn = self.conn.lock();
         let mut st = conn
-            .prepare(
-                "SELECT ref, monitor, source, dimension_tags, status, start, fault_id, last_event_id, \
-                 last_date, title, message FROM issues WHERE (?1 IS NULL OR monitor = ?1) ORDER BY start, ref",
-            )
+            .prepare_cached(&format!(
+                "SELECT {ISSUE_COLUMNS} FROM issues WHERE (?1 IS NULL OR monitor = ?1) ORDER BY start, ref"
+            ))
             .map_err(sql("prepare issues"))?;
         let rows = st
-            .query_map(params![monitor], |r| {
-                let start: i64 = r.get(5)?;
-                Ok(IssueRow {
-                    event_ref: r.get(0)?,
-                    monitor: r.get(1)?,
-                    source: r.get(2)?,
-                    dimension_tags: r.get(3)?,
-                    status: r.get(4)?,
-                    issue_start: start,
-                    duration: (now - start).max(0),
-                    fault_id: r.get(6)?,
-                    last_event_id: r.get(7)?,
-                    last_date: r.get(8)?,
-                    title: r.get(9)?,
-                    message: r.get(10)?,
-                })
-            })
+            .query_map(params![monitor], |r| issue_row(r, now))
             .map_err(sql("issues"))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(sql("issues"))
     }
 
-    /// The open issue of one event ref, if any (durations at `now`).
+    /// The open issue of one event ref, if any (durations at `now`). A primary-key lookup, so
+    /// its cost does not grow with the number of open issues.
     pub fn issue(&self, event_ref: &str, now: i64) -> Result<Option<IssueRow>, EventDbError> {
-        Ok(self
-            .issues(None, now)?
-            .into_iter()
-            .find(|i| i.event_ref == event_ref))
+        let conn = self.conn.lock();
+        conn.prepare_cached(&format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues WHERE ref = ?1"
+        ))
+        .and_then(|mut st| {
+            st.query_row(params![event_ref], |r| issue_row(r, now))
+                .optional()
+        })
+        .map_err(sql("issue"))
     }
 
     /// Number of events stored.
@@ -474,6 +494,90 @@ impl EventDb {
         .map_err(sql("kv set"))?;
         Ok(())
     }
+}
+
+/// The schema version this build writes (SQLite's `user_version`).
+///
+/// - 0: the first layout.
+/// - 1: object states no longer carry the round's `last_status`, `last_event_id` and
+///   `last_date` (never read); stored states are rewritten without them.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Brings a database of an older schema version up to [`SCHEMA_VERSION`], in one
+/// transaction. A database of a newer version is refused rather than half understood.
+fn migrate(conn: &mut Connection) -> Result<(), EventDbError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql("read schema version"))?;
+    if version > SCHEMA_VERSION {
+        return Err(EventDbError::Corrupt {
+            table: "schema",
+            message: format!(
+                "the database has schema version {version}; this build reads up to {SCHEMA_VERSION} (use a newer tocsin)"
+            ),
+        });
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(sql("begin migration"))?;
+    if version < 1 {
+        rewrite_states(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(sql("write schema version"))?;
+    tx.commit().map_err(sql("commit migration"))
+}
+
+/// Re-serialises every stored object state in the current form (fields no longer part of
+/// [`ObjectState`] are dropped on the way through).
+fn rewrite_states(tx: &rusqlite::Transaction) -> Result<(), EventDbError> {
+    let rows: Vec<(String, String, String)> = {
+        let mut st = tx
+            .prepare("SELECT monitor, ref, state FROM object_state")
+            .map_err(sql("migrate states"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(sql("migrate states"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("migrate states"))?
+    };
+    let mut up = tx
+        .prepare("UPDATE object_state SET state = ?3 WHERE monitor = ?1 AND ref = ?2")
+        .map_err(sql("migrate states"))?;
+    for (monitor, event_ref, old) in rows {
+        let state: ObjectState = serde_json::from_str(&old).map_err(|e| EventDbError::Corrupt {
+            table: "object_state",
+            message: format!("state of {monitor}/{event_ref}: {e}"),
+        })?;
+        let new = serde_json::to_string(&state).expect("state serialises");
+        up.execute(params![monitor, event_ref, new])
+            .map_err(sql("migrate states"))?;
+    }
+    Ok(())
+}
+
+/// The columns [`issue_row`] reads, in its order.
+const ISSUE_COLUMNS: &str =
+    "ref, monitor, source, dimension_tags, status, start, fault_id, last_event_id, last_date, title, message";
+
+/// One issue row selected with [`ISSUE_COLUMNS`], its duration computed at `now`.
+fn issue_row(r: &rusqlite::Row, now: i64) -> rusqlite::Result<IssueRow> {
+    let start: i64 = r.get(5)?;
+    Ok(IssueRow {
+        event_ref: r.get(0)?,
+        monitor: r.get(1)?,
+        source: r.get(2)?,
+        dimension_tags: r.get(3)?,
+        status: r.get(4)?,
+        issue_start: start,
+        duration: (now - start).max(0),
+        fault_id: r.get(6)?,
+        last_event_id: r.get(7)?,
+        last_date: r.get(8)?,
+        title: r.get(9)?,
+        message: r.get(10)?,
+    })
 }
 
 fn event_filter(q: &EventQuery) -> (String, Vec<rusqlite::types::Value>) {
@@ -698,6 +802,96 @@ mod tests {
         assert!(db.stats("nonsense", &EventQuery::default()).is_err());
         assert_eq!(db.drop_events_before(25).unwrap(), 2);
         assert_eq!(db.event_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn issue_finds_its_row_among_many() {
+        let db = EventDb::scratch();
+        let events = (0..2000)
+            .map(|i| {
+                let mut e = ev(&format!("e{i}"), &format!("r{i}"), "critical", 100 + i, "t");
+                e.set("df_title", format!("title {i}"));
+                e.set("df_issue_start_time", 100 + i);
+                e
+            })
+            .collect();
+        assert_eq!(commit(&db, events), 2000);
+        let i = db.issue("r1234", 5000).unwrap().unwrap();
+        assert_eq!(
+            (
+                i.event_ref.as_str(),
+                i.title.as_str(),
+                i.issue_start,
+                i.duration
+            ),
+            ("r1234", "title 1234", 1334, 5000 - 1334)
+        );
+        assert_eq!(i.last_event_id, "e1234");
+        assert!(db.issue("r2000", 5000).unwrap().is_none());
+        assert!(db.issue("", 5000).unwrap().is_none());
+        let round = i.round().unwrap();
+        assert_eq!(
+            (round.start, round.fault_id.as_str(), round.last_fault),
+            (1334, "event-first", Status::Critical)
+        );
+    }
+
+    #[test]
+    fn an_old_database_opens_and_its_states_are_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_state = r#"{"fault_streak":1,"clean_streak":0,"round":{"start":100,"fault_id":"event-x","last_fault":"critical","last_status":"critical","last_event_id":"event-y","last_date":160},"in_gap":false,"nodata_open":false,"last_seen":150}"#;
+        {
+            // The version-0 layout, as an older tocsin left it.
+            let conn = Connection::open(dir.path().join("tocsin.db")).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute(
+                "INSERT INTO object_state(monitor, ref, tags, state) VALUES ('m', 'r', '{}', ?1)",
+                params![old_state],
+            )
+            .unwrap();
+            let v: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, 0);
+        }
+        let db = EventDb::open(dir.path()).unwrap();
+        let states = db.load_states("m").unwrap();
+        assert_eq!(states.len(), 1);
+        assert_eq!(
+            states[0].state.round,
+            Some(Round {
+                start: 100,
+                fault_id: "event-x".into(),
+                last_fault: Status::Critical,
+            })
+        );
+        assert_eq!(states[0].state.fault_streak, 1);
+        assert_eq!(states[0].state.last_seen, Some(150));
+        let (version, stored) = db
+            .with_conn(|c| {
+                let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                let s: String = c.query_row("SELECT state FROM object_state", [], |r| r.get(0))?;
+                Ok((v, s))
+            })
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert!(!stored.contains("last_status"), "rewritten: {stored}");
+        assert!(!stored.contains("last_event_id") && !stored.contains("last_date"));
+        drop(db);
+        // Opening again is a no-op, and a newer database is refused.
+        assert_eq!(
+            EventDb::open(dir.path()).unwrap().load_states("m").unwrap(),
+            states
+        );
+        {
+            let conn = Connection::open(dir.path().join("tocsin.db")).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let err = EventDb::open(dir.path())
+            .err()
+            .expect("newer schema refused");
+        assert!(err.to_string().contains("schema version"), "{err}");
     }
 
     #[test]
