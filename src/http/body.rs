@@ -23,7 +23,7 @@ impl FromRequest<AppState> for Body {
     async fn from_request(req: Request, st: &AppState) -> Result<Body, ApiError> {
         let limit = st.body_timeout;
         match tokio::time::timeout(limit, Bytes::from_request(req, st)).await {
-            Err(_) => Err(ApiError::Timeout(limit.as_secs())),
+            Err(_) => Err(ApiError::Timeout(limit)),
             Ok(Ok(b)) => Ok(Body(b)),
             Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
                 ApiError::TooLarge(format!("body larger than {} bytes", st.max_body)),

@@ -46,8 +46,8 @@ pub enum ApiError {
         column: usize,
     },
     /// 408: the body did not arrive in time
-    #[error("request body not received within {0} s")]
-    Timeout(u64),
+    #[error("request body not received within {0:?}")]
+    Timeout(std::time::Duration),
     /// 413: the body is too large
     #[error("{0}")]
     TooLarge(String),
@@ -200,6 +200,9 @@ mod tests {
         };
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(e.body()["rule"], "at most 65536 bytes");
-        assert_eq!(ApiError::Timeout(30).status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            ApiError::Timeout(std::time::Duration::from_secs(30)).status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
     }
 }
