@@ -218,7 +218,11 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("404"));
     // bad recover request
-    let (code, body) = s.post_token("/api/v1/issues/recover", br#"{"all": true}"#, None);
+    let (code, body) = s.post(
+        "/api/v1/issues/recover",
+        br#"{"all": true}"#,
+        &[("Content-Type", "application/json")],
+    );
     assert_eq!(code, 400);
     assert!(body.contains("user_id"), "{body}");
     // metrics and monitors

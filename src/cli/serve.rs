@@ -5,7 +5,7 @@ use crate::check::Runner;
 use crate::cli::load_config;
 use crate::engine::{Engine, Sources};
 use crate::events::EventDb;
-use crate::http::{router, AppState};
+use crate::http::{app, AppState};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::model::time::parse_duration;
@@ -103,15 +103,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     );
     // Bounded: beyond a million queued points, writers get 429 (Retry-After) instead.
     let ingest = Ingest::start(store.clone(), metrics.clone(), 1_000_000);
+    let clock: crate::model::SharedClock = Arc::new(crate::model::SystemClock);
     let state = AppState {
-        engine: engine.clone(),
-        ingest: ingest.clone(),
         ingest_token: cfg.ingest_token.clone(),
         admin_token: cfg.admin_token.clone(),
-        max_body: cfg.max_body_bytes.unwrap_or(32 << 20),
+        max_body: cfg.max_body_bytes.unwrap_or(crate::http::DEFAULT_MAX_BODY),
         access_keys: cfg.access_keys.clone(),
-        worker: worker.clone(),
-        ingest_slots: Arc::new(tokio::sync::Semaphore::new(crate::http::INGEST_SLOTS)),
+        ..AppState::new(engine.clone(), ingest.clone(), worker.clone(), clock)
     };
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -155,7 +153,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         }));
     }
 
-    axum::serve(listener, router(state))
+    axum::serve(listener, app(state))
         .with_graceful_shutdown(stop_signal())
         .await
         .context("HTTP server failed")?;

@@ -2,16 +2,10 @@
 //! the query string or a form body (what `aliyun-python-sdk-cms` sends), or a JSON body
 //! `{"EventInfo": [...]}`. Answers `{Code, Message, RequestId}`, errors in the same shape.
 
-use super::sign::{form_pairs, verify_alibaba};
-use super::{custom_event_id, now_ms, store, CustomEvent};
-use crate::http::{check_token, AppState};
+use super::sign::form_pairs;
+use super::{custom_event_id, CustomEvent};
 use crate::model::event::Status;
 use crate::model::Tags;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -53,14 +47,21 @@ fn request_id() -> String {
     )
 }
 
-fn answer(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({"Code": code, "Message": message, "RequestId": request_id()});
-    (status, Json(body)).into_response()
+/// An answer body in Alibaba's shape: `{Code, Message, RequestId}` (a fresh request id).
+pub fn answer(code: &str, message: &str) -> Value {
+    json!({"Code": code, "Message": message, "RequestId": request_id()})
 }
 
-fn ali_response(e: AliError) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    answer(status, &e.code, &e.message)
+/// The answer to a stored request (HTTP 200).
+pub fn success_answer() -> Value {
+    answer("200", "success")
+}
+
+impl AliError {
+    /// The error's answer body.
+    pub fn answer(&self) -> Value {
+        answer(&self.code, &self.message)
+    }
 }
 
 /// One `EventInfo` item as given (strings; `Time` may have been a JSON number).
@@ -333,68 +334,26 @@ pub fn to_events(items: &[RawItem], now: i64) -> Result<Vec<CustomEvent>, AliErr
         .collect()
 }
 
-/// The handler (`GET` or `POST /?Action=PutCustomEvent`).
-pub async fn handle(
-    State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let req = match read_request(uri.query().unwrap_or(""), ct, &body) {
-        Ok(r) => r,
-        Err(e) => return ali_response(e),
-    };
-    if st.access_keys.is_empty() {
-        if let Err(e) = check_token(&headers, st.ingest_token.as_deref()) {
-            let code = if e.status == StatusCode::UNAUTHORIZED {
-                "MissingToken"
-            } else {
-                "Forbidden.Token"
-            };
-            let msg = e.body["error"].as_str().unwrap_or("").to_string();
-            return answer(e.status, code, &msg);
-        }
-    } else if let Err(e) = verify_alibaba(
-        &st.access_keys,
-        method.as_str(),
-        &req.signed_params(),
-        crate::engine::now_secs(),
-    ) {
-        return answer(e.status(), e.code(), e.message());
-    }
+/// Checks `Action`: only `PutCustomEvent` is served.
+pub fn check_action(req: &Request) -> Result<(), AliError> {
     match req.params.get("Action").map(String::as_str) {
-        Some("PutCustomEvent") => {}
-        None => {
-            return ali_response(bad(
-                "MissingParameter",
-                "The input parameter \"Action\" that is mandatory for processing this request is not supplied.",
-            ))
-        }
-        Some(a) => {
-            return ali_response(AliError {
-                status: 404,
-                code: "InvalidAction.NotFound".into(),
-                message: format!("Specified api {a:?} is not found: tocsin serves PutCustomEvent"),
-            })
-        }
+        Some("PutCustomEvent") => Ok(()),
+        None => Err(bad(
+            "MissingParameter",
+            "The input parameter \"Action\" that is mandatory for processing this request is not supplied.",
+        )),
+        Some(a) => Err(AliError {
+            status: 404,
+            code: "InvalidAction.NotFound".into(),
+            message: format!("Specified api {a:?} is not found: tocsin serves PutCustomEvent"),
+        }),
     }
-    let batch = match req.items().and_then(|items| to_events(&items, now_ms())) {
-        Ok(b) => b,
-        Err(e) => return ali_response(e),
-    };
-    match store(&st, batch).await {
-        Ok(_) => answer(StatusCode::OK, "200", "success"),
-        Err(e) => answer(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            e.body["error"].as_str().unwrap_or("internal error"),
-        ),
-    }
+}
+
+/// Checks the action, then validates the items and turns them into events. `now` is in ms.
+pub fn parse(req: &Request, now: i64) -> Result<Vec<CustomEvent>, AliError> {
+    check_action(req)?;
+    to_events(&req.items()?, now)
 }
 
 #[cfg(test)]
@@ -436,6 +395,21 @@ mod tests {
 
     #[test]
     fn errors() {
+        let req = |q: &str| read_request(q, "", b"").unwrap();
+        assert_eq!(
+            parse(&req("EventInfo.1.EventName=a"), 0).unwrap_err().code,
+            "MissingParameter"
+        );
+        let e = parse(&req("Action=DescribeX"), 0).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (404, "InvalidAction.NotFound"));
+        let ok = parse(
+            &req("Action=PutCustomEvent&EventInfo.1.EventName=a&EventInfo.1.Content=b"),
+            7_000,
+        )
+        .unwrap();
+        assert_eq!(ok[0].date, 7);
+        assert_eq!(e.answer()["Code"], "InvalidAction.NotFound");
+        assert_eq!(success_answer()["Code"], "200");
         let items = |q: &str| read_request(q, "", b"").unwrap().items();
         assert_eq!(
             items("Action=PutCustomEvent").unwrap_err().code,

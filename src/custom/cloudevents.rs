@@ -3,15 +3,9 @@
 //! (`application/cloudevents-batch+json`). Tencent EventBridge extensions (`region`, `status`,
 //! `tags`, `resource`, `subject`) become tags; `source` + `id` identify an event.
 
-use super::{custom_event_id, now_ms, store, truncate_chars, value_text, CustomEvent, Invalid};
-use crate::http::{check_token, ApiError, AppState};
+use super::{custom_event_id, truncate_chars, value_text, CustomEvent, Invalid, Stored};
 use crate::model::event::Status;
 use crate::model::Tags;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
@@ -34,19 +28,6 @@ pub enum CeError {
     },
 }
 
-impl CeError {
-    fn into_api(self) -> ApiError {
-        match self {
-            CeError::Invalid(i) => i.to_api(),
-            CeError::TooLarge { index, size } => ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                body: json!({"error": format!("event {index} is {size} bytes: events over 64 KiB (65536 bytes) are refused"), "index": index, "field": "event", "rule": "at most 65536 bytes"}),
-                retry_after: None,
-            },
-        }
-    }
-}
-
 fn media_type(ct: &str) -> String {
     ct.split(';')
         .next()
@@ -61,13 +42,16 @@ fn is_json_type(ct: &str) -> bool {
 }
 
 /// Reads the events of a request in whichever mode it uses, as structured JSON objects.
-pub fn read_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Map<String, Value>>, CeError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+/// `content_type` is the Content-Type header (empty when absent); `headers` are all headers as
+/// (lower-case name, value) in the order received (binary mode reads the `ce-*` ones).
+pub fn read_events(
+    content_type: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Vec<Map<String, Value>>, CeError> {
+    let ct = content_type;
     let mt = media_type(ct);
-    let binary = headers.keys().any(|k| k.as_str().starts_with("ce-"));
+    let binary = headers.iter().any(|(k, _)| k.starts_with("ce-"));
     if mt == "application/cloudevents-batch+json" {
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| Invalid::whole("body", format!("batch must be a JSON array: {e}")))?;
@@ -100,15 +84,14 @@ pub fn read_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Map<String, V
     // binary mode
     let mut o = Map::new();
     let mut size = body.len();
-    for (k, v) in headers {
-        let Some(name) = k.as_str().strip_prefix("ce-") else {
+    for (k, raw) in headers {
+        let Some(name) = k.strip_prefix("ce-") else {
             continue;
         };
-        let raw = String::from_utf8_lossy(v.as_bytes());
-        size += k.as_str().len() + raw.len();
+        size += k.len() + raw.len();
         o.insert(
             name.to_string(),
-            Value::String(super::sign::percent_decode(&raw)),
+            Value::String(super::sign::percent_decode(raw)),
         );
     }
     if size > MAX_EVENT_BYTES {
@@ -306,37 +289,31 @@ pub fn to_event(i: usize, o: &Map<String, Value>, now: i64) -> Result<CustomEven
     })
 }
 
-/// The handler.
-pub async fn handle(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(e) = check_token(&headers, st.ingest_token.as_deref()) {
-        return e.into_response();
-    }
-    let now = now_ms();
-    let parsed = read_events(&headers, &body).and_then(|evs| {
-        evs.iter()
-            .enumerate()
-            .map(|(i, o)| to_event(i, o, now).map_err(CeError::from))
-            .collect::<Result<Vec<_>, _>>()
-    });
-    let batch = match parsed {
-        Ok(b) => b,
-        Err(e) => return e.into_api().into_response(),
-    };
-    match store(&st, batch.clone()).await {
-        Ok(stored) => {
-            let events: Vec<Value> = batch
-                .iter()
-                .zip(&stored)
-                .map(|(ce, s)| {
-                    json!({"id": ce.detail["id"], "source": ce.source, "event_id": s.id, "duplicate": !s.fresh})
-                })
-                .collect();
-            let fresh = stored.iter().filter(|s| s.fresh).count();
-            Json(json!({"accepted": batch.len(), "stored": fresh, "events": events}))
-                .into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+/// Reads and validates every event of a request (see [`read_events`]). `now` is in ms.
+pub fn parse(
+    content_type: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    now: i64,
+) -> Result<Vec<CustomEvent>, CeError> {
+    read_events(content_type, headers, body)?
+        .iter()
+        .enumerate()
+        .map(|(i, o)| to_event(i, o, now).map_err(CeError::from))
+        .collect()
+}
+
+/// The answer to a stored batch: how many were accepted and stored, and each event's id.
+pub fn answer(batch: &[CustomEvent], stored: &[Stored]) -> Value {
+    let events: Vec<Value> = batch
+        .iter()
+        .zip(stored)
+        .map(|(ce, s)| {
+            json!({"id": ce.detail["id"], "source": ce.source, "event_id": s.id, "duplicate": !s.fresh})
+        })
+        .collect();
+    let fresh = stored.iter().filter(|s| s.fresh).count();
+    json!({"accepted": batch.len(), "stored": fresh, "events": events})
 }
 
 #[cfg(test)]
@@ -388,5 +365,53 @@ mod tests {
         assert_eq!(map_status(Some("0")), Status::Ok);
         assert_eq!(map_status(Some("warning")), Status::Warning);
         assert_eq!(map_status(Some("whatever")), Status::Info);
+    }
+
+    #[test]
+    fn modes() {
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let binary = h(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "x%201"),
+            ("ce-source", "s"),
+            ("ce-type", "t"),
+        ]);
+        let e = parse("text/plain", &binary, b"hello", 9_000).unwrap();
+        assert_eq!((e[0].message.as_str(), e[0].date), ("hello", 9));
+        assert_eq!(e[0].detail["id"], "x 1");
+        let body = serde_json::to_vec(&Value::Object(tencent())).unwrap();
+        let e = parse("application/cloudevents+json", &[], &body, 0).unwrap();
+        assert_eq!(e[0].status, Status::Critical);
+        let batch = json!([tencent(), tencent()]).to_string();
+        let e = parse(
+            "application/cloudevents-batch+json",
+            &[],
+            batch.as_bytes(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(e.len(), 2);
+        let stored: Vec<Stored> = e
+            .iter()
+            .map(|c| Stored {
+                id: c.id.clone(),
+                fresh: true,
+            })
+            .collect();
+        assert_eq!(answer(&e, &stored)["stored"], 2);
+        assert!(matches!(
+            parse("text/plain", &[], b"x", 0),
+            Err(CeError::Invalid(_))
+        ));
+        let big = "y".repeat(MAX_EVENT_BYTES + 1);
+        assert!(matches!(
+            parse("", &binary, big.as_bytes(), 0),
+            Err(CeError::TooLarge { .. })
+        ));
     }
 }

@@ -4,15 +4,9 @@
 //! Round key: source `guance`, and the `customTags` (canonical JSON) as the resource; when
 //! there are no tags, the title is the name instead.
 
-use super::{custom_event_id, now_ms, store, CustomEvent, Invalid};
-use crate::http::{check_token, AppState};
+use super::{custom_event_id, CustomEvent, Invalid, Stored};
 use crate::model::event::{canonical_tags, Status};
 use crate::model::Tags;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{json, Value};
 
 /// Largest batch when an array is posted.
@@ -136,31 +130,19 @@ fn item(i: usize, it: &Value, now: i64) -> Result<CustomEvent, Invalid> {
     })
 }
 
-/// The handler.
-pub async fn handle(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(e) = check_token(&headers, st.ingest_token.as_deref()) {
-        return e.into_response();
-    }
-    let (batch, many) = match parse(&body, now_ms()) {
-        Ok(b) => b,
-        Err(e) => return e.to_api().into_response(),
+/// The answer to a stored request: `content` is one `{df_event_id, duplicate}`, or an array
+/// of them when an array was posted.
+pub fn answer(stored: &[Stored], many: bool) -> Value {
+    let list: Vec<Value> = stored
+        .iter()
+        .map(|s| json!({"df_event_id": s.id, "duplicate": !s.fresh}))
+        .collect();
+    let content = if many {
+        Value::Array(list)
+    } else {
+        list.into_iter().next().unwrap_or(Value::Null)
     };
-    match store(&st, batch).await {
-        Ok(stored) => {
-            let list: Vec<Value> = stored
-                .iter()
-                .map(|s| json!({"df_event_id": s.id, "duplicate": !s.fresh}))
-                .collect();
-            let content = if many {
-                Value::Array(list)
-            } else {
-                list.into_iter().next().unwrap_or(Value::Null)
-            };
-            Json(json!({"code": 200, "success": true, "errorCode": "", "message": "", "content": content}))
-                .into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    json!({"code": 200, "success": true, "errorCode": "", "message": "", "content": content})
 }
 
 #[cfg(test)]
@@ -184,6 +166,12 @@ mod tests {
             "customTags.a"
         );
         let (v, _) = parse(br#"{"title": "t"}"#, 5_000).unwrap();
+        let stored = [Stored {
+            id: v[0].id.clone(),
+            fresh: false,
+        }];
+        assert_eq!(answer(&stored, false)["content"]["duplicate"], true);
+        assert!(answer(&stored, true)["content"].is_array());
         assert_eq!(
             (v[0].date, v[0].status, v[0].name.as_str()),
             (5, Status::Info, "t")

@@ -1,15 +1,9 @@
 //! Huawei Cloud Eye `POST /V1.0/{project_id}/events` (seed 002): every rule of the reporting
 //! API, checked for every item before anything is stored.
 
-use super::{custom_event_id, now_ms, store, CustomEvent, Invalid};
-use crate::http::{check_token, AppState};
+use super::{custom_event_id, CustomEvent, Invalid};
 use crate::model::event::Status;
 use crate::model::Tags;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{json, Map, Value};
 
 /// Largest batch.
@@ -19,68 +13,27 @@ pub const PAST_MS: i64 = 3_600_000 - 10_000;
 /// Latest accepted `time`: now + 10 min − 10 s (milliseconds after now).
 pub const FUTURE_MS: i64 = 600_000 - 10_000;
 
-fn err_body(status: StatusCode, code: &str, msg: &str, extra: Option<&Invalid>) -> Response {
+/// The Cloud Eye error code of a request that breaks a validation rule (HTTP 400).
+pub const INVALID_CODE: &str = "CES.0014";
+
+/// An error answer in Cloud Eye's shape (`error_code`, `error_msg`, plus tocsin's `error` and,
+/// for a validation error, `index`, `field` and `rule`).
+pub fn error_answer(code: &str, msg: &str, invalid: Option<&Invalid>) -> Value {
     let mut body = json!({"error_code": code, "error_msg": msg, "error": msg});
-    if let Some(i) = extra {
+    if let Some(i) = invalid {
         body["index"] = json!(i.index);
         body["field"] = json!(i.field);
         body["rule"] = json!(i.rule);
     }
-    (status, Json(body)).into_response()
+    body
 }
 
-/// The handler.
-pub async fn handle(
-    State(st): State<AppState>,
-    Path(project_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if st.access_keys.is_empty() {
-        if let Err(e) = check_token(&headers, st.ingest_token.as_deref()) {
-            return e.into_response();
-        }
-    } else {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        };
-        if let Err(e) = super::sign::verify_huawei(
-            &st.access_keys,
-            method.as_str(),
-            uri.path(),
-            uri.query().unwrap_or(""),
-            header,
-            &body,
-            crate::engine::now_secs(),
-        ) {
-            return err_body(e.status(), e.code(), e.message(), None);
-        }
-    }
-    let batch = match parse_batch(&project_id, &body, now_ms()) {
-        Ok(b) => b,
-        Err(e) => {
-            return err_body(
-                StatusCode::BAD_REQUEST,
-                "CES.0014",
-                &e.to_string(),
-                Some(&e),
-            )
-        }
-    };
-    match store(&st, batch.clone()).await {
-        Ok(_) => {
-            let out: Vec<Value> = batch
-                .iter()
-                .map(|ce| json!({"event_id": ce.id, "event_name": ce.name}))
-                .collect();
-            (StatusCode::CREATED, Json(Value::Array(out))).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+/// The answer to a stored batch (HTTP 201): `[{event_id, event_name}]` in request order.
+pub fn created_answer(batch: &[CustomEvent]) -> Value {
+    batch
+        .iter()
+        .map(|ce| json!({"event_id": ce.id, "event_name": ce.name}))
+        .collect()
 }
 
 fn is_letter_start(s: &str) -> bool {
@@ -431,6 +384,9 @@ mod tests {
         assert_eq!(e.resource, "1234567890sjgggad");
         assert_eq!(e.tags["instance_id"], "instance_xxx");
         assert!(e.id.starts_with("event-") && e.id.len() == 38);
+        assert_eq!(created_answer(&v)[0]["event_name"], "systemInvaded");
+        let bad = Invalid::at(0, "time", "required");
+        assert_eq!(error_answer(INVALID_CODE, "x", Some(&bad))["field"], "time");
     }
 
     #[test]

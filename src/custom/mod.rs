@@ -15,24 +15,10 @@ pub mod sign;
 
 use crate::detect::ObjectState;
 use crate::events::{Commit, EventDb, EventDbError};
-use crate::http::{ApiError, AppState};
 use crate::model::event::{md5_hex, CustomFields, Event, Source, Status};
 use crate::model::Tags;
-use axum::http::StatusCode;
-use axum::routing::post;
-use axum::Router;
 use serde_json::Value;
 use std::collections::hash_map::{Entry, HashMap};
-use std::sync::atomic::Ordering;
-
-/// The routes of the four custom-event endpoints, merged into [`crate::http::router`].
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/V1.0/:project_id/events", post(huawei::handle))
-        .route("/", post(alibaba::handle).get(alibaba::handle))
-        .route("/v1/cloudevents", post(cloudevents::handle))
-        .route("/api/v1/events/create", post(guance::handle))
-}
 
 /// One custom event, normalised from any dialect, ready to become a SPEC §5 event.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,11 +67,6 @@ pub fn custom_event_id(dialect: &str, fields: &[&str]) -> String {
 /// The round key of a custom event: md5 of `"custom\n" + source + "\n" + name + "\n" + resource`.
 pub fn round_ref(source: &str, name: &str, resource: &str) -> String {
     md5_hex(&format!("custom\n{source}\n{name}\n{resource}"))
-}
-
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// What happened to one event of a stored batch.
@@ -170,21 +151,6 @@ pub fn base_event(ce: &CustomEvent) -> Event {
     ev
 }
 
-/// Stores a batch off the async runtime and counts the new events.
-pub async fn store(st: &AppState, batch: Vec<CustomEvent>) -> Result<Vec<Stored>, ApiError> {
-    let db = st.engine.runner.db.clone();
-    let out = tokio::task::spawn_blocking(move || store_batch(&db, &batch))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let n = out.iter().filter(|s| s.fresh).count() as u64;
-    st.engine
-        .metrics
-        .custom_events
-        .fetch_add(n, Ordering::Relaxed);
-    Ok(out)
-}
-
 /// A validation failure: which item (if the batch has items), which field, which rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{}{field}: {rule}", index.map(|i| format!("[{i}].")).unwrap_or_default())]
@@ -213,17 +179,6 @@ impl Invalid {
             index: None,
             field: field.into(),
             rule: rule.into(),
-        }
-    }
-
-    /// The generic JSON error of SPEC §6: `{error, index, field, rule}`.
-    pub fn to_api(&self) -> ApiError {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            body: serde_json::json!({
-                "error": self.to_string(), "index": self.index, "field": self.field, "rule": self.rule,
-            }),
-            retry_after: None,
         }
     }
 }

@@ -14,7 +14,6 @@
 //! server clock.
 
 use crate::config::AccessKey;
-use crate::http::ct_eq;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -46,10 +45,10 @@ pub enum AuthError {
 
 impl AuthError {
     /// The HTTP status: 401 for missing, 403 for denied.
-    pub fn status(&self) -> axum::http::StatusCode {
+    pub fn status(&self) -> u16 {
         match self {
-            AuthError::Missing { .. } => axum::http::StatusCode::UNAUTHORIZED,
-            AuthError::Denied { .. } => axum::http::StatusCode::FORBIDDEN,
+            AuthError::Missing { .. } => 401,
+            AuthError::Denied { .. } => 403,
         }
     }
 
@@ -66,6 +65,14 @@ impl AuthError {
             AuthError::Missing { message, .. } | AuthError::Denied { message, .. } => message,
         }
     }
+}
+
+/// Compares in constant time (for secrets: tokens, key ids, signatures).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn missing(code: &'static str, message: impl Into<String>) -> AuthError {
@@ -162,34 +169,35 @@ pub fn alibaba_signature(string_to_sign: &str, secret: &str) -> String {
 }
 
 /// Remembers Alibaba `SignatureNonce`s for the skew window so a captured request cannot be
-/// replayed.
+/// replayed. One cache belongs to one server (it lives in the HTTP app state), not the process.
 #[derive(Debug, Default)]
 pub struct NonceCache {
-    seen: HashMap<String, i64>,
+    seen: parking_lot::Mutex<HashMap<String, i64>>,
 }
 
 impl NonceCache {
     /// Records `nonce` at `now`; false when it was already used within the window.
-    pub fn check_and_insert(&mut self, nonce: &str, now: i64) -> bool {
-        if self.seen.len() > 100_000 {
-            self.seen.retain(|_, t| now - *t <= 2 * MAX_SKEW);
+    pub fn check_and_insert(&self, nonce: &str, now: i64) -> bool {
+        let mut seen = self.seen.lock();
+        if seen.len() > 100_000 {
+            seen.retain(|_, t| now - *t <= 2 * MAX_SKEW);
         }
-        match self.seen.get(nonce) {
+        match seen.get(nonce) {
             Some(t) if now - *t <= 2 * MAX_SKEW => false,
             _ => {
-                self.seen.insert(nonce.to_string(), now);
+                seen.insert(nonce.to_string(), now);
                 true
             }
         }
     }
 }
 
-static NONCES: parking_lot::Mutex<Option<NonceCache>> = parking_lot::Mutex::new(None);
-
 /// Verifies an Alibaba RPC v1 request. `params` holds every query and form parameter
-/// (`Signature` included; later sources override earlier ones, as the SDK's dict does).
+/// (`Signature` included; later sources override earlier ones, as the SDK's dict does). A
+/// `SignatureNonce` is recorded in `nonces` once the signature verifies.
 pub fn verify_alibaba(
     keys: &[AccessKey],
+    nonces: &NonceCache,
     method: &str,
     params: &BTreeMap<String, String>,
     now: i64,
@@ -261,11 +269,7 @@ pub fn verify_alibaba(
         ));
     }
     if let Some(nonce) = params.get("SignatureNonce") {
-        let mut g = NONCES.lock();
-        if !g
-            .get_or_insert_with(NonceCache::default)
-            .check_and_insert(nonce, now)
-        {
+        if !nonces.check_and_insert(nonce, now) {
             return Err(denied(
                 "SignatureNonceUsed",
                 "Specified signature nonce was used already.",
@@ -563,7 +567,7 @@ mod tests {
         );
         let e =
             verify_huawei(&keys, "POST", "/V1.0/p/events", "", with_auth, b"[1]", ts).unwrap_err();
-        assert_eq!(e.status(), axum::http::StatusCode::FORBIDDEN);
+        assert_eq!(e.status(), 403);
         let e = verify_huawei(
             &keys,
             "POST",
@@ -576,7 +580,7 @@ mod tests {
         .unwrap_err();
         assert!(e.message().contains("away"), "{e}");
         let e = verify_huawei(&keys, "POST", "/V1.0/p/events", "", hdrs, body, ts).unwrap_err();
-        assert_eq!(e.status(), axum::http::StatusCode::UNAUTHORIZED);
+        assert_eq!(e.status(), 401);
         let p = parse_huawei_auth(&auth).unwrap();
         assert_eq!(p.access, "AK1");
         assert_eq!(p.signed_headers, signed);
@@ -607,32 +611,44 @@ mod tests {
         let sig = alibaba_signature(&alibaba_string_to_sign("POST", &p), "SK1");
         p.insert("Signature".into(), sig);
         let t = now.timestamp();
+        let nonces = NonceCache::default();
         assert_eq!(
-            verify_alibaba(&keys, "GET", &p, t).unwrap_err().code(),
+            verify_alibaba(&keys, &nonces, "GET", &p, t)
+                .unwrap_err()
+                .code(),
             "SignatureDoesNotMatch"
         );
         assert_eq!(
-            verify_alibaba(&keys, "POST", &p, t + 3600)
+            verify_alibaba(&keys, &nonces, "POST", &p, t + 3600)
                 .unwrap_err()
                 .code(),
             "InvalidTimeStamp.Expired"
         );
-        assert_eq!(verify_alibaba(&keys, "POST", &p, t), Ok(()));
+        assert_eq!(verify_alibaba(&keys, &nonces, "POST", &p, t), Ok(()));
         assert_eq!(
-            verify_alibaba(&keys, "POST", &p, t).unwrap_err().code(),
+            verify_alibaba(&keys, &nonces, "POST", &p, t)
+                .unwrap_err()
+                .code(),
             "SignatureNonceUsed"
+        );
+        // another server (another cache) has not seen the nonce
+        assert_eq!(
+            verify_alibaba(&keys, &NonceCache::default(), "POST", &p, t),
+            Ok(())
         );
         let mut wrong = p.clone();
         wrong.insert("EventInfo.1.Content".into(), "changed".into());
         assert_eq!(
-            verify_alibaba(&keys, "POST", &wrong, t).unwrap_err().code(),
+            verify_alibaba(&keys, &nonces, "POST", &wrong, t)
+                .unwrap_err()
+                .code(),
             "SignatureDoesNotMatch"
         );
     }
 
     #[test]
     fn nonces() {
-        let mut c = NonceCache::default();
+        let c = NonceCache::default();
         assert!(c.check_and_insert("n", 0));
         assert!(!c.check_and_insert("n", 10));
         assert!(c.check_and_insert("n", 10 + 3 * MAX_SKEW));

@@ -2,6 +2,10 @@
 //! (`<data>/tocsin.db`, WAL). A check's events, issue rows and new object states are committed
 //! in one transaction, and event ids are deterministic, so a re-run after a crash is harmless.
 
+pub mod filter;
+
+pub use filter::EventQuery;
+
 use crate::detect::{ObjectState, Round};
 use crate::model::event::{field, Event, Status};
 use crate::model::Tags;
@@ -57,29 +61,6 @@ pub struct Commit {
     pub upserts: Vec<(String, StoredObject)>,
     /// `(monitor, ref)` states to drop
     pub deletes: Vec<(String, String)>,
-}
-
-/// Filters for event queries (every field optional).
-#[derive(Debug, Clone, Default)]
-pub struct EventQuery {
-    /// `df_status`
-    pub status: Option<String>,
-    /// `df_source`
-    pub source: Option<String>,
-    /// `df_monitor_checker_id`
-    pub monitor: Option<String>,
-    /// event ref
-    pub event_ref: Option<String>,
-    /// date >= from
-    pub from: Option<i64>,
-    /// date <= to
-    pub to: Option<i64>,
-    /// text in title or message
-    pub text: Option<String>,
-    /// at most this many (default 100, max 10000)
-    pub limit: Option<usize>,
-    /// skip this many
-    pub offset: Option<usize>,
 }
 
 /// One row of the unrecovered-issue table.
@@ -342,7 +323,7 @@ impl EventDb {
 
     /// Events matching the query, newest first.
     pub fn events(&self, q: &EventQuery) -> Result<Vec<Event>, EventDbError> {
-        let (where_sql, args) = event_filter(q);
+        let (where_sql, args) = q.to_sql();
         let limit = q.limit.unwrap_or(100).min(10_000);
         let offset = q.offset.unwrap_or(0);
         let sql_text = format!(
@@ -403,7 +384,7 @@ impl EventDb {
                 })
             }
         };
-        let (where_sql, args) = event_filter(q);
+        let (where_sql, args) = q.to_sql();
         let conn = self.conn.lock();
         let mut st = conn
             .prepare(&format!(
@@ -578,52 +559,6 @@ fn issue_row(r: &rusqlite::Row, now: i64) -> rusqlite::Result<IssueRow> {
         title: r.get(9)?,
         message: r.get(10)?,
     })
-}
-
-fn event_filter(q: &EventQuery) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let mut clauses = Vec::new();
-    let mut args: Vec<V> = Vec::new();
-    let mut add = |clause: &str, v: V| {
-        args.push(v);
-        clauses.push(clause.replace('?', &format!("?{}", args.len())));
-    };
-    if let Some(s) = &q.status {
-        add("status = ?", V::Text(s.clone()));
-    }
-    if let Some(s) = &q.source {
-        add("source = ?", V::Text(s.clone()));
-    }
-    if let Some(s) = &q.monitor {
-        add("monitor = ?", V::Text(s.clone()));
-    }
-    if let Some(s) = &q.event_ref {
-        add("ref = ?", V::Text(s.clone()));
-    }
-    if let Some(t) = q.from {
-        add("date >= ?", V::Integer(t));
-    }
-    if let Some(t) = q.to {
-        add("date <= ?", V::Integer(t));
-    }
-    if let Some(text) = &q.text {
-        let pat = format!(
-            "%{}%",
-            text.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        args.push(V::Text(pat));
-        let n = args.len();
-        clauses.push(format!(
-            "(title LIKE ?{n} ESCAPE '\\' OR message LIKE ?{n} ESCAPE '\\')"
-        ));
-    }
-    if clauses.is_empty() {
-        (String::new(), args)
-    } else {
-        (format!(" WHERE {}", clauses.join(" AND ")), args)
-    }
 }
 
 fn insert_event(tx: &rusqlite::Transaction, ev: &Event) -> Result<bool, EventDbError> {

@@ -1,0 +1,636 @@
+//! Route tests in process: `app(state).oneshot(request)` against scratch stores, an empty
+//! monitor directory and a [`ManualClock`], so nothing waits on the wall clock or a socket.
+
+use super::*;
+use crate::check::Runner;
+use crate::engine::Sources;
+use crate::events::{Commit, EventDb};
+use crate::metrics::Metrics;
+use crate::model::event::Event;
+use crate::model::ManualClock;
+use crate::script::ScriptEngine;
+use crate::store::Store;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{header, Request, StatusCode};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// 2023-11-14T22:13:20Z
+const NOW: i64 = 1_700_000_000;
+
+struct Harness {
+    state: AppState,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(|_| {})
+    }
+
+    fn with(configure: impl FnOnce(&mut AppState)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::scratch());
+        let db = Arc::new(EventDb::scratch());
+        let metrics = Arc::new(Metrics::default());
+        let runner = Arc::new(Runner {
+            store: store.clone(),
+            db: db.clone(),
+            engine: Arc::new(ScriptEngine::new(Default::default())),
+            policies: Default::default(),
+            public_url: None,
+        });
+        let engine = Engine::new(
+            runner,
+            metrics.clone(),
+            Sources {
+                monitors: dir.path().join("monitors"),
+                scripts: dir.path().join("scripts"),
+                policies: vec![],
+            },
+        );
+        let ingest = Ingest::start(store, metrics, 1_000_000);
+        let clock = ManualClock::at_secs(NOW);
+        let mut state = AppState::new(engine, ingest, Worker::new(db), clock.clone());
+        configure(&mut state);
+        Harness {
+            state,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = app(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, v)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn post(&self, uri: &str, headers: &[(&str, &str)], body: &str) -> (StatusCode, Value) {
+        let mut r = Request::post(uri);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        self.send(r.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn post_json(&self, uri: &str, body: &Value) -> (StatusCode, Value) {
+        self.post(uri, &[JSON], &body.to_string()).await
+    }
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+// ------------------------------------------------------------------ writes
+
+#[tokio::test]
+async fn writes_accept_reject_and_name_the_bad_line() {
+    let h = Harness::new();
+    let (code, _) = h
+        .post("/write?precision=s", &[], "cpu,host=a v=1 1700000000\n")
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    // points without a timestamp get the clock's time
+    let (code, v) = h
+        .post("/v1/write/metric?dry=true&echo=json", &[], "cpu v=2\n")
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v[0]["time"].as_i64(), Some(NOW * 1_000_000_000), "{v}");
+    let (code, v) = h
+        .post("/write", &[], "cpu v=1 1\ncpu v=2 2\ncpu v=oops 3\n")
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(v["line"], 3, "{v}");
+    assert!(v["column"].as_u64().unwrap() > 0);
+    assert!(v["error"].is_string());
+    let (code, v) = h.post("/write?precision=year", &[], "cpu v=1\n").await;
+    assert_eq!(
+        (code, v["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("precision"))
+    );
+}
+
+#[tokio::test]
+async fn write_token_is_checked_before_a_slot_is_taken() {
+    let h = Harness::with(|s| s.ingest_token = Some("tok".into()));
+    let line = "cpu v=1 1\n";
+    let (code, v) = h.post("/write", &[], line).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(v["error"].as_str().unwrap().contains("Bearer"));
+    let (code, _) = h
+        .post("/write", &[("authorization", "Bearer nope")], line)
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, _) = h
+        .post("/write", &[("authorization", "Bearer tok")], line)
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    // every slot taken: a request without a token is still told 401, not 429
+    let held = h
+        .state
+        .ingest_slots
+        .clone()
+        .acquire_many_owned(INGEST_SLOTS as u32)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.post("/write", &[], line).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let resp = app(h.state.clone())
+        .oneshot(
+            Request::post("/write")
+                .header("authorization", "Bearer tok")
+                .body(Body::from(line))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    drop(held);
+    assert_eq!(
+        h.post("/write", &[("authorization", "Bearer tok")], line)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+}
+
+/// A body that sends `first` and then nothing, without ending.
+fn stalled_body(
+    first: &'static str,
+) -> (
+    Body,
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.try_send(Ok(Bytes::from_static(first.as_bytes())))
+        .unwrap();
+    (Body::from_stream(events::ReceiverStream(rx)), tx)
+}
+
+#[tokio::test]
+async fn slow_bodies_get_408_and_free_their_slot() {
+    let h = Harness::with(|s| s.body_timeout = std::time::Duration::from_millis(100));
+    let (body, _keep_open) = stalled_body("cpu v=1");
+    let (code, v) = h.send(Request::post("/write").body(body).unwrap()).await;
+    assert_eq!(code, StatusCode::REQUEST_TIMEOUT, "{v}");
+    assert_eq!(v["error"], "request body not received within 100ms");
+    assert_eq!(h.state.ingest_slots.available_permits(), INGEST_SLOTS);
+    let (body, _keep_open) = stalled_body("{\"title\":");
+    let req = Request::post("/api/v1/events/create")
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    assert_eq!(h.send(req).await.0, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(BODY_READ_TIMEOUT, std::time::Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let h = Harness::with(|s| s.max_body = 100);
+    let (code, v) = h.post("/write", &[], &"x".repeat(1000)).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(v["error"].as_str().unwrap().contains("100"), "{v}");
+}
+
+// ------------------------------------------------------------------ events and issues
+
+fn guance(date_s: i64, status: &str, title: &str) -> Value {
+    json!({"date": date_s * 1000, "status": status, "title": title, "message": "m", "customTags": {"host": "web01"}})
+}
+
+#[tokio::test]
+async fn events_list_get_stats_and_paging_errors() {
+    let h = Harness::new();
+    for (t, st, title) in [
+        (NOW - 30, "critical", "CPU high"),
+        (NOW - 20, "info", "deploy"),
+        (NOW - 10, "ok", "cpu back"),
+    ] {
+        let (code, v) = h
+            .post_json("/api/v1/events/create", &guance(t, st, title))
+            .await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+    }
+    let (code, v) = h.get("/api/v1/events").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["count"], 3);
+    assert_eq!(v["events"][0]["df_status"], "ok", "newest first");
+    let id = v["events"][2]["df_event_id"].as_str().unwrap().to_string();
+    let (code, e) = h.get(&format!("/api/v1/events/{id}")).await;
+    assert_eq!(
+        (code, e["df_title"].as_str()),
+        (StatusCode::OK, Some("CPU high"))
+    );
+    let (code, e) = h.get("/api/v1/events/event-nope").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(e["error"].is_string());
+    // q ignores case; from/to bound the dates
+    let (_, v) = h.get("/api/v1/events?q=CPU").await;
+    assert_eq!(v["count"], 2);
+    let (_, v) = h
+        .get(&format!("/api/v1/events?q=cpu&from={}", NOW - 15))
+        .await;
+    assert_eq!(v["count"], 1);
+    let (_, v) = h.get("/api/v1/events?limit=1&offset=1").await;
+    assert_eq!(v["events"][0]["df_status"], "info");
+    let (code, v) = h.get("/api/v1/events/stats?by=status").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        (v["total"].as_i64(), v["counts"]["critical"].as_i64()),
+        (Some(3), Some(1))
+    );
+    let (code, v) = h.get("/api/v1/events/stats?by=colour").await;
+    assert_eq!(
+        (code, v["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("by"))
+    );
+    for bad in [
+        "offset=18446744073709551615",
+        "offset=-1",
+        "limit=10001",
+        "from=yesterday-ish",
+    ] {
+        let (code, v) = h.get(&format!("/api/v1/events?{bad}")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        assert!(v["field"].is_string(), "{bad}: {v}");
+    }
+    let (code, _) = h.get(&format!("/api/v1/events?offset={}", i64::MAX)).await;
+    assert_eq!(code, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn issues_and_manual_recovery() {
+    let h = Harness::with(|s| s.admin_token = Some("adm".into()));
+    let (code, _) = h
+        .post_json(
+            "/api/v1/events/create",
+            &guance(NOW - 100, "critical", "disk full"),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    h.clock.advance_secs(50);
+    let (code, v) = h.get("/api/v1/issues").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["count"], 1);
+    assert_eq!(
+        v["issues"][0]["duration"], 150,
+        "duration at the app clock's now"
+    );
+    assert_eq!(h.get("/api/v1/issues?status=warning").await.1["count"], 0);
+    assert_eq!(h.get("/api/v1/issues?q=disk").await.1["count"], 1);
+    let r = v["issues"][0]["event_ref"].as_str().unwrap().to_string();
+    let who = json!({"refs": [r], "user_id": "u1", "user_name": "Ann", "user_email": "a@x"});
+    let auth = ("authorization", "Bearer adm");
+    let (code, _) = h.post_json("/api/v1/issues/recover", &who).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    // a form post (what a web page can send cross-site) is refused
+    let (code, v) = h
+        .post(
+            "/api/v1/issues/recover",
+            &[auth, ("content-type", "application/x-www-form-urlencoded")],
+            &who.to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("application/json"));
+    let (code, v) = h
+        .post("/api/v1/issues/recover", &[auth, JSON], r#"{"all": true}"#)
+        .await;
+    assert_eq!(
+        (code, v["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("user_id"))
+    );
+    let (code, v) = h
+        .post("/api/v1/issues/recover", &[auth, JSON], &who.to_string())
+        .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["recovered"], 1);
+    assert_eq!(v["events"][0]["df_status"], "manual_ok");
+    assert_eq!(h.get("/api/v1/issues").await.1["count"], 0);
+}
+
+#[tokio::test]
+async fn unknown_monitor_is_404_and_lists_are_empty() {
+    let h = Harness::new();
+    let (code, v) = h.post("/api/v1/monitors/nope/run", &[], "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(v["error"].as_str().unwrap().contains("nope"), "{v}");
+    let (code, v) = h.get("/api/v1/monitors").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["monitors"], json!([]));
+    let (code, v) = h.get("/healthz").await;
+    assert_eq!((code, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let resp = app(h.state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text).contains("tocsin_open_issues 0"));
+}
+
+// ------------------------------------------------------------------ custom events
+
+#[tokio::test]
+async fn guance_dialect_needs_json_and_token() {
+    let h = Harness::with(|s| s.ingest_token = Some("tok".into()));
+    let auth = ("authorization", "Bearer tok");
+    let body = guance(NOW, "critical", "CPU").to_string();
+    assert_eq!(
+        h.post("/api/v1/events/create", &[JSON], &body).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, _) = h
+        .post(
+            "/api/v1/events/create",
+            &[auth, ("content-type", "text/plain")],
+            &body,
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (code, v) = h.post("/api/v1/events/create", &[auth, JSON], &body).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["content"]["duplicate"], false);
+    let (_, v) = h.post("/api/v1/events/create", &[auth, JSON], &body).await;
+    assert_eq!(v["content"]["duplicate"], true);
+    let (code, v) = h
+        .post(
+            "/api/v1/events/create",
+            &[auth, JSON],
+            r#"{"status": "ok"}"#,
+        )
+        .await;
+    assert_eq!(
+        (code, v["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("title"))
+    );
+    // no date: the app clock's time
+    let (_, v) = h
+        .post(
+            "/api/v1/events/create",
+            &[auth, JSON],
+            r#"{"title": "no date"}"#,
+        )
+        .await;
+    let id = v["content"]["df_event_id"].as_str().unwrap().to_string();
+    assert_eq!(h.get(&format!("/api/v1/events/{id}")).await.1["date"], NOW);
+}
+
+#[tokio::test]
+async fn huawei_dialect_validates_against_the_app_clock() {
+    let h = Harness::new();
+    let item = |t: i64| json!([{"event_name": "diskFull", "event_source": "app.disk", "time": t, "detail": {"event_level": "Critical", "resource_id": "r1"}}]);
+    let (code, v) = h.post_json("/V1.0/p1/events", &item(NOW * 1000)).await;
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    assert_eq!(v[0]["event_name"], "diskFull");
+    // two hours ago by the app clock: out of the accepted window
+    let (code, v) = h
+        .post_json("/V1.0/p1/events", &item((NOW - 7200) * 1000))
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        (v["error_code"].as_str(), v["field"].as_str()),
+        (Some("CES.0014"), Some("time"))
+    );
+    assert_eq!(h.get("/api/v1/issues").await.1["count"], 1);
+}
+
+#[tokio::test]
+async fn alibaba_dialect_answers_in_its_shape() {
+    let h = Harness::with(|s| s.ingest_token = Some("tok".into()));
+    let q = "/?Action=PutCustomEvent&EventInfo.1.EventName=deploy&EventInfo.1.Content=v2";
+    let (code, v) = h.post(q, &[], "").await;
+    assert_eq!(
+        (code, v["Code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("MissingToken"))
+    );
+    let auth = ("authorization", "Bearer tok");
+    let (code, v) = h.post(q, &[auth], "").await;
+    assert_eq!(
+        (code, v["Code"].as_str()),
+        (StatusCode::OK, Some("200")),
+        "{v}"
+    );
+    assert!(v["RequestId"].is_string());
+    let (code, v) = h.post("/?Action=Nope", &[auth], "").await;
+    assert_eq!(
+        (code, v["Code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("InvalidAction.NotFound"))
+    );
+    let (_, v) = h.get("/api/v1/events?source=custom").await;
+    assert_eq!(v["events"][0]["df_title"], "deploy");
+    assert_eq!(v["events"][0]["date"], NOW, "no Time: the app clock's time");
+}
+
+#[tokio::test]
+async fn alibaba_nonces_belong_to_one_app() {
+    use crate::custom::sign::{alibaba_signature, alibaba_string_to_sign, percent_encode};
+    let keys = vec![crate::config::AccessKey {
+        id: "AK".into(),
+        secret: "SK".into(),
+    }];
+    let mut p = std::collections::BTreeMap::new();
+    let ts = chrono::DateTime::from_timestamp(NOW, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for (k, v) in [
+        ("AccessKeyId", "AK"),
+        ("Action", "PutCustomEvent"),
+        ("EventInfo.1.Content", "c"),
+        ("EventInfo.1.EventName", "n"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureNonce", "nonce-1"),
+        ("SignatureVersion", "1.0"),
+        ("Timestamp", ts.as_str()),
+    ] {
+        p.insert(k.to_string(), v.to_string());
+    }
+    let sig = alibaba_signature(&alibaba_string_to_sign("GET", &p), "SK");
+    p.insert("Signature".into(), sig);
+    let uri = format!(
+        "/?{}",
+        p.iter()
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    );
+    let a = Harness::with(|s| s.access_keys = keys.clone());
+    let b = Harness::with(|s| s.access_keys = keys.clone());
+    assert_eq!(a.get(&uri).await.0, StatusCode::OK);
+    let (code, v) = a.get(&uri).await;
+    assert_eq!(
+        (code, v["Code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("SignatureNonceUsed"))
+    );
+    assert_eq!(
+        b.get(&uri).await.0,
+        StatusCode::OK,
+        "another app has its own nonce cache"
+    );
+}
+
+#[tokio::test]
+async fn cloudevents_dialect_modes_and_limits() {
+    let h = Harness::new();
+    let ev = json!({"specversion": "1.0", "id": "e1", "source": "cvm", "type": "ping_unreachable", "subject": "ins-1", "status": "1"});
+    let (code, v) = h
+        .post(
+            "/v1/cloudevents",
+            &[("content-type", "application/cloudevents+json")],
+            &ev.to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["accepted"].as_i64(), v["stored"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let (code, v) = h
+        .post(
+            "/v1/cloudevents",
+            &[
+                ("ce-specversion", "1.0"),
+                ("ce-id", "e2"),
+                ("ce-source", "cvm"),
+                ("ce-type", "t"),
+            ],
+            "plain text data",
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let big = "y".repeat(cloudevents_max() + 1);
+    let (code, v) = h
+        .post(
+            "/v1/cloudevents",
+            &[
+                ("ce-specversion", "1.0"),
+                ("ce-id", "e3"),
+                ("ce-source", "cvm"),
+                ("ce-type", "t"),
+            ],
+            &big,
+        )
+        .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(v["rule"], "at most 65536 bytes");
+    let mut no_id = ev.clone();
+    no_id.as_object_mut().unwrap().remove("id");
+    let (code, v) = h
+        .post(
+            "/v1/cloudevents",
+            &[("content-type", "application/cloudevents+json")],
+            &no_id.to_string(),
+        )
+        .await;
+    assert_eq!(
+        (code, v["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("id"))
+    );
+    assert_eq!(h.get("/api/v1/issues").await.1["count"], 1);
+}
+
+fn cloudevents_max() -> usize {
+    crate::custom::cloudevents::MAX_EVENT_BYTES
+}
+
+// ------------------------------------------------------------------ stream
+
+fn stream_event(id: &str, date: i64, title: &str) -> Event {
+    let mut e = Event::new();
+    e.set("df_event_id", id);
+    e.set("date", date);
+    e.set("df_status", "critical");
+    e.set("df_source", "monitor");
+    e.set("df_title", title);
+    e.set("df_message", "");
+    e
+}
+
+/// The `id:` lines of SSE frames until `last` arrives.
+async fn stream_ids_until(body: &mut Body, last: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut text = String::new();
+    while !ids.iter().any(|i| i == last) {
+        let frame = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)),
+        )
+        .await
+        .expect("the stream sends the last event")
+        .expect("the stream stays open")
+        .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        while let Some(end) = text.find("\n\n") {
+            let chunk: String = text.drain(..end + 2).collect();
+            ids.extend(
+                chunk
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("id:"))
+                    .map(|s| s.trim().to_string()),
+            );
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn stream_applies_the_list_filter() {
+    let h = Harness::new();
+    let uri = format!("/api/v1/events/stream?q=CPU&from={}&to={}", NOW - 100, NOW);
+    let resp = app(h.state.clone())
+        .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let events = vec![
+        stream_event("too-old", NOW - 200, "cpu high"),
+        stream_event("match-lower", NOW - 50, "cpu high"),
+        stream_event("other-text", NOW - 40, "disk full"),
+        stream_event("too-new", NOW + 10, "CPU high"),
+        stream_event("match-upper", NOW - 30, "CPU HIGH"),
+    ];
+    let db = h.state.engine.runner.db.clone();
+    db.commit(&Commit {
+        events: events.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let seen = stream_ids_until(&mut body, "match-upper").await;
+    assert_eq!(seen, vec!["match-lower", "match-upper"]);
+    // and the list API returns the same events for the same filter
+    let (_, v) = h.get(&uri.replace("/stream", "")).await;
+    let listed: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["df_event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec!["match-upper", "match-lower"]);
+    let (code, _) = h.get("/api/v1/events/stream?limit=x").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+}

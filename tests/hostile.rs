@@ -1,0 +1,105 @@
+//! Hostile load against a real `tocsin serve` on loopback: requests that try to lock writers
+//! out, absurd input, and limits. Each test is bounded in time and connection count.
+
+mod common;
+
+use common::{next_second, Tocsin as Server};
+use std::io::{Read as _, Write as _};
+use std::time::{Duration, Instant};
+
+const COUNTER: &str = r#"
+id = "count"
+manual = true
+interval = "1h"
+[query]
+measurement = "durable"
+field = "v"
+agg = "count"
+[rules]
+info = "Result >= 0"
+"#;
+
+fn setup(config: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("monitors")).unwrap();
+    std::fs::write(dir.path().join("monitors/count.toml"), COUNTER).unwrap();
+    let s = Server::start(
+        dir.path(),
+        &format!("{config}\n[host_input]\nenabled = false\n"),
+    );
+    (dir, s)
+}
+
+/// Runs the `count` monitor in a fresh second: the number of `durable` points it saw.
+fn count_points(s: &Server, token: Option<&str>) -> f64 {
+    next_second();
+    let v = s.run("count", token);
+    v["events"][0]["df_monitor_checker_value"]
+        .as_str()
+        .map(|x| x.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// Reads what the server has answered so far on a raw connection (at most `wait`).
+fn read_answer(c: &mut std::net::TcpStream, wait: Duration) -> String {
+    c.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline && !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn unauthenticated_stalled_uploads_cannot_lock_writers_out() {
+    let (_dir, s) = setup("ingest_token = \"in-secret\"\nadmin_token = \"ad-secret\"");
+    let addr = s.url.trim_start_matches("http://").to_string();
+    // More stalled uploads without a token than there are ingest slots: each sends its headers
+    // and the first bytes of a large body, then stalls.
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            c,
+            "POST /write HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\ndurable v=1"
+        )
+        .unwrap();
+        c.flush().unwrap();
+        stalled.push(c);
+    }
+    // An authorised write goes through while they wait.
+    let (code, body) = s.post_token("/write?precision=s", b"durable v=1", Some("in-secret"));
+    assert_eq!(code, 204, "{body}");
+    // Each stalled upload was told 401 without the server waiting for its body.
+    for c in stalled.iter_mut().take(5) {
+        let answer = read_answer(c, Duration::from_secs(5));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+    }
+    assert_eq!(count_points(&s, Some("ad-secret")), 1.0);
+}
+
+#[test]
+fn admin_token_alone_does_not_open_ingest_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tocsin.toml"),
+        "listen = \"0.0.0.0:0\"\nadmin_token = \"x\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("tocsin.toml"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ingest_token"), "{err}");
+}
