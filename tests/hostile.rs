@@ -97,9 +97,22 @@ fn admin_token_alone_does_not_open_ingest_beyond_loopback() {
         .arg(dir.path().join("tocsin.toml"))
         .arg("--data")
         .arg(dir.path().join("data"))
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A server that (wrongly) starts would run for ever: give it 10 s, then kill it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = out;
+    while out.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = out.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = out.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ingest_token"), "{err}");
+    assert!(err.contains("without ingest_token"), "{err}");
 }

@@ -57,18 +57,20 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         })?
         .next()
         .ok_or_else(|| anyhow!("listen address {listen:?} resolves to nothing"))?;
-    if cfg.ingest_token.is_none() && cfg.admin_token.is_none() && !addr.ip().is_loopback() {
-        bail!(
-            "refusing to listen on non-loopback {addr} without tokens: set ingest_token and admin_token in the config file, or listen on 127.0.0.1"
-        );
-    }
-    for (name, t) in [
-        ("ingest_token", &cfg.ingest_token),
-        ("admin_token", &cfg.admin_token),
-    ] {
-        if t.is_none() && !addr.ip().is_loopback() {
-            tracing::warn!(
-                "{name} is not set: those endpoints are open to anyone who reaches {addr}"
+    // Beyond loopback, every endpoint group needs its token: one missing token would leave
+    // its endpoints (ingest, or recover/run/reload) open to anyone who reaches the address.
+    if !addr.ip().is_loopback() {
+        let missing: Vec<&str> = [
+            ("ingest_token", cfg.ingest_token.is_none()),
+            ("admin_token", cfg.admin_token.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, absent)| absent.then_some(name))
+        .collect();
+        if !missing.is_empty() {
+            bail!(
+                "refusing to listen on non-loopback {addr} without {}: set ingest_token and admin_token in the config file, or listen on 127.0.0.1",
+                missing.join(" and ")
             );
         }
     }
