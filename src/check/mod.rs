@@ -5,11 +5,13 @@
 //! `tocsin test` all run checks through [`Runner::run`].
 
 use crate::detect::{Level, ObjectState, Observation};
-use crate::model::event::{canonical_tags, event_ref, format_value, render_template, Event, Status, Sub};
 use crate::events::{Commit, EventDb, EventQuery, StoredObject};
+use crate::model::event::{
+    canonical_tags, event_ref, format_value, render_template, Event, Status, Sub,
+};
 use crate::monitor::{Monitor, MonitorType, RuleKind};
-use crate::store::query::{aggregate, Agg, Filter, Group, Tags, WindowQuery};
 use crate::script::{CheckCtx, EventFilter, ScriptEngine, ScriptHost};
+use crate::store::query::{aggregate, Agg, Filter, Group, Tags, WindowQuery};
 use crate::store::Store;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

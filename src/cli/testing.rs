@@ -5,14 +5,14 @@
 //! [`Runner`] as `serve`.
 
 use crate::check::{ExecMode, MonitorState, Runner};
-use crate::model::event::Event;
 use crate::events::EventDb;
 use crate::ingest::lineproto::{FieldValue, Point};
-use crate::monitor::{load, LoadContext, Monitor, Schedule};
+use crate::model::event::Event;
+use crate::model::time::{format_duration, format_time, parse_duration, parse_time};
 use crate::model::Tags;
+use crate::monitor::{load, LoadContext, Monitor, Schedule};
 use crate::script::ScriptEngine;
 use crate::store::Store;
-use crate::model::time::{format_duration, format_time, parse_duration, parse_time};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

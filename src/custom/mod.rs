@@ -13,9 +13,9 @@ pub mod guance;
 pub mod huawei;
 pub mod sign;
 
+use crate::events::{Commit, EventDb, EventDbError};
 use crate::http::{ApiError, AppState};
 use crate::model::event::{canonical_tags, md5_hex, Event, Status};
-use crate::events::{Commit, EventDb, EventDbError};
 use crate::model::Tags;
 use axum::http::StatusCode;
 use axum::routing::post;

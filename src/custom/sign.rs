@@ -13,8 +13,8 @@
 //! Signatures are compared in constant time; request times must be within [`MAX_SKEW`] of the
 //! server clock.
 
-use crate::http::ct_eq;
 use crate::config::AccessKey;
+use crate::http::ct_eq;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

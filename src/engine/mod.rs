@@ -3,8 +3,8 @@
 //! synchronous), one at a time per monitor and concurrently across monitors.
 
 use crate::check::{CheckReport, ExecMode, MonitorState, RecoverUser, Runner};
-use crate::model::event::{Event, Status, Sub};
 use crate::metrics::Metrics;
+use crate::model::event::{Event, Status, Sub};
 use crate::monitor::{load, LoadContext, Monitor, MonitorError, Schedule};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;

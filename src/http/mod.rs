@@ -2,10 +2,10 @@
 //! this module maps requests to them, checks tokens and limits, and shapes errors as JSON.
 
 use crate::check::RecoverUser;
-use crate::events::EventQuery;
-use crate::ingest::{decode_body, echo_json, parse_body, Ingest, IngestError};
-use crate::ingest::lineproto::Precision;
 use crate::engine::{now_secs, Engine, RecoverSelector};
+use crate::events::EventQuery;
+use crate::ingest::lineproto::Precision;
+use crate::ingest::{decode_body, echo_json, parse_body, Ingest, IngestError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

@@ -5,9 +5,9 @@
 pub mod hostinput;
 pub mod lineproto;
 
-use lineproto::{ParseError, Point, Precision};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use lineproto::{ParseError, Point, Precision};
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
