@@ -8,7 +8,6 @@ use crate::events::EventDb;
 use crate::http::{app, AppState};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::model::time::parse_duration;
 use crate::script::ScriptEngine;
 use crate::store::{Store, StoreOptions};
 use anyhow::{anyhow, bail, Context, Result};
@@ -74,15 +73,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             );
         }
     }
-    let metrics_keep = parse_duration(cfg.retention.metrics.as_deref().unwrap_or("7d"))
-        .map_err(|e| anyhow!("retention.metrics: {e}"))?;
-    let events_keep = parse_duration(cfg.retention.events.as_deref().unwrap_or("30d"))
-        .map_err(|e| anyhow!("retention.events: {e}"))?;
+    let metrics_keep = cfg.retention.metrics.get();
+    let events_keep = cfg.retention.events.get();
 
     let store = Arc::new(Store::open(&data, StoreOptions::default()).map_err(|e| anyhow!("{e}"))?);
     let db = Arc::new(EventDb::open(&data).map_err(|e| anyhow!("{e}"))?);
     // Policies plan deliveries inside each event's own transaction (durable outbox).
-    let notifier = crate::notify::Notifier::new(&cfg).map_err(|e| anyhow!("policies: {e}"))?;
+    let notifier = crate::notify::Notifier::new(&cfg);
     db.set_hook(Arc::new(notifier))
         .map_err(|e| anyhow!("{e}"))?;
     let worker = crate::notify::worker::Worker::new(db.clone());
@@ -109,7 +106,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let state = AppState {
         ingest_token: cfg.ingest_token.clone(),
         admin_token: cfg.admin_token.clone(),
-        max_body: cfg.max_body_bytes.unwrap_or(crate::http::DEFAULT_MAX_BODY),
+        max_body: cfg.max_body_bytes,
         access_keys: cfg.access_keys.clone(),
         ..AppState::new(engine.clone(), ingest.clone(), worker.clone(), clock)
     };
@@ -127,9 +124,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let scheduler = tokio::spawn(engine.clone().scheduler());
     let delivering = tokio::spawn(worker.clone().run());
     let mut background = Vec::new();
-    if cfg.host_input.enabled.unwrap_or(true) {
-        let every = parse_duration(cfg.host_input.every.as_deref().unwrap_or("10s"))
-            .map_err(|e| anyhow!("host_input.every: {e}"))?;
+    if cfg.host_input.enabled {
+        let every = cfg.host_input.every.get();
         background.push(tokio::spawn(host_input(ingest.clone(), every.max(1))));
     }
     background.push(tokio::spawn(retention(

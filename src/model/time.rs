@@ -104,6 +104,83 @@ pub fn format_time(secs: i64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// A non-negative length of time in seconds, read from config as `"5m"` or an integer.
+///
+/// Deserialising parses once with [`parse_duration`], so a bad value is refused at load with
+/// the line it is on, and users of the config never parse again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seconds(pub i64);
+
+impl Seconds {
+    /// The number of seconds.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Seconds, String> {
+        parse_duration(s).map(Seconds)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as \"30s\", \"5m\", \"1h\", or a number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Seconds, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
+                if v < 0 {
+                    return Err(E::custom(format!("negative duration {v}")));
+                }
+                Ok(Seconds(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
+                i64::try_from(v)
+                    .map(Seconds)
+                    .map_err(|_| E::custom(format!("duration {v} is too large")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A point in time as Unix seconds, read from config as RFC 3339 or an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a time such as \"2024-05-01T10:00:00Z\" or Unix seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                parse_time(v).map(Timestamp).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +198,22 @@ mod tests {
         assert!(parse_duration("-5").is_err());
         assert_eq!(format_duration(5400), "1h30m");
         assert_eq!(format_duration(0), "0s");
+    }
+
+    #[derive(serde::Deserialize)]
+    struct D {
+        d: Seconds,
+    }
+
+    #[test]
+    fn seconds_deserialise_from_text_and_integers() {
+        let d: D = toml::from_str("d = \"1h30m\"").unwrap();
+        assert_eq!(d.d, Seconds(5400));
+        let d: D = toml::from_str("d = 90").unwrap();
+        assert_eq!(d.d, Seconds(90));
+        let e = toml::from_str::<D>("d = \"5x\"").err().unwrap();
+        assert!(e.message().contains("unknown unit \"x\""), "{e}");
+        assert!(toml::from_str::<D>("d = -5").is_err());
     }
 
     #[test]

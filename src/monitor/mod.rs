@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use toml::Spanned;
 
+mod schedule;
+pub use schedule::{parse_cron, Cron, Schedule};
+
 /// A validation error in a monitor file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorError {
@@ -60,67 +63,6 @@ impl MonitorType {
             MonitorType::Slo => "slo",
             MonitorType::BotObs => "bot_obs",
         }
-    }
-}
-
-/// When a monitor runs.
-#[derive(Debug, Clone)]
-pub enum Schedule {
-    /// every N seconds, on multiples of N since the Unix epoch (crontab-like boundaries)
-    Every(i64),
-    /// a crontab expression (UTC)
-    Cron {
-        /// the expression as written
-        expr: String,
-        /// the parsed schedule (6/7-field form)
-        schedule: Box<cron::Schedule>,
-    },
-    /// only on demand
-    Manual,
-}
-
-impl Schedule {
-    /// The first scheduled time strictly after `t`.
-    pub fn next_after(&self, t: i64) -> Option<i64> {
-        match self {
-            Schedule::Every(n) => Some((t.div_euclid(*n) + 1) * n),
-            Schedule::Cron { schedule, .. } => {
-                let dt = chrono::DateTime::from_timestamp(t, 0)?;
-                schedule.after(&dt).next().map(|d| d.timestamp())
-            }
-            Schedule::Manual => None,
-        }
-    }
-
-    /// The latest scheduled time at or before `t`.
-    pub fn latest_at_or_before(&self, t: i64) -> Option<i64> {
-        match self {
-            Schedule::Every(n) => Some(t.div_euclid(*n) * n),
-            Schedule::Cron { schedule, .. } => {
-                let dt = chrono::DateTime::from_timestamp(t + 1, 0)?;
-                // cron iterates backwards with `rev()` on `after`'s counterpart.
-                schedule
-                    .after(&dt)
-                    .next_back()
-                    .map(|d| d.timestamp())
-                    .filter(|x| *x <= t)
-            }
-            Schedule::Manual => None,
-        }
-    }
-
-    /// Every scheduled time in `[from, to]`, ascending.
-    pub fn ticks(&self, from: i64, to: i64) -> Vec<i64> {
-        let mut out = Vec::new();
-        let mut t = from - 1;
-        while let Some(n) = self.next_after(t) {
-            if n > to {
-                break;
-            }
-            out.push(n);
-            t = n;
-        }
-        out
     }
 }
 
@@ -1081,92 +1023,64 @@ fn parse_query(q: &Spanned<RawQuery>, e: &mut Errs) -> Option<QuerySpec> {
     })
 }
 
-/// Finds a script: an absolute path, else in the scripts directory, else next to the monitor
-/// file, else in `../scripts` beside the monitors directory.
+/// Finds a script in the scripts directories: `--scripts`, else next to the monitor file, else
+/// `../scripts` beside the monitors directory.
+///
+/// A monitor file must not make tocsin open files elsewhere (its compile errors would show
+/// their text through the API), so an absolute path is refused, and so is a name that
+/// resolves out of its directory through `..` or a symlink; the error never shows the file.
 fn load_script(
     name: &str,
     monitor_file: &Path,
     ctx: &LoadContext,
 ) -> Result<(PathBuf, String), String> {
     let p = Path::new(name);
-    let mut candidates = Vec::new();
-    if p.is_absolute() {
-        candidates.push(p.to_path_buf());
-    } else {
-        candidates.push(ctx.scripts_dir.join(p));
-        if let Some(dir) = monitor_file.parent() {
-            candidates.push(dir.join(p));
-            candidates.push(dir.join("..").join("scripts").join(p));
-        }
+    if p.has_root() || p.is_absolute() {
+        return Err(format!(
+            "an absolute path is not allowed: the script must be inside the scripts directory ({}); give its name relative to it",
+            ctx.scripts_dir.display()
+        ));
     }
-    for c in &candidates {
-        if c.is_file() {
-            return std::fs::read_to_string(c)
-                .map(|s| (c.clone(), s))
-                .map_err(|e| format!("cannot read {}: {e}", c.display()));
+    let mut dirs = vec![ctx.scripts_dir.to_path_buf()];
+    if let Some(dir) = monitor_file.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        dirs.push(dir.to_path_buf());
+        dirs.push(dir.join("..").join("scripts"));
+    }
+    let mut outside = false;
+    for dir in &dirs {
+        let candidate = dir.join(p);
+        if !candidate.is_file() {
+            continue;
         }
+        let (Ok(root), Ok(real)) = (dir.canonicalize(), candidate.canonicalize()) else {
+            continue;
+        };
+        if !real.starts_with(&root) {
+            outside = true;
+            continue;
+        }
+        return std::fs::read_to_string(&real)
+            .map(|s| (candidate.clone(), s))
+            .map_err(|e| format!("cannot read {}: {e}", candidate.display()));
+    }
+    if outside {
+        return Err(format!(
+            "the script must be inside the scripts directory ({}): this name leads out of it (through .. or a symlink)",
+            ctx.scripts_dir.display()
+        ));
     }
     Err(format!(
         "script not found; looked in {}",
-        candidates
-            .iter()
-            .map(|c| c.display().to_string())
+        dirs.iter()
+            .map(|d| d.join(p).display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
     ))
-}
-
-/// Parses a crontab expression: 5 fields (minute first) or 6 with seconds first. Day of week
-/// uses crontab numbering (0 or 7 = Sunday).
-pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    let mut fields: Vec<String> = match fields.len() {
-        5 => std::iter::once("0").chain(fields.iter().copied()).map(String::from).collect(),
-        6 => fields.iter().map(|s| s.to_string()).collect(),
-        n => {
-            return Err(format!(
-                "expected 5 fields (min hour day month weekday) or 6 (sec min hour day month weekday), found {n}"
-            ))
-        }
-    };
-    // The cron crate numbers weekdays 1-7 from Sunday; crontab numbers them 0-7 with 0 and 7
-    // both Sunday. Names mean the same in both, so numbers are turned into names.
-    fields[5] = weekday_names(&fields[5])?;
-    cron::Schedule::from_str(&fields.join(" ")).map_err(|e| format!("bad cron expression: {e}"))
-}
-
-fn weekday_names(field: &str) -> Result<String, String> {
-    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
-    let mut out = String::new();
-    let mut num = String::new();
-    let mut after_slash = false;
-    let flush = |num: &mut String, out: &mut String, after_slash: bool| -> Result<(), String> {
-        if num.is_empty() {
-            return Ok(());
-        }
-        if after_slash {
-            out.push_str(num);
-        } else {
-            let n: usize = num.parse().map_err(|_| format!("bad weekday {num:?}"))?;
-            let name = NAMES
-                .get(n)
-                .ok_or_else(|| format!("weekday {n} out of range: expected 0-7 or SUN-SAT"))?;
-            out.push_str(name);
-        }
-        num.clear();
-        Ok(())
-    };
-    for c in field.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-        } else {
-            flush(&mut num, &mut out, after_slash)?;
-            after_slash = c == '/';
-            out.push(c);
-        }
-    }
-    flush(&mut num, &mut out, after_slash)?;
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -1274,5 +1188,65 @@ mod tests {
             .unwrap_err()
             .contains("expected 5 fields"));
         assert!(parse_cron("0 0 * * 9").is_err());
+    }
+
+    /// A bot monitor file in `dir/monitors` whose script is `script`, loaded with the
+    /// scripts directory `dir/scripts`.
+    fn load_bot(dir: &Path, script: &str) -> Result<Monitor, Vec<MonitorError>> {
+        let engine = ScriptEngine::new(Default::default());
+        let scripts = dir.join("scripts");
+        let ctx = LoadContext {
+            scripts_dir: &scripts,
+            policies: &[],
+            engine: &engine,
+        };
+        let file = dir.join("monitors").join("bot.toml");
+        std::fs::write(
+            &file,
+            format!("type = \"bot_obs\"\nevery = \"1m\"\nscript = {script:?}\n"),
+        )
+        .unwrap();
+        load_file(&file, &ctx)
+    }
+
+    #[test]
+    fn scripts_must_stay_inside_the_scripts_directories() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("tree");
+        for d in ["monitors", "scripts", "secret"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(dir.join("scripts/ok.rhai"), "report(\"ok\", #{})").unwrap();
+        let secret = dir.join("secret/passwd");
+        std::fs::write(&secret, "root:x:0:0:secret-token").unwrap();
+        assert!(
+            load_bot(&dir, "ok.rhai").is_ok(),
+            "a script inside still loads"
+        );
+
+        let refused = |script: &str| {
+            let e = load_bot(&dir, script).expect_err(script);
+            assert_eq!(e.len(), 1, "{e:?}");
+            let text = e[0].to_string();
+            assert_eq!(e[0].field, "rules.script", "{text}");
+            assert!(
+                text.contains("the script must be inside the scripts directory"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("root:x") && !text.contains("secret-token"),
+                "{text}"
+            );
+        };
+        refused("../secret/passwd");
+        refused("../../tree/secret/passwd");
+        refused(secret.to_str().unwrap());
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&secret, dir.join("scripts/link.rhai")).unwrap();
+            refused("link.rhai");
+            std::os::unix::fs::symlink(dir.join("secret"), dir.join("scripts/sub")).unwrap();
+            refused("sub/passwd");
+        }
     }
 }

@@ -8,42 +8,14 @@
 pub mod payload;
 pub mod worker;
 
-use crate::config::{Config, Policy, TagFilter};
+use crate::config::{Config, MuteWindow, Policy, TagFilter};
 use crate::events::EventHook;
-use crate::model::event::{Event, Status, ALL_STATUSES};
-use crate::model::time::{parse_duration, parse_time};
+use crate::model::event::{Event, Status};
+use crate::model::time::Seconds;
 use crate::model::Tags;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-/// Payload shapes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// the event as a flat JSON object
-    Json,
-    /// Alertmanager webhook v4
-    Alertmanager,
-    /// DingTalk robot markdown message
-    Dingtalk,
-}
-
-impl Format {
-    fn parse(s: Option<&str>) -> Format {
-        match s {
-            Some("alertmanager") => Format::Alertmanager,
-            Some("dingtalk") => Format::Dingtalk,
-            _ => Format::Json,
-        }
-    }
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Alertmanager => "alertmanager",
-            Format::Dingtalk => "dingtalk",
-        }
-    }
-}
+pub use crate::config::Format;
 
 #[derive(Debug, Clone)]
 struct TargetPlan {
@@ -57,20 +29,8 @@ struct TargetPlan {
 }
 
 #[derive(Debug, Clone)]
-enum Window {
-    OneOff {
-        start: i64,
-        end: i64,
-    },
-    Cron {
-        schedule: Box<cron::Schedule>,
-        duration: i64,
-    },
-}
-
-#[derive(Debug, Clone)]
 struct MutePlan {
-    window: Window,
+    window: MuteWindow,
     monitors: Option<Vec<String>>,
     tags: Option<TagFilter>,
 }
@@ -109,30 +69,21 @@ impl MutePlan {
             return false;
         }
         match &self.window {
-            Window::OneOff { start, end } => *start <= date && date < *end,
-            Window::Cron { schedule, duration } => {
-                // Muted when the latest start at or before `date` is less than `duration` ago.
-                let Some(dt) = chrono::DateTime::from_timestamp(date + 1, 0) else {
-                    return false;
-                };
-                schedule
-                    .after(&dt)
-                    .next_back()
-                    .is_some_and(|s| date - s.timestamp() < *duration)
-            }
+            MuteWindow::OneOff { start, end } => start.0 <= date && date < end.0,
+            // Muted when the latest start at or before `date` is less than `duration` ago.
+            MuteWindow::Repeating { cron, duration } => cron
+                .latest_at_or_before(date)
+                .is_some_and(|s| date - s < duration.get()),
         }
     }
 }
 
 impl Notifier {
-    /// Compiles the policies of a (validated) config.
-    pub fn new(cfg: &Config) -> Result<Notifier, String> {
-        let policies = cfg
-            .policies
-            .iter()
-            .map(compile_policy)
-            .collect::<Result<_, _>>()?;
-        Ok(Notifier { policies })
+    /// Plans the policies of a config (already typed and checked when it was read).
+    pub fn new(cfg: &Config) -> Notifier {
+        Notifier {
+            policies: cfg.policies.iter().map(compile_policy).collect(),
+        }
     }
 
     /// The policy of an event: its `df_monitor_id`, else (custom events) the `default` policy.
@@ -142,69 +93,43 @@ impl Notifier {
     }
 }
 
-fn compile_policy(p: &Policy) -> Result<PolicyPlan, String> {
-    let dur = |v: &Option<String>, d: &str| parse_duration(v.as_deref().unwrap_or(d));
-    let mut targets = Vec::new();
-    for (i, t) in p.targets.iter().enumerate() {
-        let statuses = match &t.statuses {
-            Some(list) => list.iter().filter_map(|s| Status::parse(s)).collect(),
-            None => ALL_STATUSES
-                .iter()
-                .copied()
-                .filter(|s| *s != Status::Info)
-                .collect(),
-        };
-        targets.push(TargetPlan {
+fn compile_policy(p: &Policy) -> PolicyPlan {
+    let targets = p
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| TargetPlan {
             key: format!(
                 "{}#{}:{}",
                 p.id,
                 i,
-                &crate::model::event::md5_hex(&t.url)[..8]
+                &crate::model::event::md5_hex(&t.url.0)[..8]
             ),
-            url: t.url.clone(),
-            statuses,
+            url: t.url.0.clone(),
+            statuses: t.statuses.clone(),
             tags: t.tags.clone(),
-            format: Format::parse(t.format.as_deref()),
+            format: t.format,
             secret: t.secret.clone(),
-            timeout_ms: dur(&t.timeout, "10s")? * 1000,
-        });
-    }
-    let mut mutes = Vec::new();
-    for m in &p.mutes {
-        let window = match (&m.start, &m.end, &m.cron, &m.duration) {
-            (Some(a), Some(b), _, _) => Window::OneOff {
-                start: parse_time(a)?,
-                end: parse_time(b)?,
-            },
-            (_, _, Some(c), Some(d)) => Window::Cron {
-                schedule: Box::new(crate::monitor::parse_cron(c)?),
-                duration: parse_duration(d)?,
-            },
-            _ => {
-                return Err(format!(
-                    "policies.{}: a mute needs start/end or cron/duration",
-                    p.id
-                ))
-            }
-        };
-        mutes.push(MutePlan {
-            window,
+            timeout_ms: t.timeout.get() * 1000,
+        })
+        .collect();
+    let mutes = p
+        .mutes
+        .iter()
+        .map(|m| MutePlan {
+            window: m.window.clone(),
             monitors: m.monitors.clone(),
             tags: m.tags.clone(),
-        });
-    }
-    Ok(PolicyPlan {
+        })
+        .collect();
+    PolicyPlan {
         id: p.id.clone(),
-        name: p.name.clone().unwrap_or_else(|| p.id.clone()),
-        silent_timeout: p
-            .silent_timeout
-            .as_ref()
-            .map(|s| parse_duration(s))
-            .transpose()?,
-        expire: dur(&p.expire, "24h")?,
+        name: p.display_name().to_string(),
+        silent_timeout: p.silent_timeout.map(Seconds::get),
+        expire: p.expire.get(),
         targets,
         mutes,
-    })
+    }
 }
 
 const TABLES: &str = "

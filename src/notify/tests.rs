@@ -12,8 +12,7 @@ fn config(toml_text: &str) -> Config {
 
 fn db(cfg: &str) -> EventDb {
     let db = EventDb::scratch();
-    db.set_hook(Arc::new(Notifier::new(&config(cfg)).unwrap()))
-        .unwrap();
+    db.set_hook(Arc::new(Notifier::new(&config(cfg)))).unwrap();
     db
 }
 

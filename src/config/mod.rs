@@ -1,0 +1,260 @@
+//! The config file: every key is optional; flags override the file, the file overrides the
+//! defaults declared beside each field.
+//!
+//! The file deserialises straight into typed values (durations, statuses, formats, cron
+//! schedules, time points), so a bad value is refused at load time with its line, and the
+//! rest of the program never parses config text again.
+
+use crate::model::event::{Status, ALL_STATUSES};
+use crate::model::time::{Seconds, Timestamp};
+use crate::monitor::Cron;
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+
+mod policy;
+#[cfg(test)]
+mod tests;
+
+pub use policy::{AccessKey, Format, Mute, MuteWindow, Policy, TagFilter, TagValues, Target};
+
+/// Why a config file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// the file could not be read
+    #[error("{file}: cannot read: {message}")]
+    Read {
+        /// the file
+        file: PathBuf,
+        /// the OS error
+        message: String,
+    },
+    /// a key or value is wrong
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        /// the file
+        file: PathBuf,
+        /// 1-based line of the bad key or value
+        line: usize,
+        /// what was wrong (naming the key) and what is allowed
+        message: String,
+    },
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// data directory (absent: the command's default, `./data`)
+    pub data: Option<PathBuf>,
+    /// listen address (absent: `127.0.0.1:9530`)
+    pub listen: Option<String>,
+    /// monitors directory (absent: the command's default)
+    pub monitors: Option<PathBuf>,
+    /// scripts directory (absent: the command's default)
+    pub scripts: Option<PathBuf>,
+    /// Bearer token for write and event endpoints
+    pub ingest_token: Option<String>,
+    /// Bearer token for recover, run and reload
+    pub admin_token: Option<String>,
+    /// base of `df_event_url`
+    pub public_url: Option<String>,
+    /// retention ages
+    #[serde(default)]
+    pub retention: Retention,
+    /// the built-in host input
+    #[serde(default)]
+    pub host_input: HostInput,
+    /// cloud access keys for signed custom-event requests
+    #[serde(default)]
+    pub access_keys: Vec<AccessKey>,
+    /// alert policies
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+    /// largest accepted request body in bytes
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    32 << 20
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// keep metrics this long
+    #[serde(default = "default_metrics_keep")]
+    pub metrics: Seconds,
+    /// keep events this long
+    #[serde(default = "default_events_keep")]
+    pub events: Seconds,
+}
+
+fn default_metrics_keep() -> Seconds {
+    Seconds(7 * 86_400)
+}
+
+fn default_events_keep() -> Seconds {
+    Seconds(30 * 86_400)
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            metrics: default_metrics_keep(),
+            events: default_events_keep(),
+        }
+    }
+}
+
+/// `[host_input]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostInput {
+    /// collect cpu, mem, disk, load, net of this machine
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// collection interval
+    #[serde(default = "default_host_every")]
+    pub every: Seconds,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_host_every() -> Seconds {
+    Seconds(10)
+}
+
+impl Default for HostInput {
+    fn default() -> HostInput {
+        HostInput {
+            enabled: true,
+            every: default_host_every(),
+        }
+    }
+}
+
+/// Deserialises a list of status names; an unknown name is an error that names it and lists
+/// the valid ones.
+pub fn statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Status>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown status {s:?}: expected one of {}",
+                    status_names()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The valid status names, comma separated, from [`ALL_STATUSES`].
+fn status_names() -> String {
+    ALL_STATUSES
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The dotted key set on `line` (1-based), from the `[table]` or `[[array]]` header above it,
+/// so a value error names its key (`policies.targets.format`).
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    for (i, l) in text.lines().enumerate().take(line) {
+        let t = l.trim();
+        if t.starts_with('[') && t.ends_with(']') {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            continue;
+        }
+        if i + 1 == line {
+            let (key, _) = t.split_once('=')?;
+            let key = key.trim().trim_matches('"');
+            if key.is_empty() || key.contains(' ') {
+                return None;
+            }
+            return Some(if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            });
+        }
+    }
+    None
+}
+
+impl Config {
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses config text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |line: usize, message: String| ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line,
+            message,
+        };
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+            let message = e.message().trim_end().to_string();
+            // Unknown keys already name themselves; value errors get their key in front.
+            let message = match key_at(text, line) {
+                Some(key) if !message.contains("unknown field") => format!("{key}: {message}"),
+                _ => message,
+            };
+            invalid(line, message)
+        })?;
+        let mut ids = std::collections::HashSet::new();
+        for p in &cfg.policies {
+            if !ids.insert(p.id.as_str()) {
+                let line = text
+                    .match_indices(&format!("{:?}", p.id))
+                    .nth(1)
+                    .map_or(1, |(at, _)| line_of(text, at));
+                return Err(invalid(
+                    line,
+                    format!(
+                        "policies.id: id {:?} is used twice; ids must be unique",
+                        p.id
+                    ),
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Policy ids.
+    pub fn policy_ids(&self) -> Vec<String> {
+        self.policies.iter().map(|p| p.id.clone()).collect()
+    }
+
+    /// Policy names by id.
+    pub fn policy_names(&self) -> crate::check::PolicyNames {
+        self.policies
+            .iter()
+            .map(|p| (p.id.clone(), p.display_name().to_string()))
+            .collect()
+    }
+}
+
+impl From<ConfigError> for String {
+    fn from(e: ConfigError) -> String {
+        e.to_string()
+    }
+}
