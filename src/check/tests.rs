@@ -1,1 +1,276 @@
-//! Stepped check tests.
+//! Check tests in process, stepped through time like Prometheus' alerting rule tests: a metric
+//! series, one check per step, and the events each step must store.
+
+use super::*;
+use crate::ingest::lineproto::{parse, Precision};
+use crate::monitor::{parse_monitor, LoadContext};
+use std::path::Path;
+
+/// A monitor, a scratch metric store and a scratch event store.
+struct Bench {
+    runner: Runner,
+    m: Monitor,
+    st: MonitorState,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    /// Loads `monitor` (TOML); `script` is written as `bot.rhai` in the scripts directory.
+    fn new(monitor: &str, script: Option<&str>) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(s) = script {
+            std::fs::write(dir.path().join("bot.rhai"), s).unwrap();
+        }
+        let engine = Arc::new(ScriptEngine::new(Default::default()));
+        let ctx = LoadContext {
+            scripts_dir: dir.path(),
+            policies: &[],
+            engine: &engine,
+        };
+        let m = parse_monitor(monitor, Path::new("m.toml"), "m", &ctx).expect("monitor parses");
+        let runner = Runner {
+            store: Arc::new(Store::scratch()),
+            db: Arc::new(EventDb::scratch()),
+            engine,
+            policies: PolicyNames::new(),
+            public_url: None,
+        };
+        let st = runner.load_state(&m).unwrap();
+        Bench {
+            runner,
+            m,
+            st,
+            _dir: dir,
+        }
+    }
+
+    /// Writes `cpu,host=<host> u=<v> <t>` (seconds) for each (t, v).
+    fn series(&self, host: &str, points: &[(i64, f64)]) {
+        let lp: String = points
+            .iter()
+            .map(|(t, v)| format!("cpu,host={host} u={v} {t}\n"))
+            .collect();
+        let pts = parse(lp.as_bytes(), Precision::Seconds, 0).unwrap();
+        self.runner.store.write(&pts).unwrap();
+    }
+
+    /// Runs one check at `t`; returns the stored events as `status` strings.
+    fn step(&mut self, t: i64) -> Vec<String> {
+        self.events(t)
+            .iter()
+            .map(|e| e.status_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Runs one check at `t`; returns the stored events.
+    fn events(&mut self, t: i64) -> Vec<Event> {
+        let rep = self
+            .runner
+            .run(&self.m, &mut self.st, t, ExecMode::Crontab)
+            .unwrap();
+        assert!(rep.errors.is_empty(), "errors at {t}: {:?}", rep.errors);
+        rep.events
+    }
+
+    /// Steps from `from` every `every` seconds; `expect[i]` is what step i must store.
+    fn run_steps(&mut self, from: i64, every: i64, expect: &[&[&str]]) {
+        for (i, want) in expect.iter().enumerate() {
+            let t = from + i as i64 * every;
+            assert_eq!(self.step(t), *want, "step {i} at t={t}");
+        }
+    }
+}
+
+const THRESHOLD: &str = r#"
+id = "cpu"
+name = "CPU"
+every = "1m"
+interval = "1m"
+delay = "0s"
+[query]
+measurement = "cpu"
+field = "u"
+by = ["host"]
+[rules]
+critical = "Result > 90"
+trigger_after = 2
+recover_after = 2
+"#;
+
+#[test]
+fn threshold_with_trigger_after_and_recover_after() {
+    let mut b = Bench::new(THRESHOLD, None);
+    // One point per minute, at the start of each minute's window [t-60, t).
+    let values = [10.0, 95.0, 95.0, 95.0, 10.0, 10.0, 10.0];
+    let pts: Vec<(i64, f64)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (60 * i as i64, *v))
+        .collect();
+    b.series("a", &pts);
+    b.run_steps(
+        60,
+        60,
+        &[
+            &[],           // 10
+            &[],           // 95: first faulty check, trigger_after = 2
+            &["critical"], // 95: second faulty check
+            &["critical"], // 95: the round continues
+            &[],           // 10: first clean check, recover_after = 2
+            &["ok"],       // 10: second clean check
+            &[],           // 10: no round open
+        ],
+    );
+    // The recovery closes the round the first critical opened.
+    let evs = b
+        .runner
+        .db
+        .events(&crate::events::EventQuery::default())
+        .unwrap();
+    let first = evs
+        .iter()
+        .find(|e| e.status_str() == Some("critical") && e.date() == 180);
+    let ok = evs.iter().find(|e| e.status_str() == Some("ok")).unwrap();
+    assert_eq!(ok.fault_id(), first.map(|e| e.id()));
+    assert_eq!(ok.sub_status(), Some("critical"));
+    assert_eq!(ok.issue_start(), Some(180));
+    assert_eq!(ok.str("host"), Some("a"));
+    assert_eq!(ok.str("df_monitor_checker_value"), Some("10"));
+}
+
+const NODATA: &str = r#"
+id = "cpu"
+name = "CPU"
+every = "1m"
+interval = "1m"
+delay = "0s"
+[query]
+measurement = "cpu"
+field = "u"
+by = ["host"]
+[rules]
+critical = "Result > 90"
+[nodata]
+after = "2m"
+action = "nodata"
+"#;
+
+#[test]
+fn nodata_gap_opens_and_data_closes() {
+    let mut b = Bench::new(NODATA, None);
+    // data at 0 and 60, then nothing until 300
+    b.series("a", &[(0, 10.0), (60, 10.0), (300, 10.0)]);
+    b.run_steps(
+        60,
+        60,
+        &[
+            &[],            // t=60: point at 0
+            &[],            // t=120: point at 60
+            &[],            // t=180: lookback [60,180) still holds 60
+            &["nodata"],    // t=240: lookback [120,240) empty: the gap starts
+            &[],            // t=300: the gap goes on, one nodata per gap
+            &["nodata_ok"], // t=360: the point at 300 is back
+        ],
+    );
+    let evs = b
+        .runner
+        .db
+        .events(&crate::events::EventQuery::default())
+        .unwrap();
+    let nd = evs
+        .iter()
+        .find(|e| e.status_str() == Some("nodata"))
+        .unwrap();
+    assert_eq!(nd.str("df_monitor_checker_sub"), Some("nodata"));
+    assert_eq!(
+        nd.str("df_monitor_checker_value"),
+        None,
+        "nodata shows no value"
+    );
+}
+
+#[test]
+fn as_zero_evaluates_a_gap_as_zero() {
+    let text = NODATA
+        .replace("action = \"nodata\"", "action = \"as_zero\"")
+        .replace("critical = \"Result > 90\"", "critical = \"Result < 1\"");
+    let mut b = Bench::new(&text, None);
+    b.series("a", &[(0, 10.0), (60, 10.0)]);
+    b.run_steps(60, 60, &[&[], &[], &[], &["critical"], &["critical"]]);
+    let evs = b.events(420);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].str("df_monitor_checker_sub"), Some("nodata"));
+    assert_eq!(evs[0].str("df_monitor_checker_value"), Some("0"));
+}
+
+#[test]
+fn mutation_compares_with_the_previous_window() {
+    let text = THRESHOLD
+        .replace("[rules]", "[rules]\nkind = \"mutation\"")
+        .replace("critical = \"Result > 90\"", "critical = \"Result > 20\"")
+        .replace("trigger_after = 2\nrecover_after = 2\n", "");
+    let mut b = Bench::new(&text, None);
+    b.series(
+        "a",
+        &[(0, 10.0), (60, 15.0), (120, 50.0), (180, 55.0), (240, 55.0)],
+    );
+    // Result = this window - previous window: 5, 35, 5, 0; recover_after defaults to 1
+    b.run_steps(120, 60, &[&[], &["critical"], &["ok"], &[]]);
+    let evs = b
+        .runner
+        .db
+        .events(&crate::events::EventQuery::default())
+        .unwrap();
+    let c = evs
+        .iter()
+        .find(|e| e.status_str() == Some("critical"))
+        .unwrap();
+    assert_eq!(c.str("df_monitor_checker_value"), Some("35"));
+}
+
+const BOT: &str = r#"
+id = "bot"
+name = "Bot"
+type = "bot_obs"
+every = "1m"
+script = "bot.rhai"
+"#;
+
+#[test]
+fn bot_reports_carry_title_and_message_onto_faults_and_recovery() {
+    // The bot reports host "a": critical while the latest value is above 90, ok otherwise.
+    let script = r#"
+        for s in series("cpu", "u", #{host: "a"}, "1m") {
+            let v = s.points[s.points.len() - 1][1];
+            if v > 90.0 {
+                report(#{status: "critical", dimension_tags: s.tags,
+                         title: `hot ${v}`, message: "too hot"});
+            } else {
+                report(#{status: "ok", dimension_tags: s.tags,
+                         title: `cool ${v}`, message: "cooled down"});
+            }
+        }
+    "#;
+    let mut b = Bench::new(BOT, Some(script));
+    b.series("a", &[(0, 10.0), (60, 95.0), (120, 95.0), (180, 10.0)]);
+    b.run_steps(60, 60, &[&[], &["critical"], &["critical"], &["ok"]]);
+    let evs = b
+        .runner
+        .db
+        .events(&crate::events::EventQuery::default())
+        .unwrap();
+    let crit = evs
+        .iter()
+        .find(|e| e.status_str() == Some("critical"))
+        .unwrap();
+    assert_eq!(crit.title(), Some("hot 95.0"));
+    assert_eq!(crit.message(), Some("too hot"));
+    let ok = evs.iter().find(|e| e.status_str() == Some("ok")).unwrap();
+    assert_eq!(
+        ok.title(),
+        Some("cool 10.0"),
+        "the ok report's title, not a default"
+    );
+    assert_eq!(ok.message(), Some("cooled down"));
+    assert_eq!(ok.str("df_monitor_ref_key"), Some("bot"));
+}
