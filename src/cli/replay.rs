@@ -2,6 +2,7 @@
 //! in a scratch store, with the same runner as `serve`.
 
 use crate::check::{ExecMode, MonitorState, Runner};
+use crate::model::event::field;
 use crate::model::event::Event;
 use crate::monitor::Monitor;
 use std::collections::HashMap;
@@ -63,8 +64,8 @@ pub fn sort_events(events: &mut [Event]) {
         a.date()
             .cmp(&b.date())
             .then_with(|| {
-                a.str("df_monitor_checker_id")
-                    .cmp(&b.str("df_monitor_checker_id"))
+                a.str(field::MONITOR_CHECKER_ID)
+                    .cmp(&b.str(field::MONITOR_CHECKER_ID))
             })
             .then_with(|| a.event_ref().cmp(b.event_ref()))
     });

@@ -7,6 +7,7 @@
 use crate::check::{ExecMode, MonitorState, Runner};
 use crate::events::EventDb;
 use crate::ingest::lineproto::{FieldValue, Point};
+use crate::model::event::field;
 use crate::model::event::Event;
 use crate::model::time::{format_duration, format_time, parse_duration, parse_time};
 use crate::model::Tags;
@@ -179,8 +180,8 @@ fn offset_or_time(s: &str, start: i64) -> Result<i64, String> {
 }
 
 fn describe(e: &Event, start: i64) -> String {
-    let mut s = e.str("df_status").unwrap_or("?").to_string();
-    if let Some(t) = e.str("df_dimension_tags") {
+    let mut s = e.str(field::STATUS).unwrap_or("?").to_string();
+    if let Some(t) = e.str(field::DIMENSION_TAGS) {
         s.push(' ');
         s.push_str(t);
     }
@@ -190,10 +191,10 @@ fn describe(e: &Event, start: i64) -> String {
     if let Some(d) = e.int("df_issue_duration") {
         s.push_str(&format!(" duration={}", format_duration(d)));
     }
-    if let Some(v) = e.str("df_sub_status") {
+    if let Some(v) = e.str(field::SUB_STATUS) {
         s.push_str(&format!(" sub_status={v}"));
     }
-    if let Some(v) = e.str("df_monitor_checker_value") {
+    if let Some(v) = e.str(field::MONITOR_CHECKER_VALUE) {
         s.push_str(&format!(" value={v}"));
     }
     s
@@ -221,11 +222,11 @@ fn describe_expected(x: &ExpectedEvent) -> String {
 }
 
 fn matches(x: &ExpectedEvent, e: &Event, start: i64) -> Result<bool, String> {
-    if e.str("df_status") != Some(x.status.as_str()) {
+    if e.str(field::STATUS) != Some(x.status.as_str()) {
         return Ok(false);
     }
     if let Some(t) = &x.tags {
-        if e.str("df_dimension_tags") != Some(crate::model::event::canonical_tags(t).as_str()) {
+        if e.str(field::DIMENSION_TAGS) != Some(crate::model::event::canonical_tags(t).as_str()) {
             return Ok(false);
         }
     }
@@ -240,18 +241,18 @@ fn matches(x: &ExpectedEvent, e: &Event, start: i64) -> Result<bool, String> {
         }
     }
     if let Some(v) = &x.sub_status {
-        if e.str("df_sub_status") != Some(v.as_str()) {
+        if e.str(field::SUB_STATUS) != Some(v.as_str()) {
             return Ok(false);
         }
     }
     if let Some(v) = &x.sub {
-        if e.str("df_monitor_checker_sub") != Some(v.as_str()) {
+        if e.str(field::MONITOR_CHECKER_SUB) != Some(v.as_str()) {
             return Ok(false);
         }
     }
     if let Some(v) = &x.value {
         let got = e
-            .str("df_monitor_checker_value")
+            .str(field::MONITOR_CHECKER_VALUE)
             .and_then(|s| s.parse::<f64>().ok());
         let want = match v {
             toml::Value::Integer(i) => Some(*i as f64),
@@ -265,12 +266,12 @@ fn matches(x: &ExpectedEvent, e: &Event, start: i64) -> Result<bool, String> {
         }
     }
     if let Some(v) = &x.title {
-        if e.str("df_title") != Some(v.as_str()) {
+        if e.str(field::TITLE) != Some(v.as_str()) {
             return Ok(false);
         }
     }
     if let Some(v) = &x.message {
-        if e.str("df_message") != Some(v.as_str()) {
+        if e.str(field::MESSAGE) != Some(v.as_str()) {
             return Ok(false);
         }
     }

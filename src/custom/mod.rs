@@ -1,7 +1,7 @@
-//! The event centre's custom-event intake (SPEC §6): four dialects — Huawei Cloud Eye
+//! The event centre's custom-event intake (docs/event-centre.md): four dialects — Huawei Cloud Eye
 //! ([`huawei`]), Alibaba `PutCustomEvent` ([`alibaba`]), CloudEvents 1.0 ([`cloudevents`]) and
 //! Guance ([`guance`]) — each validated whole, normalised into one [`CustomEvent`] and stored
-//! as events of SPEC §5 with `df_source = "custom"`.
+//! as events of the one model (docs/events.md) with `df_source = "custom"`.
 //!
 //! A custom event with a fault status opens or continues a round keyed on its source, name and
 //! resource ([`round_ref`]); an `ok` for the same key closes it. Event ids are deterministic in
@@ -20,7 +20,7 @@ use crate::model::Tags;
 use serde_json::Value;
 use std::collections::hash_map::{Entry, HashMap};
 
-/// One custom event, normalised from any dialect, ready to become a SPEC §5 event.
+/// One custom event, normalised from any dialect, ready to become an event (docs/events.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomEvent {
     /// dialect name: `huawei`, `alibaba`, `cloudevents`, `guance`
@@ -78,7 +78,7 @@ pub struct Stored {
     pub fresh: bool,
 }
 
-/// Turns a validated batch into SPEC §5 events, works out their rounds and commits them in
+/// Turns a validated batch into events (docs/events.md), works out their rounds and commits them in
 /// one transaction. Returns one [`Stored`] per input event, in order.
 ///
 /// Rounds are [`crate::detect`]'s: a key's state is rebuilt from its issue row the first time
@@ -125,7 +125,7 @@ pub fn store_batch(db: &EventDb, batch: &[CustomEvent]) -> Result<Vec<Stored>, E
         .collect())
 }
 
-/// The SPEC §5 event of a custom event, without round fields.
+/// The event (docs/events.md) of a custom event, without round fields.
 pub fn base_event(ce: &CustomEvent) -> Event {
     let mut ev = Event::new();
     ev.set_id(ce.id.clone());

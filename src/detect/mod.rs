@@ -1,4 +1,4 @@
-//! The detection state machine of SPEC §4, per monitor and object.
+//! The detection state machine described in docs/detection.md, per monitor and object.
 //!
 //! Pure: no I/O, no clock, no async. The trigger time comes in as an argument, so the live
 //! scheduler, `replay` and `tocsin test` run exactly this code. A step takes the object's state

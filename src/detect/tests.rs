@@ -1,4 +1,4 @@
-//! One table per rule of SPEC §4: a sequence of observations, the events expected per step.
+//! One table per rule of docs/detection.md: a sequence of observations, the events expected per step.
 
 use super::*;
 use proptest::prelude::*;

@@ -45,15 +45,14 @@ struct Columns<'a> {
 
 impl<'a> Columns<'a> {
     fn of(ev: &'a Event) -> Columns<'a> {
-        let s = |k: &str| ev.str(k).unwrap_or("");
         Columns {
-            status: s("df_status"),
-            source: s("df_source"),
-            monitor: s("df_monitor_checker_id"),
+            status: ev.status_str().unwrap_or(""),
+            source: ev.source().unwrap_or(""),
+            monitor: ev.checker_id().unwrap_or(""),
             event_ref: ev.event_ref(),
             date: ev.date(),
-            title: s("df_title"),
-            message: s("df_message"),
+            title: ev.title().unwrap_or(""),
+            message: ev.message().unwrap_or(""),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Monitor files (SPEC §3): the model, loading and validation with file and line.
+//! Monitor files (docs/monitors.md): the model, loading and validation with file and line.
 //!
 //! Every field is read through `toml::Spanned` so an error names the line of the bad value.
 //! One broken file never stops the others: [`load`] returns the good monitors and every error.
@@ -523,7 +523,7 @@ pub fn parse_monitor(
                 msg = format!("{field}: {msg}");
             }
             let msg = if msg.contains("unknown field") {
-                format!("{msg} (see SPEC §3 for the monitor file format)")
+                format!("{msg} (see docs/monitors.md for the monitor file format)")
             } else {
                 msg
             };

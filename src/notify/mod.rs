@@ -1,4 +1,4 @@
-//! Alert policies (SPEC §8): which targets an event goes to, repeat suppression
+//! Alert policies (README "Alert policies and webhooks"): which targets an event goes to, repeat suppression
 //! (`silent_timeout`), mutes, and the durable outbox the delivery worker drains.
 //!
 //! The planner runs as an [`EventHook`] inside the transaction that stores the event, so a
