@@ -26,6 +26,8 @@
 
 use std::fmt;
 
+use super::limits::PointLimits;
+
 /// A field value with its line-protocol type kept.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldValue {
@@ -130,13 +132,26 @@ impl fmt::Display for ParseError {
 }
 
 /// Parses a whole body. A point without a timestamp gets `default_time` (ns).
-/// Any bad line fails the whole body.
+/// Any bad line fails the whole body. This is the bare grammar, without bounds on the number
+/// of fields or tags or on the time; ingest uses [`parse_with_limits`].
 pub fn parse(
     input: &[u8],
     precision: Precision,
     default_time: i64,
 ) -> Result<Vec<Point>, ParseError> {
-    let mut parser = Parser::new(input, precision, default_time);
+    parse_with_limits(input, precision, default_time, &PointLimits::NONE)
+}
+
+/// [`parse`], also refusing a point with more fields or tags than `limits` allow, or with an
+/// explicit timestamp outside its time range; the error names the line and column of the
+/// first field or tag past the limit, or of the timestamp.
+pub fn parse_with_limits(
+    input: &[u8],
+    precision: Precision,
+    default_time: i64,
+    limits: &PointLimits,
+) -> Result<Vec<Point>, ParseError> {
+    let mut parser = Parser::new(input, precision, default_time, *limits);
     // Every point ends with a newline except possibly the last, so this bounds the count.
     let mut points = Vec::with_capacity(count_newlines(input) + 1);
     loop {
@@ -248,19 +263,21 @@ struct Parser<'a> {
     pos: usize,
     precision: Precision,
     default_time: i64,
+    limits: PointLimits,
     /// Tag and field counts of the previous point, used as capacity hints.
     last_tags: usize,
     last_fields: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn new(buf: &'a [u8], precision: Precision, default_time: i64) -> Self {
+    fn new(buf: &'a [u8], precision: Precision, default_time: i64, limits: PointLimits) -> Self {
         Parser {
             buf,
             text: std::str::from_utf8(buf).ok(),
             pos: 0,
             precision,
             default_time,
+            limits,
             last_tags: 0,
             last_fields: 1,
         }
@@ -452,6 +469,10 @@ impl<'a> Parser<'a> {
                 self.skip_spaces();
                 break;
             }
+            let key_start = self.pos;
+            if let Some(e) = self.limits.tags_error(tags.len() + 1) {
+                return Err(self.error_at(key_start, e));
+            }
             let (key, _) = self.take_escaped(C_KEY, E_KEY)?;
             if key.is_empty() {
                 return Err(self.unexpected(if tags.is_empty() {
@@ -495,6 +516,10 @@ impl<'a> Parser<'a> {
         // Fields.
         let mut fields: Vec<(String, FieldValue)> = Vec::with_capacity(self.last_fields);
         let has_time = loop {
+            let key_start = self.pos;
+            if let Some(e) = self.limits.fields_error(fields.len() + 1) {
+                return Err(self.error_at(key_start, e));
+            }
             let (key, _) = self.take_escaped(C_KEY, E_KEY)?;
             if key.is_empty() {
                 return Err(self.unexpected("a field key"));
@@ -689,7 +714,7 @@ impl<'a> Parser<'a> {
                 ),
             )
         })?;
-        ts.checked_mul(self.precision.nanos()).ok_or_else(|| {
+        let ns = ts.checked_mul(self.precision.nanos()).ok_or_else(|| {
             self.error_at(
                 start,
                 format!(
@@ -699,7 +724,11 @@ impl<'a> Parser<'a> {
                     self.precision
                 ),
             )
-        })
+        })?;
+        match self.limits.time_error(ns) {
+            None => Ok(ns),
+            Some(e) => Err(self.error_at(start, e)),
+        }
     }
 }
 

@@ -3,10 +3,12 @@
 //! bounded queue refuses work (429) instead of growing without limit.
 
 pub mod hostinput;
+pub mod limits;
 pub mod lineproto;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
+pub use limits::PointLimits;
 use lineproto::{ParseError, Point, Precision};
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -162,13 +164,27 @@ pub fn decode_body(
     Ok(std::borrow::Cow::Owned(out))
 }
 
-/// Parses a body into points; points without a timestamp get `now_ns`.
+/// Parses a body into points; points without a timestamp get `now_ns`. Points past the
+/// default [`PointLimits`] (too many fields or tags, a time out of range) fail the body with
+/// the line and column.
 pub fn parse_body(
     body: &[u8],
     precision: Precision,
     now_ns: i64,
 ) -> Result<Vec<Point>, IngestError> {
-    Ok(lineproto::parse(body, precision, now_ns)?)
+    parse_body_with(body, precision, now_ns, &PointLimits::default())
+}
+
+/// [`parse_body`] with explicit limits (e.g. from the configuration).
+pub fn parse_body_with(
+    body: &[u8],
+    precision: Precision,
+    now_ns: i64,
+    limits: &PointLimits,
+) -> Result<Vec<Point>, IngestError> {
+    Ok(lineproto::parse_with_limits(
+        body, precision, now_ns, limits,
+    )?)
 }
 
 /// The JSON echo of parsed points for `?dry=true&echo=json`, types kept.

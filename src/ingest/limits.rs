@@ -1,0 +1,189 @@
+//! Bounds on the shape of one point, so a hostile or broken client cannot make the single
+//! writer thread spend seconds on one absurd point or store times the rest of the system cannot
+//! reason about.
+//!
+//! The line-protocol parser applies them on the ingest path (the error names the line and
+//! column, and reaches the client as a 400); the store applies them again to every write, so
+//! points built elsewhere (replay, host input) are held to the same bounds.
+
+use super::lineproto::Point;
+
+/// Default most fields one point may carry. Real points have a handful to a few hundred
+/// fields; each field is one series lookup on the writer thread.
+pub const MAX_FIELDS_PER_POINT: usize = 1_000;
+
+/// Default most tags one series (one point) may carry. The tag set is the series identity and
+/// is copied into every series of the point, so wide tag sets multiply memory.
+pub const MAX_TAGS_PER_SERIES: usize = 64;
+
+/// Default earliest storable time, ns: 1900-01-01T00:00:00Z. Leaves room for historical
+/// back-fills (and pre-1970 negative timestamps) while staying far from `i64::MIN`.
+pub const MIN_TIME_NS: i64 = -2_208_988_800 * 1_000_000_000;
+
+/// Default latest storable time, ns: the last nanosecond before 2200-01-01T00:00:00Z. Far enough
+/// for any clock skew, and far enough from `i64::MAX` (2262) that window arithmetic
+/// (`ts ± window`, day boundaries) never overflows.
+pub const MAX_TIME_NS: i64 = 7_258_118_400 * 1_000_000_000 - 1;
+
+/// Bounds on one point; [`PointLimits::default`] gives the documented defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointLimits {
+    /// Most fields per point (see [`MAX_FIELDS_PER_POINT`]).
+    pub max_fields: usize,
+    /// Most tags per series (see [`MAX_TAGS_PER_SERIES`]).
+    pub max_tags: usize,
+    /// Earliest accepted time, inclusive, ns (see [`MIN_TIME_NS`]).
+    pub min_time_ns: i64,
+    /// Latest accepted time, inclusive, ns (see [`MAX_TIME_NS`]).
+    pub max_time_ns: i64,
+}
+
+impl Default for PointLimits {
+    fn default() -> Self {
+        PointLimits {
+            max_fields: MAX_FIELDS_PER_POINT,
+            max_tags: MAX_TAGS_PER_SERIES,
+            min_time_ns: MIN_TIME_NS,
+            max_time_ns: MAX_TIME_NS,
+        }
+    }
+}
+
+impl PointLimits {
+    /// No bounds at all: the bare line-protocol grammar (used by the conformance parser).
+    pub const NONE: PointLimits = PointLimits {
+        max_fields: usize::MAX,
+        max_tags: usize::MAX,
+        min_time_ns: i64::MIN,
+        max_time_ns: i64::MAX,
+    };
+
+    /// Why `fields` fields are too many, if they are.
+    pub fn fields_error(&self, fields: usize) -> Option<String> {
+        (fields > self.max_fields).then(|| {
+            format!(
+                "the point has more than {} fields, the most one point may carry; split it \
+                 into several points",
+                self.max_fields
+            )
+        })
+    }
+
+    /// Why `tags` tags are too many, if they are.
+    pub fn tags_error(&self, tags: usize) -> Option<String> {
+        (tags > self.max_tags).then(|| {
+            format!(
+                "the point has more than {} tags, the most one series may carry; move \
+                 values that are not identity into fields",
+                self.max_tags
+            )
+        })
+    }
+
+    /// Why time `ns` cannot be stored, if it cannot.
+    pub fn time_error(&self, ns: i64) -> Option<String> {
+        if ns >= self.min_time_ns && ns <= self.max_time_ns {
+            return None;
+        }
+        let show = |t: i64| {
+            chrono::DateTime::from_timestamp(t.div_euclid(1_000_000_000), 0)
+                .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_else(|| format!("{t} ns"))
+        };
+        Some(format!(
+            "timestamp {ns} ns ({}) is outside the storable range {} to {}; check the \
+             precision and the client's clock",
+            show(ns),
+            show(self.min_time_ns),
+            show(self.max_time_ns)
+        ))
+    }
+
+    /// Checks a whole point; the error says which bound it breaks.
+    pub fn check(&self, p: &Point) -> Result<(), String> {
+        if let Some(e) = self.fields_error(p.fields.len()) {
+            return Err(e);
+        }
+        if let Some(e) = self.tags_error(p.tags.len()) {
+            return Err(e);
+        }
+        if let Some(e) = self.time_error(p.time) {
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::lineproto::{parse, parse_with_limits, Precision};
+    use crate::ingest::{parse_body, IngestError};
+
+    fn wide_line(fields: usize) -> String {
+        let fields: Vec<String> = (0..fields).map(|i| format!("f{i}={i}")).collect();
+        format!("m,host=a {}", fields.join(","))
+    }
+
+    #[test]
+    fn a_point_with_100k_fields_is_refused_with_its_line_and_column() {
+        let body = format!("m v=1\n{}\n", wide_line(100_000));
+        let start = std::time::Instant::now();
+        let err = match parse_body(body.as_bytes(), Precision::Nanos, 0) {
+            Err(IngestError::Parse(e)) => e,
+            other => panic!("expected a parse error, got {other:?}"),
+        };
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(err.line, 2);
+        // the first field past the limit
+        let col = wide_line(MAX_FIELDS_PER_POINT).len() + 2;
+        assert_eq!(err.column, col, "{err}");
+        assert!(err.message.contains("more than 1000 fields"), "{err}");
+        // the bare grammar still accepts it
+        assert_eq!(
+            parse(body.as_bytes(), Precision::Nanos, 0).unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_point_with_1000_fields_is_accepted() {
+        let line = wide_line(MAX_FIELDS_PER_POINT);
+        let points = parse_body(line.as_bytes(), Precision::Nanos, 0).unwrap();
+        assert_eq!(points[0].fields.len(), MAX_FIELDS_PER_POINT);
+    }
+
+    #[test]
+    fn tags_past_the_limit_are_refused() {
+        let tags = |n: usize| -> String { (0..n).map(|i| format!(",t{i}=v")).collect() };
+        let ok = format!("m{} v=1", tags(MAX_TAGS_PER_SERIES));
+        assert!(parse_body(ok.as_bytes(), Precision::Nanos, 0).is_ok());
+        let bad = format!("m{} v=1", tags(MAX_TAGS_PER_SERIES + 1));
+        let err = parse_with_limits(bad.as_bytes(), Precision::Nanos, 0, &PointLimits::default())
+            .unwrap_err();
+        assert_eq!((err.line, err.column), (1, tags(64).len() + 3), "{err}");
+        assert!(err.message.contains("more than 64 tags"), "{err}");
+    }
+
+    #[test]
+    fn timestamps_outside_the_storable_range_are_refused_with_line_and_column() {
+        let limits = PointLimits::default();
+        let at = |body: &str, precision| parse_with_limits(body.as_bytes(), precision, 0, &limits);
+        for ts in [
+            "9223372036854775807",
+            "-9223372036854775808",
+            "7258118400000000000",
+        ] {
+            let err = at(&format!("m v=1 1\nm v=2 {ts}\n"), Precision::Nanos).unwrap_err();
+            assert_eq!((err.line, err.column), (2, 7), "{ts}: {err}");
+            assert!(err.message.contains("outside the storable range"), "{err}");
+            assert!(err.message.contains("1900-01-01T00:00:00Z"), "{err}");
+        }
+        // seconds precision: 2199-12-31 is fine, 2200-01-01 is not
+        assert!(at("m v=1 7258118399", Precision::Seconds).is_ok());
+        assert!(at("m v=1 7258118400", Precision::Seconds).is_err());
+        assert!(at("m v=1 -2208988800", Precision::Seconds).is_ok());
+        assert!(at("m v=1 -2208988801", Precision::Seconds).is_err());
+        assert_eq!(at("m v=1 -1", Precision::Nanos).unwrap()[0].time, -1);
+    }
+}

@@ -1,0 +1,129 @@
+//! Byte encodings of stored samples.
+//!
+//! - A *block* (`samples_<day>` rows) holds the time-sorted samples of one series: a format
+//!   byte, then per sample the varint time delta from the previous sample (the first from the
+//!   row's `min_ts`) and the f64 value, little endian.
+//! - A *log row* (`log_<day>` rows) holds the samples of one commit for one day in write order:
+//!   a format byte, then per sample the varint series id, the zigzag varint time delta from the
+//!   previous sample (may be negative) and the f64 value.
+
+/// First byte of every per-series block.
+pub(super) const BLOCK_FORMAT: u8 = 1;
+/// First byte of every log row.
+pub(super) const LOG_FORMAT: u8 = 2;
+
+/// One sample of one series.
+#[derive(Clone, Copy)]
+pub(super) struct Sample {
+    pub(super) id: u32,
+    pub(super) ts: i64,
+    pub(super) value: f64,
+}
+
+pub(super) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+pub(super) fn get_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *data.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Encodes samples of one series, sorted by time.
+pub(super) fn encode_block(samples: &[Sample]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(1 + samples.len() * 11);
+    buf.push(BLOCK_FORMAT);
+    let mut prev = samples[0].ts;
+    for s in samples {
+        put_varint(&mut buf, (s.ts - prev) as u64);
+        prev = s.ts;
+        buf.extend_from_slice(&s.value.to_le_bytes());
+    }
+    buf
+}
+
+/// Decodes a block whose first sample is at `min_ts`, calling `f` for each sample in order.
+pub(super) fn decode_block(
+    min_ts: i64,
+    data: &[u8],
+    mut f: impl FnMut(i64, f64),
+) -> Result<(), String> {
+    match data.first() {
+        Some(&BLOCK_FORMAT) => {}
+        Some(v) => return Err(format!("unknown block format {v}")),
+        None => return Err("empty block".into()),
+    }
+    let mut pos = 1;
+    let mut ts = min_ts;
+    while pos < data.len() {
+        let delta = get_varint(data, &mut pos).ok_or("truncated time delta")?;
+        ts = ts
+            .checked_add(i64::try_from(delta).map_err(|_| "time delta out of range")?)
+            .ok_or("timestamp out of range")?;
+        let bytes = data.get(pos..pos + 8).ok_or("truncated value")?;
+        pos += 8;
+        f(ts, f64::from_le_bytes(bytes.try_into().expect("8 bytes")));
+    }
+    Ok(())
+}
+
+pub(super) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+pub(super) fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Decodes a log row whose earliest sample is at `min_ts`, calling `f(series, ts, value)` for
+/// each sample in write order.
+pub(super) fn decode_log(
+    min_ts: i64,
+    data: &[u8],
+    mut f: impl FnMut(u32, i64, f64),
+) -> Result<(), String> {
+    match data.first() {
+        Some(&LOG_FORMAT) => {}
+        Some(v) => return Err(format!("unknown log format {v}")),
+        None => return Err("empty log row".into()),
+    }
+    let mut pos = 1;
+    let mut ts = min_ts;
+    while pos < data.len() {
+        let id = get_varint(data, &mut pos).ok_or("truncated series id")?;
+        let id = u32::try_from(id).map_err(|_| "series id out of range")?;
+        let delta = unzigzag(get_varint(data, &mut pos).ok_or("truncated time delta")?);
+        ts = ts.checked_add(delta).ok_or("timestamp out of range")?;
+        let bytes = data.get(pos..pos + 8).ok_or("truncated value")?;
+        pos += 8;
+        f(
+            id,
+            ts,
+            f64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+        );
+    }
+    Ok(())
+}
+
+/// Inserts samples into a sorted series, replacing equal timestamps (appending is the fast
+
+/// Appends one sample to a log row; `prev` is the time of the previous sample of the row (its
+/// `min_ts` for the first) and becomes `ts`.
+pub(super) fn put_log_sample(data: &mut Vec<u8>, prev: &mut i64, id: u32, ts: i64, value: f64) {
+    put_varint(data, u64::from(id));
+    put_varint(data, zigzag(ts - *prev));
+    data.extend_from_slice(&value.to_le_bytes());
+    *prev = ts;
+}

@@ -1,0 +1,211 @@
+//! Compaction and retention. Compaction rewrites a day's log rows as one block per series once
+//! the log is large enough or the day is over; retention drops whole day tables.
+
+use super::codec::{decode_log, encode_block, Sample};
+use super::disk::{chunk_table, day_of, log_table, sqlite_err, Disk, Writer, DAY_NS};
+use super::{Store, StoreError};
+use rusqlite::{params, Connection, TransactionBehavior};
+
+/// A day's log is compacted once it holds this many samples...
+const COMPACT_SAMPLES: u64 = 1 << 20;
+/// ... or this many rows ...
+const COMPACT_ROWS: u64 = 256;
+/// ... or once the latest timestamp written is this far past the end of the day.
+const COMPACT_GRACE_NS: i64 = 3_600 * 1_000_000_000;
+
+/// Compacts the logs that are due (see [`COMPACT_SAMPLES`]), unless another thread is
+/// compacting. A failure is logged and retried after the next write: the samples are safe in
+/// the log meanwhile.
+pub(super) fn maybe_compact(disk: &Disk) {
+    let Some(mut compactor) = disk.compactor.try_lock() else {
+        return;
+    };
+    let due: Vec<i64> = {
+        let w = disk.writer.lock();
+        w.logs
+            .iter()
+            .filter(|(day, st)| {
+                let day_end = (**day + 1).saturating_mul(DAY_NS);
+                st.samples >= COMPACT_SAMPLES
+                    || st.rows >= COMPACT_ROWS
+                    || day_end.saturating_add(COMPACT_GRACE_NS) <= w.max_ts
+            })
+            .map(|(day, _)| *day)
+            .collect()
+    };
+    for day in due {
+        if let Err(e) = compact_day(disk, &mut compactor, day) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+impl Store {
+    /// Compacts the log of every day into per-series blocks now (normally done as logs fill
+    /// up). Returns the number of log samples compacted.
+    pub fn compact(&self) -> Result<usize, StoreError> {
+        let Some(disk) = &self.disk else {
+            return Ok(0);
+        };
+        let mut compactor = disk.compactor.lock();
+        let days: Vec<i64> = disk.writer.lock().logs.keys().copied().collect();
+        let mut n = 0;
+        for day in days {
+            n += compact_day(disk, &mut compactor, day)?;
+        }
+        Ok(n)
+    }
+
+    /// Drops every day that ends at or before `cutoff_ns` (whole tables, no row deletes)
+    /// and the matching samples in memory. Returns the number of days dropped. Samples of
+    /// the day containing the cutoff stay until that whole day is past the cutoff.
+    pub fn drop_before(&self, cutoff_ns: i64) -> Result<usize, StoreError> {
+        let cutoff_day = day_of(cutoff_ns);
+        let boundary = cutoff_day.checked_mul(DAY_NS).unwrap_or(i64::MIN);
+        let Some(disk) = &self.disk else {
+            let mut mem = self.mem.write();
+            let old: Vec<i64> = mem.days.range(..cutoff_day).copied().collect();
+            for d in &old {
+                mem.days.remove(d);
+            }
+            mem.drop_points_below(boundary);
+            return Ok(old.len());
+        };
+        let path = &disk.db_path;
+        // no compaction may straddle a drop (it would delete rows of a re-created log)
+        let _compactor = disk.compactor.lock();
+        let mut w = disk.writer.lock();
+        let Writer {
+            conn,
+            known_days,
+            logs,
+            ..
+        } = &mut *w;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_err(path, "starting a retention transaction"))?;
+        let days: Vec<i64> = {
+            let mut st = tx
+                .prepare("SELECT day FROM chunks WHERE day < ?1 ORDER BY day")
+                .map_err(sqlite_err(path, "listing chunks"))?;
+            let rows = st
+                .query_map([cutoff_day], |r| r.get(0))
+                .map_err(sqlite_err(path, "listing chunks"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sqlite_err(path, "listing chunks"))?
+        };
+        for day in &days {
+            let (table, log) = (chunk_table(*day), log_table(*day));
+            tx.execute_batch(&format!(
+                "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {log};"
+            ))
+            .map_err(sqlite_err(path, format!("dropping {table} and {log}")))?;
+        }
+        tx.execute("DELETE FROM chunks WHERE day < ?1", [cutoff_day])
+            .map_err(sqlite_err(path, "removing dropped chunks"))?;
+        tx.commit()
+            .map_err(sqlite_err(path, "committing retention"))?;
+        known_days.retain(|d| *d >= cutoff_day);
+        logs.retain(|d, _| *d >= cutoff_day);
+
+        let mut mem = self.mem.write();
+        let old: Vec<i64> = mem.days.range(..cutoff_day).copied().collect();
+        for d in &old {
+            mem.days.remove(d);
+        }
+        mem.drop_points_below(boundary);
+        Ok(days.len())
+    }
+}
+
+/// Rewrites the log of a day as one block per series (time-sorted, the last write of a
+/// timestamp kept) and deletes the rows it compacted. Returns the samples compacted.
+///
+/// The log is read and the blocks built with the compaction connection, outside the writer
+/// lock; only inserting the blocks and deleting the compacted rows (one transaction) holds it.
+/// Rows committed meanwhile stay in the log, which keeps every block older than every log row.
+fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usize, StoreError> {
+    let path = &disk.db_path;
+    let (table, log) = (chunk_table(day), log_table(day));
+    let what = || format!("compacting {log} into {table}");
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut last_row = None;
+    let mut rows_read = 0u64;
+    {
+        let tx = compactor.transaction().map_err(sqlite_err(path, what()))?;
+        let mut st = tx
+            .prepare_cached(&format!("SELECT id, min_ts, data FROM {log} ORDER BY id"))
+            .map_err(sqlite_err(path, what()))?;
+        let mut rows = st.query([]).map_err(sqlite_err(path, what()))?;
+        while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
+            let row_id: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
+            let min_ts: i64 = row.get(1).map_err(sqlite_err(path, what()))?;
+            let data = row
+                .get_ref(2)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(sqlite_err(path, what()))?;
+            decode_log(min_ts, data, |id, ts, value| {
+                samples.push(Sample { id, ts, value })
+            })
+            .map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                what: format!("{log}: row {row_id}: {e}"),
+            })?;
+            last_row = Some(row_id);
+            rows_read += 1;
+        }
+    }
+    let Some(last_row) = last_row else {
+        return Ok(0);
+    };
+    let n = samples.len();
+    // Stable: equal (id, ts) keep write order, and the last one wins.
+    samples.sort_by_key(|s| (s.id, s.ts));
+    let mut out = 0;
+    for i in 0..samples.len() {
+        let s = samples[i];
+        if out > 0 && samples[out - 1].id == s.id && samples[out - 1].ts == s.ts {
+            samples[out - 1].value = s.value;
+        } else {
+            samples[out] = s;
+            out += 1;
+        }
+    }
+    samples.truncate(out);
+    let blocks: Vec<(u32, i64, i64, i64, Vec<u8>)> = samples
+        .chunk_by(|a, b| a.id == b.id)
+        .map(|run| {
+            let (first, last) = (run[0].ts, run[run.len() - 1].ts);
+            (run[0].id, first, last, run.len() as i64, encode_block(run))
+        })
+        .collect();
+    drop(samples);
+
+    let mut w = disk.writer.lock();
+    let tx = w
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_err(path, what()))?;
+    {
+        let mut st = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {table} (series_id, min_ts, max_ts, n, data) VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))
+            .map_err(sqlite_err(path, what()))?;
+        for (id, first, last, n, data) in &blocks {
+            st.execute(params![id, first, last, n, data])
+                .map_err(sqlite_err(path, what()))?;
+        }
+    }
+    tx.execute(&format!("DELETE FROM {log} WHERE id <= ?1"), [last_row])
+        .map_err(sqlite_err(path, what()))?;
+    tx.commit().map_err(sqlite_err(path, what()))?;
+    if let Some(st) = w.logs.get_mut(&day) {
+        st.rows = st.rows.saturating_sub(rows_read);
+        st.samples = st.samples.saturating_sub(n as u64);
+        if st.rows == 0 {
+            w.logs.remove(&day);
+        }
+    }
+    Ok(n)
+}
