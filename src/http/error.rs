@@ -204,6 +204,15 @@ mod tests {
         let e = ApiError::from(Invalid::at(2, "title", "required"));
         assert_eq!(e.body()["index"], 2);
         assert_eq!(e.body()["error"], "[2].title: required");
+        let e = ApiError::from(IngestError::Refused {
+            limit: "max_series",
+            message: "series limit reached".into(),
+        });
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            e.body(),
+            json!({"error": "series limit reached", "limit": "max_series"})
+        );
         let r = ApiError::from(IngestError::Busy).into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");

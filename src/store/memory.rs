@@ -94,8 +94,7 @@ pub(super) fn normalized_tags(tags: &[(String, String)]) -> Cow<'_, [(String, St
 }
 
 /// Inserts samples into a sorted series, replacing equal timestamps (appending is the fast
-/// path). Returns how
-/// many samples were added (replacements excluded).
+/// path). Returns how many samples were added (replacements excluded).
 pub(super) fn insert_sorted(
     points: &mut Vec<(i64, f64)>,
     run: impl IntoIterator<Item = (i64, f64)>,
