@@ -10,6 +10,8 @@
 //! - `bot`: bot (`bot_obs`) checks
 
 mod bot;
+#[cfg(test)]
+mod budget_tests;
 mod host;
 mod render;
 mod rules;
