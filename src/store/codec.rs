@@ -117,8 +117,6 @@ pub(super) fn decode_log(
     Ok(())
 }
 
-/// Inserts samples into a sorted series, replacing equal timestamps (appending is the fast
-
 /// Appends one sample to a log row; `prev` is the time of the previous sample of the row (its
 /// `min_ts` for the first) and becomes `ts`.
 pub(super) fn put_log_sample(data: &mut Vec<u8>, prev: &mut i64, id: u32, ts: i64, value: f64) {
