@@ -110,19 +110,52 @@ pub struct QuerySpec {
     pub filters: Vec<Filter>,
 }
 
-/// `[rules]`.
+/// A compiled script with the name it was given by (`script` or `rules.script`).
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// the name as written in the monitor file
+    pub name: String,
+    /// compiled once, run every check
+    pub compiled: Compiled,
+}
+
+/// How a query monitor turns an object's `Result` into a level.
+#[derive(Debug, Clone)]
+pub enum Eval {
+    /// `(level, rule)` in check order (critical, error, warning, info); never empty
+    Levels(Vec<(crate::detect::Level, Rule)>),
+    /// a check script that returns the status itself
+    Script(Script),
+}
+
+/// `[rules]` of a query monitor.
 #[derive(Debug, Clone)]
 pub struct Rules {
     /// rule kind
     pub kind: RuleKind,
-    /// `(level name, rule)` in check order: critical, error, warning, info
-    pub levels: Vec<(crate::detect::Level, Rule)>,
-    /// a script instead of expressions (or the bot script)
-    pub script: Option<(String, Compiled)>,
+    /// level expressions or a check script
+    pub eval: Eval,
     /// hysteresis expression
     pub recovery: Option<Rule>,
     /// baseline window for `range`, seconds
     pub baseline: i64,
+}
+
+/// What a monitor is: a query with rules, or a bot whose script reports on its own.
+#[derive(Debug, Clone)]
+pub enum MonitorKind {
+    /// `custom` and `slo`: aggregate a query per object and evaluate rules on it
+    Query {
+        /// what is queried
+        query: QuerySpec,
+        /// how the result is judged
+        rules: Rules,
+    },
+    /// `bot_obs`: the script queries through host functions and calls `report(...)`
+    Bot {
+        /// the bot script
+        script: Script,
+    },
 }
 
 /// `[template]`.
@@ -168,10 +201,8 @@ pub struct Monitor {
     pub interval: i64,
     /// window end before the trigger time, seconds
     pub delay: i64,
-    /// the query (absent for bots)
-    pub query: Option<QuerySpec>,
-    /// rules
-    pub rules: Rules,
+    /// query and rules, or the bot script
+    pub kind: MonitorKind,
     /// state-machine settings
     pub settings: Settings,
     /// nodata handling (absent: no gaps)
@@ -189,6 +220,14 @@ pub struct Monitor {
 }
 
 impl Monitor {
+    /// The query, unless this is a bot.
+    pub fn query(&self) -> Option<&QuerySpec> {
+        match &self.kind {
+            MonitorKind::Query { query, .. } => Some(query),
+            MonitorKind::Bot { .. } => None,
+        }
+    }
+
     /// `df_monitor_checker`: the function name in Guance terms.
     pub fn checker(&self) -> &'static str {
         match self.mtype {
@@ -670,7 +709,7 @@ pub fn parse_monitor(
 
     // Rules.
     let raw_rules = raw.rules.as_ref().map(|r| r.get_ref());
-    let kind = match raw_rules.and_then(|r| r.kind.as_ref()) {
+    let rule_kind = match raw_rules.and_then(|r| r.kind.as_ref()) {
         None => RuleKind::Threshold,
         Some(k) => match k.get_ref().as_str() {
             "threshold" => RuleKind::Threshold,
@@ -735,7 +774,10 @@ pub fn parse_monitor(
     };
     let script = script_src.and_then(|s| match load_script(s.get_ref(), file, ctx) {
         Ok((path, src)) => match ctx.engine.compile_script(&src, &path.display().to_string()) {
-            Ok(c) => Some((s.get_ref().clone(), c)),
+            Ok(compiled) => Some(Script {
+                name: s.get_ref().clone(),
+                compiled,
+            }),
             Err(err) => {
                 e.bad(
                     s,
@@ -896,12 +938,31 @@ pub fn parse_monitor(
         }
     }
 
-    if !e.list.is_empty() {
+    // Every combination that yields no kind has recorded an error above.
+    let kind = match (mtype, query, script) {
+        (MonitorType::BotObs, _, Some(script)) => Some(MonitorKind::Bot { script }),
+        (MonitorType::BotObs, _, None) => None,
+        (_, Some(query), script) => Some(MonitorKind::Query {
+            query,
+            rules: Rules {
+                kind: rule_kind,
+                eval: match script {
+                    Some(s) => Eval::Script(s),
+                    None => Eval::Levels(levels),
+                },
+                recovery,
+                baseline,
+            },
+        }),
+        (_, None, _) => None,
+    };
+    let Some(kind) = kind.filter(|_| e.list.is_empty()) else {
+        debug_assert!(!e.list.is_empty(), "a monitor without a kind has an error");
         return Err(e.list);
-    }
+    };
     let nodata_action = nodata.map(|n| n.action).unwrap_or(NodataAction::None);
-    let checker_ref = md5_hex(&match &query {
-        Some(q) => format!(
+    let checker_ref = md5_hex(&match &kind {
+        MonitorKind::Query { query: q, .. } => format!(
             "{}|{}|{}|{}|{:?}|{}",
             q.measurement,
             q.field,
@@ -910,7 +971,7 @@ pub fn parse_monitor(
             q.where_raw,
             interval
         ),
-        None => format!("bot|{id}"),
+        MonitorKind::Bot { .. } => format!("bot|{id}"),
     });
     Ok(Monitor {
         id,
@@ -920,14 +981,7 @@ pub fn parse_monitor(
         schedule,
         interval,
         delay,
-        query,
-        rules: Rules {
-            kind,
-            levels,
-            script,
-            recovery,
-            baseline,
-        },
+        kind,
         settings: Settings {
             trigger_after,
             recover_after,
@@ -1105,7 +1159,7 @@ mod tests {
         .unwrap();
         assert!(matches!(m.schedule, Schedule::Every(60)));
         assert_eq!((m.interval, m.delay), (300, 0));
-        assert_eq!(m.query.unwrap().by, vec!["host".to_string()]);
+        assert_eq!(m.query().unwrap().by, vec!["host".to_string()]);
         assert_eq!(m.nodata.unwrap().after, 600);
         assert_eq!(m.id, "m", "the id defaults to the file stem");
     }
