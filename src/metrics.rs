@@ -162,6 +162,34 @@ impl Metrics {
     }
 }
 
+/// The store's series limit and what it refused, read at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesLimitFigures {
+    /// the configured most series (`[limits] max_series`)
+    pub limit: usize,
+    /// new series refused since start
+    pub refused: u64,
+}
+
+impl SeriesLimitFigures {
+    /// Appends `tocsin_series_refused_total` (counter) and `tocsin_series_limit` (gauge).
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP tocsin_series_refused_total New series refused because the store held \
+             max_series series.\n# TYPE tocsin_series_refused_total counter\n\
+             tocsin_series_refused_total {}",
+            self.refused
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tocsin_series_limit Most series the metric store accepts ([limits] \
+             max_series).\n# TYPE tocsin_series_limit gauge\ntocsin_series_limit {}",
+            self.limit
+        );
+    }
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -188,5 +216,18 @@ mod tests {
         assert!(text.contains("tocsin_check_duration_seconds_sum{monitor=\"cpu\"} 0.75"));
         assert!(text.contains("tocsin_events_total{status=\"critical\"} 2"));
         assert!(text.contains("tocsin_open_issues 3"));
+    }
+
+    #[test]
+    fn renders_the_series_limit() {
+        let mut text = String::new();
+        SeriesLimitFigures {
+            limit: 3,
+            refused: 2,
+        }
+        .render(&mut text);
+        assert!(text.contains("# TYPE tocsin_series_refused_total counter\n"));
+        assert!(text.contains("\ntocsin_series_refused_total 2\n"));
+        assert!(text.contains("\ntocsin_series_limit 3\n"));
     }
 }

@@ -116,3 +116,49 @@ fn admin_token_alone_does_not_open_ingest_beyond_loopback() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("without ingest_token"), "{err}");
 }
+
+/// The text of `GET /metrics`.
+fn metrics_text(s: &Server) -> String {
+    ureq::get(&format!("{}/metrics", s.url))
+        .timeout(Duration::from_secs(20))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap()
+}
+
+#[test]
+fn new_series_past_max_series_are_refused_whole_with_422_and_counted() {
+    let (_dir, s) = setup("[limits]\nmax_series = 3");
+    let t = common::now() - 60;
+    for (i, host) in ["a", "b", "c"].iter().enumerate() {
+        let line = format!("durable,host={host} v=1 {}", t + i as i64);
+        let (code, body) = s.post_token("/write?precision=s", line.as_bytes(), None);
+        assert_eq!(code, 204, "{host}: {body}");
+    }
+    let before = count_points(&s, None);
+    assert_eq!(before, 3.0);
+    // A fourth series is refused, and the whole request with it (the point for host=a too).
+    let body = format!(
+        "durable,host=a v=2 {}\ndurable,host=d v=1 {}",
+        t + 10,
+        t + 10
+    );
+    let (code, answer) = s.post_token("/write?precision=s", body.as_bytes(), None);
+    assert_eq!(code, 422, "{answer}");
+    let err: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(err["limit"], "max_series", "{answer}");
+    let message = err["error"].as_str().unwrap();
+    assert!(message.contains("series limit"), "{message}");
+    assert!(message.contains("at most 3"), "{message}");
+    assert_eq!(count_points(&s, None), before);
+    // An existing series still writes.
+    let line = format!("durable,host=a v=3 {}", t + 20);
+    let (code, body) = s.post_token("/write?precision=s", line.as_bytes(), None);
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(count_points(&s, None), before + 1.0);
+    let text = metrics_text(&s);
+    assert!(text.contains("\ntocsin_series_refused_total 1\n"), "{text}");
+    assert!(text.contains("\ntocsin_series_limit 3\n"), "{text}");
+    assert!(text.contains("\ntocsin_store_series 3\n"), "{text}");
+}

@@ -76,6 +76,7 @@ fn tags(pairs: &[(&str, &str)]) -> Tags {
 fn opts(window: i64) -> StoreOptions {
     StoreOptions {
         memory_window_ns: window,
+        ..Default::default()
     }
 }
 

@@ -76,7 +76,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let metrics_keep = cfg.retention.metrics.get();
     let events_keep = cfg.retention.events.get();
 
-    let store = Arc::new(Store::open(&data, StoreOptions::default()).map_err(|e| anyhow!("{e}"))?);
+    let store_opts = StoreOptions {
+        limits: cfg.limits.point_limits(),
+        max_series: cfg.limits.max_series,
+        ..Default::default()
+    };
+    let store = Arc::new(Store::open(&data, store_opts).map_err(|e| anyhow!("{e}"))?);
     let db = Arc::new(EventDb::open(&data).map_err(|e| anyhow!("{e}"))?);
     // Policies plan deliveries inside each event's own transaction (durable outbox).
     let notifier = crate::notify::Notifier::new(&cfg);

@@ -73,6 +73,9 @@ pub struct Config {
     /// largest accepted request body in bytes
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// `[limits]`: bounds on what writes may create
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -104,6 +107,57 @@ impl Default for Retention {
         Retention {
             metrics: default_metrics_keep(),
             events: default_events_keep(),
+        }
+    }
+}
+
+/// `[limits]`: bounds that protect the metric store from hostile or broken writers. Writes past
+/// them are refused whole (HTTP 422 for a new series past `max_series`, 400 for a point past
+/// the point limits), by the HTTP parser and again by the store (replay, `tocsin write`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// most series the store holds; new series past it are refused, existing ones keep
+    /// being written (default 2,000,000, see [`crate::store::DEFAULT_MAX_SERIES`])
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// most fields one point may carry (default 1,000)
+    #[serde(default = "default_max_fields")]
+    pub max_fields_per_point: usize,
+    /// most tags one series may carry (default 64)
+    #[serde(default = "default_max_tags")]
+    pub max_tags_per_series: usize,
+}
+
+fn default_max_series() -> usize {
+    crate::store::DEFAULT_MAX_SERIES
+}
+
+fn default_max_fields() -> usize {
+    crate::ingest::limits::MAX_FIELDS_PER_POINT
+}
+
+fn default_max_tags() -> usize {
+    crate::ingest::limits::MAX_TAGS_PER_SERIES
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_series: default_max_series(),
+            max_fields_per_point: default_max_fields(),
+            max_tags_per_series: default_max_tags(),
+        }
+    }
+}
+
+impl Limits {
+    /// The point bounds these limits set (times keep their defaults).
+    pub fn point_limits(&self) -> crate::ingest::PointLimits {
+        crate::ingest::PointLimits {
+            max_fields: self.max_fields_per_point,
+            max_tags: self.max_tags_per_series,
+            ..Default::default()
         }
     }
 }

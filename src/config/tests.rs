@@ -210,3 +210,20 @@ fn urls_and_policy_ids_are_checked() {
         "t.toml:4: policies.id: id \"p\" is used twice; ids must be unique"
     );
 }
+
+#[test]
+fn limits_read_typed_with_defaults_and_refuse_unknown_keys() {
+    let c = parse("").unwrap();
+    assert_eq!(c.limits.max_series, 2_000_000);
+    assert_eq!(c.limits.max_fields_per_point, 1_000);
+    assert_eq!(c.limits.max_tags_per_series, 64);
+    let c = parse("[limits]\nmax_series = 3\nmax_tags_per_series = 8\n").unwrap();
+    assert_eq!(c.limits.max_series, 3);
+    assert_eq!(c.limits.max_fields_per_point, 1_000);
+    let p = c.limits.point_limits();
+    assert_eq!((p.max_fields, p.max_tags), (1_000, 8));
+    let err = refused("[limits]\nmax_seriez = 3\n");
+    assert!(err.contains("max_seriez") && err.contains(":2:"), "{err}");
+    // a negative count is not a usize: refused at load
+    refused("[limits]\nmax_series = -1\n");
+}

@@ -69,6 +69,15 @@ pub enum ApiError {
         /// what to send instead
         want: &'static str,
     },
+    /// 422: well-formed data the store refuses because it would break a configured limit
+    /// (e.g. a new series past `max_series`); nothing of the request was stored
+    #[error("{message}")]
+    Limit {
+        /// what was refused and why
+        message: String,
+        /// the limit, as named in the `[limits]` config section
+        limit: &'static str,
+    },
     /// 429: too much in flight; Retry-After says when to come back
     #[error("{message}")]
     Busy {
@@ -112,6 +121,7 @@ impl ApiError {
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) | ApiError::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Limit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -138,6 +148,9 @@ impl ApiError {
                 body["index"] = json!(index);
                 body["field"] = json!("event");
                 body["rule"] = json!(format!("at most {max} bytes"));
+            }
+            ApiError::Limit { limit, .. } => {
+                body["limit"] = json!(limit);
             }
             _ => {}
         }
@@ -171,6 +184,7 @@ impl From<IngestError> for ApiError {
                 message: "ingest is saturated; retry later".into(),
                 retry_after: 1,
             },
+            IngestError::Refused { limit, message } => ApiError::Limit { message, limit },
             IngestError::Store(m) => ApiError::Internal(m),
         }
     }

@@ -34,7 +34,12 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
         let errors = engine.load_errors().len() as f64;
         let d = crate::notify::worker::counts(&engine.runner.db);
         let dc = |k: &str| d.get(k).copied().unwrap_or(0) as f64;
-        Ok::<_, ApiError>(engine.metrics.render(&[
+        let store = &engine.runner.store;
+        let limit = crate::metrics::SeriesLimitFigures {
+            limit: store.max_series(),
+            refused: store.series_refused(),
+        };
+        let mut text = engine.metrics.render(&[
             (
                 "tocsin_open_issues",
                 "Rounds open in the unrecovered-issue table.",
@@ -82,7 +87,9 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
                 "Delivery attempts that failed since start.",
                 worker.failures.load(Ordering::Relaxed) as f64,
             ),
-        ]))
+        ]);
+        limit.render(&mut text);
+        Ok::<_, ApiError>(text)
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())

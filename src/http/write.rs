@@ -8,7 +8,7 @@ use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::ingest::lineproto::{Point, Precision};
-use crate::ingest::{decode_body, echo_json, parse_body, IngestError};
+use crate::ingest::{decode_body, echo_json, parse_body_with, IngestError};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -90,7 +90,9 @@ fn ingest_body(
         ApiError::from(e)
     };
     let decoded = decode_body(body, gzip, st.max_body).map_err(rejected)?;
-    parse_body(&decoded, precision, st.clock.now_ns()).map_err(rejected)
+    // The store's limits (`[limits]` in the config), so the parser and the store agree.
+    let limits = st.engine.runner.store.point_limits();
+    parse_body_with(&decoded, precision, st.clock.now_ns(), &limits).map_err(rejected)
 }
 
 async fn write_datakit(

@@ -7,7 +7,7 @@ pub mod limits;
 pub mod lineproto;
 
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 pub use limits::PointLimits;
 use lineproto::{ParseError, Point, Precision};
 use std::io::Read;
@@ -38,6 +38,16 @@ pub enum IngestError {
         /// the queue bound
         max: usize,
     },
+    /// the store refused the points (a new series past its series limit, or a point past its
+    /// limits that the parser let through); nothing of the request was stored
+    #[error("{message}")]
+    Refused {
+        /// the limit broken, as named in the `[limits]` config section (`max_series`,
+        /// `max_fields_per_point`, `max_tags_per_series`) or `time_range`
+        limit: &'static str,
+        /// the store's explanation
+        message: String,
+    },
     /// the store failed
     #[error("store: {0}")]
     Store(String),
@@ -45,7 +55,7 @@ pub enum IngestError {
 
 struct Job {
     points: Vec<Point>,
-    done: tokio::sync::oneshot::Sender<Result<usize, String>>,
+    done: tokio::sync::oneshot::Sender<Result<usize, IngestError>>,
 }
 
 /// The ingest pipeline.
@@ -116,8 +126,7 @@ impl Ingest {
         }
         let stored = rx
             .await
-            .map_err(|_| IngestError::Store("writer stopped".into()))?
-            .map_err(IngestError::Store)?;
+            .map_err(|_| IngestError::Store("writer stopped".into()))??;
         self.metrics
             .ingest_points
             .fetch_add(n as u64, Ordering::Relaxed);
@@ -136,27 +145,87 @@ impl Ingest {
 
 fn writer(store: Arc<Store>, rx: mpsc::Receiver<Job>, queued: Arc<AtomicUsize>) {
     while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        let mut total = jobs[0].points.len();
-        while total < GROUP_POINTS {
-            match rx.try_recv() {
-                Ok(j) => {
+        let mut jobs = Vec::new();
+        let mut total = 0;
+        let mut next = Some(first);
+        while let Some(j) = next.take() {
+            // Refuse per request what the store would refuse, so that one bad request does
+            // not fail the others committed with it.
+            match store.admit(&j.points) {
+                Ok(()) => {
                     total += j.points.len();
                     jobs.push(j);
                 }
-                Err(_) => break,
+                Err(e) => {
+                    queued.fetch_sub(j.points.len(), Ordering::SeqCst);
+                    let _ = j.done.send(Err(refusal(&e)));
+                }
+            }
+            if total < GROUP_POINTS {
+                next = rx.try_recv().ok();
             }
         }
+        if jobs.is_empty() {
+            continue;
+        }
         let batches: Vec<&[Point]> = jobs.iter().map(|j| j.points.as_slice()).collect();
-        let res = store.write_batches(&batches).map_err(|e| e.to_string());
-        if let Err(e) = &res {
-            tracing::error!("ingest commit failed: {e}");
+        match store.write_batches(&batches) {
+            // Requests admitted one by one can still reach the series limit together: then
+            // each is written on its own, so only those past the limit are refused.
+            Err(e) if jobs.len() > 1 && is_refusal(&e) => {
+                for j in jobs {
+                    let n = j.points.len();
+                    let res = store.write(&j.points).map_err(|e| answer(&e));
+                    queued.fetch_sub(n, Ordering::SeqCst);
+                    let _ = j.done.send(res.map(|_| n));
+                }
+            }
+            res => {
+                if let Err(e) = &res {
+                    tracing::error!("ingest commit failed: {e}");
+                }
+                queued.fetch_sub(total, Ordering::SeqCst);
+                for j in jobs {
+                    let n = j.points.len();
+                    let _ = j.done.send(res.as_ref().map(|_| n).map_err(answer));
+                }
+            }
         }
-        queued.fetch_sub(total, Ordering::SeqCst);
-        for j in jobs {
-            let n = j.points.len();
-            let _ = j.done.send(res.as_ref().map(|_| n).map_err(Clone::clone));
+    }
+}
+
+/// Whether the store refused a write for a limit (the request's fault) rather than failed.
+fn is_refusal(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::SeriesLimit { .. } | StoreError::InvalidPoint { .. }
+    )
+}
+
+/// The answer to a request whose write failed with `e`.
+fn answer(e: &StoreError) -> IngestError {
+    if is_refusal(e) {
+        refusal(e)
+    } else {
+        IngestError::Store(e.to_string())
+    }
+}
+
+/// A store refusal as an ingest error naming the limit broken.
+fn refusal(e: &StoreError) -> IngestError {
+    let limit = match e {
+        StoreError::SeriesLimit { .. } => "max_series",
+        StoreError::InvalidPoint { message, .. } if message.contains(" fields") => {
+            "max_fields_per_point"
         }
+        StoreError::InvalidPoint { message, .. } if message.contains(" tags") => {
+            "max_tags_per_series"
+        }
+        _ => "time_range",
+    };
+    IngestError::Refused {
+        limit,
+        message: e.to_string(),
     }
 }
 

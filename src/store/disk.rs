@@ -11,6 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 
 /// Nanoseconds per chunk (one day).
 pub(super) const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -145,6 +146,9 @@ impl Store {
             }),
             mem: RwLock::new(mem),
             window_ns,
+            limits: opts.limits,
+            max_series: opts.max_series,
+            series_refused: AtomicU64::new(0),
         })
     }
 }

@@ -13,11 +13,14 @@ pub(super) const FUTURE_SLACK_NS: i64 = 3_600 * 1_000_000_000;
 pub(super) struct Mem {
     /// indexed by series id (0 unused)
     pub(super) series: Vec<Option<SeriesMem>>,
-    /// tag set key (see [`tagset_key`]) -> (field, series id)
-    pub(super) tagsets: HashMap<String, Vec<(String, u32)>>,
+    /// tag set key (see [`tagset_key`]) -> field -> series id (hashed both ways, so a point
+    /// with many fields costs one lookup per field)
+    pub(super) tagsets: HashMap<String, HashMap<String, u32>>,
     /// measurement -> field -> series ids
     pub(super) index: HashMap<String, HashMap<String, Vec<u32>>>,
     pub(super) next_id: u32,
+    /// number of series known (slots of `series` that are `Some`)
+    pub(super) series_count: usize,
     /// latest timestamp seen, `i64::MIN` when none
     pub(super) max_ts: i64,
     /// memory holds every stored sample with `ts >= floor`
@@ -119,6 +122,7 @@ impl Mem {
             tagsets: HashMap::new(),
             index: HashMap::new(),
             next_id: 1,
+            series_count: 0,
             max_ts: i64::MIN,
             floor: i64::MIN,
             days: BTreeSet::new(),
@@ -127,8 +131,7 @@ impl Mem {
     }
 
     pub(super) fn lookup(&self, key: &str, field: &str) -> Option<u32> {
-        let fields = self.tagsets.get(key)?;
-        fields.iter().find(|(f, _)| f == field).map(|(_, id)| *id)
+        self.tagsets.get(key)?.get(field).copied()
     }
 
     /// Registers a series under a given id (at open, or when created).
@@ -136,7 +139,7 @@ impl Mem {
         self.tagsets
             .entry(key)
             .or_default()
-            .push((s.field.clone(), id));
+            .insert(s.field.clone(), id);
         self.index
             .entry(s.measurement.clone())
             .or_default()
@@ -147,7 +150,9 @@ impl Mem {
         if self.series.len() <= i {
             self.series.resize_with(i + 1, || None);
         }
-        self.series[i] = Some(s);
+        if self.series[i].replace(s).is_none() {
+            self.series_count += 1;
+        }
         self.next_id = self.next_id.max(id + 1);
     }
 

@@ -55,10 +55,20 @@ mod read;
 mod tests;
 mod writer;
 
+use crate::ingest::PointLimits;
 use disk::Disk;
 use memory::Mem;
 use parking_lot::RwLock;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Default [`StoreOptions::max_series`]. Each series costs about 300 bytes of catalog in
+/// memory (its tags, names and index entries) before any sample, plus its recent samples (16
+/// bytes each); two million series are therefore about 0.6 GB of catalog plus, at one sample a
+/// minute over a two-hour memory window, about 4 GB of samples: the most a single-node store
+/// with a few GB of RAM should accept before a cardinality explosion (a timestamp or request
+/// id written as a tag) takes the process down.
+pub const DEFAULT_MAX_SERIES: usize = 2_000_000;
 
 /// Options for [`Store::open`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,12 +76,21 @@ pub struct StoreOptions {
     /// How much recent data (ns, before the latest timestamp seen) each series keeps in
     /// memory. Default two hours.
     pub memory_window_ns: i64,
+    /// Bounds every written point must respect (fields, tags, time range); a write with a
+    /// point past them is refused whole with [`StoreError::InvalidPoint`].
+    pub limits: PointLimits,
+    /// Most series the store holds; a write that would create more is refused whole with
+    /// [`StoreError::SeriesLimit`] (writes to existing series keep working). Default
+    /// [`DEFAULT_MAX_SERIES`].
+    pub max_series: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             memory_window_ns: 2 * 3_600 * 1_000_000_000,
+            limits: PointLimits::default(),
+            max_series: DEFAULT_MAX_SERIES,
         }
     }
 }
@@ -113,6 +132,33 @@ pub enum StoreError {
         /// what is wrong
         what: String,
     },
+    /// A point of the write breaks the store's [`PointLimits`]; nothing of the write was stored.
+    #[error("metric store: point {index} of batch {batch} (measurement {measurement:?}) refused: {message}")]
+    InvalidPoint {
+        /// 0-based batch of the write
+        batch: usize,
+        /// 0-based point within the batch
+        index: usize,
+        /// the point's measurement
+        measurement: String,
+        /// which limit it breaks
+        message: String,
+    },
+    /// The write would create series past [`StoreOptions::max_series`]; nothing of it was
+    /// stored.
+    #[error(
+        "metric store: series limit reached: {new} new series (e.g. {example}) refused, the \
+         store holds at most {limit}; writes to existing series are still accepted; reduce the \
+         tag cardinality or raise the series limit"
+    )]
+    SeriesLimit {
+        /// the configured limit
+        limit: usize,
+        /// how many new series the write needed
+        new: usize,
+        /// one of them, `measurement.field` (or the measurement)
+        example: String,
+    },
     /// A grouped commit that included this write failed (another thread ran it; the message
     /// is its error).
     #[error("metric store {path}: write failed: {message}")]
@@ -129,6 +175,10 @@ pub struct Store {
     disk: Option<Disk>,
     mem: RwLock<Mem>,
     window_ns: i64,
+    limits: PointLimits,
+    max_series: usize,
+    /// new series refused by the series limit, for /metrics
+    series_refused: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -151,13 +201,30 @@ impl Store {
             disk: None,
             mem: RwLock::new(Mem::new()),
             window_ns: i64::MAX,
+            limits: PointLimits::default(),
+            max_series: DEFAULT_MAX_SERIES,
+            series_refused: AtomicU64::new(0),
         }
+    }
+
+    /// How many new series the series limit has refused since open (for /metrics).
+    pub fn series_refused(&self) -> u64 {
+        self.series_refused.load(Ordering::Relaxed)
+    }
+
+    /// The bounds every written point must respect ([`StoreOptions::limits`]).
+    pub fn point_limits(&self) -> PointLimits {
+        self.limits
+    }
+
+    /// The most series this store accepts ([`StoreOptions::max_series`]).
+    pub fn max_series(&self) -> usize {
+        self.max_series
     }
 
     /// Number of series known (including those whose samples are only on disk).
     pub fn series_count(&self) -> usize {
-        let mem = self.mem.read();
-        mem.series.iter().flatten().count()
+        self.mem.read().series_count
     }
 
     /// Number of samples held in memory.

@@ -87,3 +87,105 @@ fn tagset_keys_are_injective() {
     );
     assert_ne!(a, b);
 }
+
+fn wide_point(fields: usize, tags: usize, time: i64) -> crate::ingest::lineproto::Point {
+    use crate::ingest::lineproto::{FieldValue, Point};
+    Point {
+        measurement: "wide".into(),
+        tags: (0..tags)
+            .map(|i| (format!("t{i:05}"), "v".into()))
+            .collect(),
+        fields: (0..fields)
+            .map(|i| (format!("f{i}"), FieldValue::Float(i as f64)))
+            .collect(),
+        time,
+    }
+}
+
+#[test]
+fn a_point_past_the_field_limit_is_refused_and_nothing_is_stored() {
+    let store = Store::scratch();
+    let err = store.write(&[wide_point(100_000, 1, 0)]).unwrap_err();
+    assert!(
+        matches!(&err, super::StoreError::InvalidPoint { index: 0, message, .. }
+            if message.contains("more than 1000 fields")),
+        "{err}"
+    );
+    assert_eq!(store.series_count(), 0);
+    assert_eq!(store.sample_count(), 0);
+}
+
+#[test]
+fn a_point_at_the_field_limit_is_stored() {
+    let store = Store::scratch();
+    let n = crate::ingest::limits::MAX_FIELDS_PER_POINT;
+    assert_eq!(store.write(&[wide_point(n, 2, 5)]).unwrap(), n);
+    // rewriting resolves every field through the hash index
+    assert_eq!(store.write(&[wide_point(n, 2, 6)]).unwrap(), n);
+    assert_eq!(store.series_count(), n);
+    assert_eq!(store.sample_count(), 2 * n);
+}
+
+#[test]
+fn too_many_tags_are_refused() {
+    let store = Store::scratch();
+    let err = store.write(&[wide_point(1, 65, 0)]).unwrap_err();
+    assert!(err.to_string().contains("more than 64 tags"), "{err}");
+    assert_eq!(store.write(&[wide_point(1, 64, 0)]).unwrap(), 1);
+}
+
+#[test]
+fn times_outside_the_storable_range_are_refused() {
+    use crate::ingest::limits::{MAX_TIME_NS, MIN_TIME_NS};
+    let store = Store::scratch();
+    for t in [i64::MAX, i64::MIN, MAX_TIME_NS + 1, MIN_TIME_NS - 1] {
+        let err = store.write(&[wide_point(1, 0, t)]).unwrap_err();
+        assert!(
+            err.to_string().contains("outside the storable range"),
+            "{t}: {err}"
+        );
+    }
+    assert_eq!(store.series_count(), 0);
+    for t in [MIN_TIME_NS, MAX_TIME_NS, -1, 0] {
+        assert_eq!(store.write(&[wide_point(1, 0, t)]).unwrap(), 1, "{t}");
+    }
+}
+
+#[test]
+fn new_series_past_the_series_limit_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = super::StoreOptions {
+        max_series: 3,
+        ..Default::default()
+    };
+    let store = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(store.write(&[wide_point(2, 1, 10)]).unwrap(), 2);
+    // two more would make four: refused whole, nothing stored, counted
+    let err = store.write(&[wide_point(4, 1, 20)]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            super::StoreError::SeriesLimit {
+                limit: 3,
+                new: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("series limit"), "{err}");
+    assert_eq!(store.series_refused(), 2);
+    assert_eq!(store.series_count(), 2);
+    assert!(store.admit(&[wide_point(4, 1, 20)]).is_err());
+    assert_eq!(store.series_refused(), 4);
+    // existing series keep flowing, and one more fits
+    assert!(store.admit(&[wide_point(3, 1, 30)]).is_ok());
+    assert_eq!(store.write(&[wide_point(3, 1, 30)]).unwrap(), 3);
+    assert_eq!(store.series_count(), 3);
+    assert_eq!(store.write(&[wide_point(2, 1, 40)]).unwrap(), 2);
+    // what was refused never reached the disk either
+    drop(store);
+    let store = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(store.series_count(), 3);
+    assert_eq!(store.series_refused(), 0);
+}

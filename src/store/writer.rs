@@ -12,7 +12,8 @@ use super::{Store, StoreError};
 use crate::ingest::lineproto::Point;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{params, TransactionBehavior};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 /// A series to record in the `series` table with the write that first uses it.
 pub(super) struct NewSeries {
@@ -71,7 +72,8 @@ impl Store {
     /// commit runs, the others queue and go into the next commit together. Either everything
     /// is durable when this returns `Ok`, or nothing of these batches was stored.
     pub fn write_batches(&self, batches: &[&[Point]]) -> Result<usize, StoreError> {
-        let (prepared, count) = self.prepare(batches);
+        self.check_limits(batches)?;
+        let (prepared, count) = self.prepare(batches)?;
         if count == 0 {
             return Ok(0);
         }
@@ -89,7 +91,8 @@ impl Store {
     }
 
     /// Resolves series ids (creating series) and encodes a write.
-    fn prepare(&self, batches: &[&[Point]]) -> (Prepared, usize) {
+    /// Refuses (creating nothing) when the write would create series past `max_series`.
+    fn prepare(&self, batches: &[&[Point]]) -> Result<(Prepared, usize), StoreError> {
         let total: usize = batches
             .iter()
             .flat_map(|b| b.iter())
@@ -110,9 +113,8 @@ impl Store {
                     let Some(value) = value.as_f64() else {
                         continue;
                     };
-                    let id = fields.and_then(|fs| fs.iter().find(|(f, _)| f == name));
-                    match id {
-                        Some(&(_, id)) => {
+                    match fields.and_then(|fs| fs.get(name.as_str())) {
+                        Some(&id) => {
                             if !mem.series(id).persisted {
                                 unpersisted.push(id);
                             }
@@ -137,19 +139,54 @@ impl Store {
         if !misses.is_empty() {
             let mut mem = self.mem.write();
             let persisted = self.disk.is_none();
+            // The tag-set key and tags of each point with misses, computed once per point.
+            let mut keys: Vec<(String, Tags)> = Vec::new();
+            // (index into samples, index into keys, point, field index)
+            let mut resolved: Vec<(usize, usize, &Point, usize)> = Vec::with_capacity(misses.len());
+            let mut prev: Option<&Point> = None;
             for (i, p, fi) in misses {
-                let tags = normalized_tags(&p.tags);
-                tagset_key(&mut key, &p.measurement, &tags);
+                if !prev.is_some_and(|q| std::ptr::eq(q, p)) {
+                    let tags = normalized_tags(&p.tags);
+                    tagset_key(&mut key, &p.measurement, &tags);
+                    keys.push((key.clone(), tags.iter().cloned().collect()));
+                    prev = Some(p);
+                }
+                resolved.push((i, keys.len() - 1, p, fi));
+            }
+            // Another writer may have created some of them meanwhile: count under this lock.
+            let fresh: HashSet<(&str, &str)> = resolved
+                .iter()
+                .map(|&(_, k, p, fi)| (keys[k].0.as_str(), p.fields[fi].0.as_str()))
+                .filter(|(k, f)| mem.lookup(k, f).is_none())
+                .collect();
+            if mem.series_count + fresh.len() > self.max_series {
+                self.series_refused
+                    .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+                let example = resolved
+                    .iter()
+                    .find(|&&(_, k, p, fi)| {
+                        fresh.contains(&(keys[k].0.as_str(), p.fields[fi].0.as_str()))
+                    })
+                    .map(|&(_, _, p, fi)| format!("{}.{}", p.measurement, p.fields[fi].0))
+                    .unwrap_or_default();
+                return Err(StoreError::SeriesLimit {
+                    limit: self.max_series,
+                    new: fresh.len(),
+                    example,
+                });
+            }
+            drop(fresh);
+            for (i, k, p, fi) in resolved {
+                let (key, tags) = &keys[k];
                 let field = &p.fields[fi].0;
-                let id = match mem.lookup(&key, field) {
+                let id = match mem.lookup(key, field) {
                     Some(id) => id,
                     None => {
                         let id = mem.next_id;
-                        let tags: Tags = tags.iter().cloned().collect();
                         let s = SeriesMem {
                             measurement: p.measurement.clone(),
                             field: field.clone(),
-                            tags,
+                            tags: tags.clone(),
                             points: Vec::new(),
                             persisted,
                         };
@@ -225,7 +262,64 @@ impl Store {
             new_series,
             rows,
         };
-        (prepared, count)
+        Ok((prepared, count))
+    }
+
+    /// Checks every point against the store's [`PointLimits`](crate::ingest::PointLimits) and
+    /// that the points would not create series past the series limit, without writing
+    /// anything. Ingest calls it per request, so a refused request does not fail the others
+    /// committed with it; [`Store::write_batches`] checks again.
+    pub fn admit(&self, points: &[Point]) -> Result<(), StoreError> {
+        self.check_limits(&[points])?;
+        let mem = self.mem.read();
+        // Fast path: even if every field were a new series, the limit holds.
+        let most_new: usize = points.iter().map(|p| p.fields.len()).sum();
+        if mem.series_count.saturating_add(most_new) <= self.max_series {
+            return Ok(());
+        }
+        let mut key = String::new();
+        let mut fresh: HashSet<(String, &str)> = HashSet::new();
+        for p in points {
+            let tags = normalized_tags(&p.tags);
+            tagset_key(&mut key, &p.measurement, &tags);
+            let known = mem.tagsets.get(key.as_str());
+            for (name, value) in &p.fields {
+                if value.as_f64().is_some() && known.is_none_or(|fs| !fs.contains_key(name)) {
+                    fresh.insert((key.clone(), name.as_str()));
+                }
+            }
+        }
+        if mem.series_count + fresh.len() > self.max_series {
+            self.series_refused
+                .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+            let example = points
+                .first()
+                .map(|p| p.measurement.clone())
+                .unwrap_or_default();
+            return Err(StoreError::SeriesLimit {
+                limit: self.max_series,
+                new: fresh.len(),
+                example,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a write with a point past the store's limits (before anything is prepared).
+    fn check_limits(&self, batches: &[&[Point]]) -> Result<(), StoreError> {
+        for (batch, points) in batches.iter().enumerate() {
+            for (index, p) in points.iter().enumerate() {
+                self.limits
+                    .check(p)
+                    .map_err(|message| StoreError::InvalidPoint {
+                        batch,
+                        index,
+                        measurement: p.measurement.clone(),
+                        message,
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// Queues a prepared write and returns once a commit containing it has finished.
