@@ -3,8 +3,13 @@
 //! bounded queue refuses work (429) instead of growing without limit.
 
 pub mod hostinput;
-pub mod limits;
 pub mod lineproto;
+
+#[cfg(test)]
+mod limit_tests;
+
+/// The point limits live with the point type in [`crate::model`]; re-exported for callers here.
+pub use crate::model::limits;
 
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
