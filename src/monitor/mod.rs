@@ -89,8 +89,43 @@ pub enum RuleKind {
     Composite,
 }
 
-/// Names accepted for `[rules] kind`.
-pub const RULE_KINDS: &[&str] = &["threshold", "mutation", "range", "outlier", "composite"];
+impl RuleKind {
+    /// Every kind, in the order error messages list them.
+    pub const ALL: [RuleKind; 5] = [
+        RuleKind::Threshold,
+        RuleKind::Mutation,
+        RuleKind::Range,
+        RuleKind::Outlier,
+        RuleKind::Composite,
+    ];
+
+    /// The name in `[rules] kind`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::Threshold => "threshold",
+            RuleKind::Mutation => "mutation",
+            RuleKind::Range => "range",
+            RuleKind::Outlier => "outlier",
+            RuleKind::Composite => "composite",
+        }
+    }
+
+    /// Parses a kind name.
+    pub fn parse(s: &str) -> Option<RuleKind> {
+        RuleKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Names accepted for `[rules] kind`, derived from [`RuleKind::ALL`].
+pub const RULE_KINDS: &[&str] = &{
+    let mut out = [""; RuleKind::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = RuleKind::ALL[i].as_str();
+        i += 1;
+    }
+    out
+};
 
 /// A compiled rule expression with its source.
 #[derive(Debug, Clone)]
@@ -307,6 +342,31 @@ mod tests {
             text.iter()
                 .any(|t| t
                     .starts_with("m.toml:10: nodata.action: action = \"loud\": expected one of"))
+        );
+    }
+
+    #[test]
+    fn name_lists_come_from_the_enums_and_parse_back() {
+        assert_eq!(
+            RULE_KINDS,
+            ["threshold", "mutation", "range", "outlier", "composite"]
+        );
+        for k in RuleKind::ALL {
+            assert_eq!(RuleKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(RuleKind::parse("Threshold"), None);
+        for a in NodataAction::ALL {
+            assert_eq!(NodataAction::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(crate::detect::NODATA_ACTIONS.len(), NodataAction::ALL.len());
+        let e = load_text("every = \"1m\"\n[query]\nmeasurement = \"c\"\nfield = \"u\"\n[rules]\nkind = \"steep\"\ncritical = \"Result > 1\"\n")
+            .unwrap_err();
+        assert!(
+            e[0].to_string().ends_with(
+                "rules.kind: kind = \"steep\": expected one of threshold, mutation, range, outlier, composite"
+            ),
+            "{}",
+            e[0]
         );
     }
 

@@ -35,21 +35,14 @@ pub(super) fn parse(
     let raw_rules = raw.map(|r| r.get_ref());
     let rule_kind = match raw_rules.and_then(|r| r.kind.as_ref()) {
         None => RuleKind::Threshold,
-        Some(k) => match k.get_ref().as_str() {
-            "threshold" => RuleKind::Threshold,
-            "mutation" => RuleKind::Mutation,
-            "range" => RuleKind::Range,
-            "outlier" => RuleKind::Outlier,
-            "composite" => RuleKind::Composite,
-            _ => {
-                e.bad(
-                    k,
-                    "rules.kind",
-                    &format!("expected one of {}", RULE_KINDS.join(", ")),
-                );
-                RuleKind::Threshold
-            }
-        },
+        Some(k) => RuleKind::parse(k.get_ref()).unwrap_or_else(|| {
+            e.bad(
+                k,
+                "rules.kind",
+                &format!("expected one of {}", RULE_KINDS.join(", ")),
+            );
+            RuleKind::Threshold
+        }),
     };
     let mut levels = Vec::new();
     let compile = |src: &Spanned<String>, field: &str, e: &mut Errs| -> Option<Rule> {
