@@ -64,6 +64,14 @@ pub enum MonitorType {
 }
 
 impl MonitorType {
+    /// Every type, in the order error messages list them.
+    pub const ALL: [MonitorType; 3] = [MonitorType::Custom, MonitorType::Slo, MonitorType::BotObs];
+
+    /// Parses a wire name (`type = ...`).
+    pub fn parse(s: &str) -> Option<MonitorType> {
+        MonitorType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -355,6 +363,15 @@ mod tests {
             assert_eq!(RuleKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(RuleKind::parse("Threshold"), None);
+        for t in MonitorType::ALL {
+            assert_eq!(MonitorType::parse(t.as_str()), Some(t));
+        }
+        let e = load_text("type = \"bot\"\nevery = \"1m\"\n[query]\nmeasurement = \"c\"\nfield = \"u\"\n[rules]\ncritical = \"Result > 1\"\n")
+            .unwrap_err();
+        assert_eq!(
+            e[0].to_string(),
+            "m.toml:1: type: type = \"bot\": expected one of custom, slo, bot_obs"
+        );
         for a in NodataAction::ALL {
             assert_eq!(NodataAction::parse(a.as_str()), Some(a));
         }

@@ -66,15 +66,11 @@ pub fn parse_monitor(
         .unwrap_or_else(|| id.clone());
     let mtype = match raw.mtype.as_ref() {
         None => MonitorType::Custom,
-        Some(s) => match s.get_ref().as_str() {
-            "custom" => MonitorType::Custom,
-            "slo" => MonitorType::Slo,
-            "bot_obs" => MonitorType::BotObs,
-            _ => {
-                e.bad(s, "type", "expected one of custom, slo, bot_obs");
-                MonitorType::Custom
-            }
-        },
+        Some(s) => MonitorType::parse(s.get_ref()).unwrap_or_else(|| {
+            let names: Vec<&str> = MonitorType::ALL.iter().map(|t| t.as_str()).collect();
+            e.bad(s, "type", &format!("expected one of {}", names.join(", ")));
+            MonitorType::Custom
+        }),
     };
     let policy = raw
         .policy
