@@ -7,7 +7,7 @@ use crate::check::{CheckError, CheckReport, MonitorState, Runner};
 use crate::detect::{Level, Observation};
 use crate::events::{Commit, StoredObject};
 use crate::model::event::{canonical_tags, event_ref, ExecMode, Sub};
-use crate::monitor::Monitor;
+use crate::monitor::{Monitor, Script};
 use crate::script::BotReport;
 use std::collections::BTreeMap;
 
@@ -16,15 +16,11 @@ impl Runner {
     pub(crate) fn run_bot(
         &self,
         m: &Monitor,
+        script: &Script,
         st: &mut MonitorState,
         t: i64,
         mode: ExecMode,
     ) -> Result<CheckReport, CheckError> {
-        let (_, script) = m
-            .rules
-            .script
-            .as_ref()
-            .expect("validated: bots have a script");
         let host = Host {
             store: &self.store,
             db: &self.db,
@@ -33,7 +29,7 @@ impl Runner {
         };
         let reports = self
             .engine
-            .run_bot(script, &host)
+            .run_bot(&script.compiled, &host)
             .map_err(|e| CheckError::Script(e.to_string()))?;
         let mut report = CheckReport::default();
         let mut commit = Commit::default();

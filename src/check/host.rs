@@ -24,6 +24,34 @@ impl Host<'_> {
     }
 }
 
+/// `query()` may read this many series per item of the script's array limit: its groups are
+/// far fewer than its series, but reading the series is what costs time and memory.
+const QUERY_SERIES_PER_ITEM: usize = 10;
+
+impl Host<'_> {
+    /// Refuses a query whose matching series alone exceed the budget of the running
+    /// evaluation, before any point is read.
+    fn before(&self, what: &str, q: &WindowQuery, per_item: usize) -> Result<(), String> {
+        let Some(b) = crate::script::current_budget() else {
+            return Ok(());
+        };
+        let series = self.store.matching_series(q);
+        let budget = crate::script::Budget {
+            max_items: b.max_items.saturating_mul(per_item),
+            ..b
+        };
+        budget.check(&format!("{what} matching series"), series)
+    }
+
+    /// The time limit again once the store has answered (a cold window may be slow).
+    fn after(&self, what: &str, items: usize) -> Result<(), String> {
+        match crate::script::current_budget() {
+            Some(b) => b.check(what, items),
+            None => Ok(()),
+        }
+    }
+}
+
 impl ScriptHost for Host<'_> {
     fn query(
         &self,
@@ -43,7 +71,10 @@ impl ScriptHost for Host<'_> {
             start_ns,
             end_ns,
         };
+        // Aggregation shrinks many series to few groups, so allow more series than items.
+        self.before("query()", &q, QUERY_SERIES_PER_ITEM)?;
         let groups = self.store.window(&q).map_err(|e| e.to_string())?;
+        self.after("query()", groups.len())?;
         Ok(groups
             .into_iter()
             .filter_map(|g| aggregate(agg, &g.points).map(|v| (g.tags, v)))
@@ -71,7 +102,9 @@ impl ScriptHost for Host<'_> {
             end_ns,
         };
         // One group per series, with its full tag set.
+        self.before("series()", &q, 1)?;
         let groups = self.store.window_series(&q).map_err(|e| e.to_string())?;
+        self.after("series()", groups.len())?;
         Ok(groups
             .into_iter()
             .map(|g| {

@@ -10,6 +10,8 @@
 //! - `bot`: bot (`bot_obs`) checks
 
 mod bot;
+#[cfg(test)]
+mod budget_tests;
 mod host;
 mod render;
 mod rules;
@@ -20,7 +22,7 @@ use crate::detect::observe::{classify, Classified, Presence};
 use crate::detect::{ObjectState, Observation};
 use crate::events::{Commit, EventDb, StoredObject};
 use crate::model::event::{canonical_tags, event_ref, Event};
-use crate::monitor::{Monitor, MonitorType, RuleKind};
+use crate::monitor::{Monitor, MonitorKind, RuleKind};
 use crate::script::ScriptEngine;
 use crate::store::query::{aggregate, Group, Tags, WindowQuery};
 use crate::store::Store;
@@ -109,13 +111,10 @@ impl Runner {
         t: i64,
         mode: ExecMode,
     ) -> Result<CheckReport, CheckError> {
-        if m.mtype == MonitorType::BotObs {
-            return self.run_bot(m, st, t, mode);
-        }
-        let q = m
-            .query
-            .as_ref()
-            .expect("validated: non-bot monitors have a query");
+        let (q, rules) = match &m.kind {
+            MonitorKind::Bot { script } => return self.run_bot(m, script, st, t, mode),
+            MonitorKind::Query { query, rules } => (query, rules),
+        };
         let end = t - m.delay;
         let start = end - m.interval;
         let base = WindowQuery {
@@ -136,9 +135,9 @@ impl Runner {
             .iter()
             .filter_map(|(r, g)| aggregate(q.agg, &g.points).map(|v| (r.clone(), v)))
             .collect();
-        let previous = match m.rules.kind {
+        let previous = match rules.kind {
             RuleKind::Mutation => Some(self.fetch(m, &base, start - m.interval, start)?),
-            RuleKind::Range => Some(self.fetch(m, &base, start - m.rules.baseline, start)?),
+            RuleKind::Range => Some(self.fetch(m, &base, start - rules.baseline, start)?),
             _ => None,
         };
         let host = Host {
@@ -200,10 +199,10 @@ impl Runner {
                     } else {
                         (
                             in_window.map(|g| g.points.clone()).unwrap_or_default(),
-                            rules::result_for(m, &r, &values, previous.as_ref()),
+                            rules::result_for(q.agg, rules.kind, &r, &values, previous.as_ref()),
                         )
                     };
-                    match rules::evaluate(&self.engine, m, result, &tags, &points, &host) {
+                    match rules::evaluate(&self.engine, rules, result, &tags, &points, &host) {
                         Ok(ev) => {
                             report.objects += 1;
                             let obs = Observation::Data {

@@ -7,7 +7,7 @@ use crate::check::rules::Evaluated;
 use crate::check::PolicyNames;
 use crate::detect::Emit;
 use crate::model::event::{format_value, render_template, Event, ExecMode, Source, Status};
-use crate::monitor::{Monitor, MonitorType};
+use crate::monitor::{Eval, Monitor, MonitorKind, MonitorType};
 use crate::store::query::Tags;
 use serde_json::{json, Map, Value};
 
@@ -88,7 +88,7 @@ pub(crate) fn render(cx: &RenderCtx<'_>, emit: &Emit, eval: Option<&Evaluated>) 
 fn detail(m: &Monitor, eval: Option<&Evaluated>) -> Value {
     let mut detail = Map::new();
     detail.insert("monitor_file".into(), json!(m.file.display().to_string()));
-    if let Some(q) = &m.query {
+    if let Some(q) = m.query() {
         detail.insert(
             "query".into(),
             json!({"measurement": q.measurement, "field": q.field, "agg": q.agg.name(), "by": q.by, "where": q.where_raw}),
@@ -99,12 +99,21 @@ fn detail(m: &Monitor, eval: Option<&Evaluated>) -> Value {
         if let Some(msg) = &e.message {
             detail.insert("script_message".into(), json!(msg));
         }
-        let rule = m
-            .rules
-            .levels
-            .iter()
-            .find(|(l, _)| *l == e.level)
-            .map(|(_, r)| r.source.clone());
+        // A check script or a bot matched no rule: `null`.
+        let rule = match &m.kind {
+            MonitorKind::Query {
+                rules:
+                    crate::monitor::Rules {
+                        eval: Eval::Levels(levels),
+                        ..
+                    },
+                ..
+            } => levels
+                .iter()
+                .find(|(l, _)| *l == e.level)
+                .map(|(_, r)| r.source.clone()),
+            _ => None,
+        };
         detail.insert("matched_rule".into(), json!(rule));
     }
     Value::Object(detail)

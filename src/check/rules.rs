@@ -4,7 +4,7 @@
 use crate::check::host::Host;
 use crate::check::NS;
 use crate::detect::Level;
-use crate::monitor::{Monitor, RuleKind};
+use crate::monitor::{Eval, RuleKind, Rules};
 use crate::script::{CheckCtx, ScriptEngine};
 use crate::store::query::{aggregate, Agg, Group, Tags};
 use std::collections::BTreeMap;
@@ -24,14 +24,14 @@ pub(crate) struct Evaluated {
 /// `Result` for object `r`: the window's value, or what the rule kind derives from it
 /// (`None` when the object has no value in the window).
 pub(crate) fn result_for(
-    m: &Monitor,
+    agg: Agg,
+    kind: RuleKind,
     r: &str,
     values: &BTreeMap<String, f64>,
     previous: Option<&BTreeMap<String, Group>>,
 ) -> Option<f64> {
     let cur = *values.get(r)?;
-    let agg = m.query.as_ref().map(|q| q.agg).unwrap_or(Agg::Avg);
-    match m.rules.kind {
+    match kind {
         RuleKind::Threshold | RuleKind::Composite => Some(cur),
         RuleKind::Mutation => {
             let prev = previous
@@ -71,7 +71,7 @@ pub(crate) fn result_for(
 /// Evaluates the levels (or the check script) and the recovery rule for one object.
 pub(crate) fn evaluate(
     engine: &ScriptEngine,
-    m: &Monitor,
+    rules: &Rules,
     result: Option<f64>,
     tags: &Tags,
     points: &[(i64, f64)],
@@ -82,31 +82,34 @@ pub(crate) fn evaluate(
         tags: tags.clone(),
         points: points.iter().map(|(t, v)| (t.div_euclid(NS), *v)).collect(),
     };
-    let (level, value, message) = if let Some((_, script)) = &m.rules.script {
-        let out = engine
-            .eval_check(script, &ctx, host)
-            .map_err(|e| e.to_string())?;
-        let level = Level::parse(&out.status).ok_or_else(|| {
-            format!(
-                "script returned status {:?}: expected ok, info, warning, error or critical",
-                out.status
-            )
-        })?;
-        (level, out.value.or(result), out.message)
-    } else {
-        let mut level = Level::Ok;
-        for (lvl, rule) in &m.rules.levels {
-            if engine
-                .eval_rule(&rule.compiled, &ctx, host)
-                .map_err(|e| format!("rule {:?}: {e}", rule.source))?
-            {
-                level = *lvl;
-                break;
-            }
+    let (level, value, message) = match &rules.eval {
+        Eval::Script(script) => {
+            let out = engine
+                .eval_check(&script.compiled, &ctx, host)
+                .map_err(|e| e.to_string())?;
+            let level = Level::parse(&out.status).ok_or_else(|| {
+                format!(
+                    "script returned status {:?}: expected ok, info, warning, error or critical",
+                    out.status
+                )
+            })?;
+            (level, out.value.or(result), out.message)
         }
-        (level, result, None)
+        Eval::Levels(levels) => {
+            let mut level = Level::Ok;
+            for (lvl, rule) in levels {
+                if engine
+                    .eval_rule(&rule.compiled, &ctx, host)
+                    .map_err(|e| format!("rule {:?}: {e}", rule.source))?
+                {
+                    level = *lvl;
+                    break;
+                }
+            }
+            (level, result, None)
+        }
     };
-    let recovery_holds = match &m.rules.recovery {
+    let recovery_holds = match &rules.recovery {
         Some(rule) if matches!(level, Level::Ok | Level::Info) => engine
             .eval_rule(&rule.compiled, &ctx, host)
             .map_err(|e| format!("recovery {:?}: {e}", rule.source))?,

@@ -36,24 +36,45 @@ pub enum NodataAction {
     AsZero,
 }
 
-/// Names accepted for `[nodata] action`.
-pub const NODATA_ACTIONS: &[&str] = &[
-    "none", "nodata", "ok", "critical", "error", "warning", "as_zero",
-];
+/// Names accepted for `[nodata] action`, derived from [`NodataAction::ALL`].
+pub const NODATA_ACTIONS: &[&str] = &{
+    let mut out = [""; NodataAction::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = NodataAction::ALL[i].as_str();
+        i += 1;
+    }
+    out
+};
 
 impl NodataAction {
+    /// Every action, in the order error messages list them.
+    pub const ALL: [NodataAction; 7] = [
+        NodataAction::None,
+        NodataAction::Nodata,
+        NodataAction::Ok,
+        NodataAction::Critical,
+        NodataAction::Error,
+        NodataAction::Warning,
+        NodataAction::AsZero,
+    ];
+
+    /// The name in `[nodata] action` (the serde name too).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NodataAction::None => "none",
+            NodataAction::Nodata => "nodata",
+            NodataAction::Ok => "ok",
+            NodataAction::Critical => "critical",
+            NodataAction::Error => "error",
+            NodataAction::Warning => "warning",
+            NodataAction::AsZero => "as_zero",
+        }
+    }
+
     /// Parses an action name.
     pub fn parse(s: &str) -> Option<NodataAction> {
-        Some(match s {
-            "none" => NodataAction::None,
-            "nodata" => NodataAction::Nodata,
-            "ok" => NodataAction::Ok,
-            "critical" => NodataAction::Critical,
-            "error" => NodataAction::Error,
-            "warning" => NodataAction::Warning,
-            "as_zero" => NodataAction::AsZero,
-            _ => return None,
-        })
+        NodataAction::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
 

@@ -179,6 +179,7 @@ impl From<IngestError> for ApiError {
             },
             IngestError::Decode(m) => ApiError::BadRequest(m),
             IngestError::TooLarge(n) => ApiError::TooLarge(format!("body larger than {n} bytes")),
+            e @ IngestError::BatchTooLarge { .. } => ApiError::TooLarge(e.to_string()),
             IngestError::Busy => ApiError::Busy {
                 message: "ingest is saturated; retry later".into(),
                 retry_after: 1,

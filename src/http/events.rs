@@ -3,7 +3,7 @@
 //! `/api/v1/deliveries` (the notification outbox of those events).
 
 use super::error::{ApiError, ApiResult};
-use super::{blocking, AppState};
+use super::{blocking, heavy_read, AppState};
 use crate::events::EventQuery;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -75,7 +75,7 @@ async fn list_events(
 ) -> ApiResult<Json<Value>> {
     let q = event_query(&p)?;
     let db = st.engine.runner.db.clone();
-    let events = blocking(move || db.events(&q).map_err(ApiError::internal)).await?;
+    let events = heavy_read(&st, move || db.events(&q).map_err(ApiError::internal)).await?;
     Ok(Json(json!({"count": events.len(), "events": events})))
 }
 
@@ -102,7 +102,7 @@ async fn event_stats(
     q.limit = None;
     let db = st.engine.runner.db.clone();
     let by2 = by.clone();
-    let counts = blocking(move || db.stats(&by2, &q).map_err(ApiError::internal)).await?;
+    let counts = heavy_read(&st, move || db.stats(&by2, &q).map_err(ApiError::internal)).await?;
     let total: i64 = counts.values().sum();
     Ok(Json(json!({"by": by, "total": total, "counts": counts})))
 }
@@ -132,7 +132,7 @@ async fn list_deliveries(
         .unwrap_or(100)
         .min(MAX_LIMIT);
     let db = st.engine.runner.db.clone();
-    let list = blocking(move || {
+    let list = heavy_read(&st, move || {
         crate::notify::worker::list(&db, &statuses, limit).map_err(ApiError::internal)
     })
     .await?;

@@ -4,7 +4,7 @@
 use super::auth::{check_token, require_json};
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
-use super::{blocking, AppState};
+use super::{blocking, heavy_read, AppState};
 use crate::check::RecoverUser;
 use crate::engine::RecoverSelector;
 use axum::extract::{Query, State};
@@ -29,7 +29,7 @@ async fn list_issues(
     let db = st.engine.runner.db.clone();
     let monitor = p.get("monitor").filter(|s| !s.is_empty()).cloned();
     let now = st.clock.now_secs();
-    let mut issues = blocking(move || {
+    let mut issues = heavy_read(&st, move || {
         db.issues(monitor.as_deref(), now)
             .map_err(ApiError::internal)
     })

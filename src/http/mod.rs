@@ -68,7 +68,18 @@ pub struct AppState {
     pub nonces: Arc<NonceCache>,
     /// admission for write requests: beyond these many in flight, 429 before reading the body
     pub ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// heavy reads (event lists, stats, issues, deliveries) running at once; see [`HEAVY_READS`]
+    pub heavy_reads: Arc<tokio::sync::Semaphore>,
+    /// how long a heavy read waits for its turn (then 429)
+    pub heavy_read_wait: Duration,
 }
+
+/// Heavy reads allowed at once. A list of 10,000 events holds tens of MB while it is built
+/// and serialised; bounding how many run together bounds that memory whatever the load.
+pub const HEAVY_READS: usize = 4;
+
+/// How long a heavy read waits for its turn before the answer is 429 with Retry-After.
+pub const HEAVY_READ_WAIT: Duration = Duration::from_secs(10);
 
 /// Largest body accepted unless configured.
 pub const DEFAULT_MAX_BODY: usize = 32 << 20;
@@ -93,6 +104,8 @@ impl AppState {
             access_keys: Vec::new(),
             nonces: Arc::new(NonceCache::default()),
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
+            heavy_reads: Arc::new(tokio::sync::Semaphore::new(HEAVY_READS)),
+            heavy_read_wait: HEAVY_READ_WAIT,
         }
     }
 }
@@ -114,6 +127,26 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Runs a heavy read off the async runtime once one of the [`HEAVY_READS`] turns is free;
+/// waits at most `heavy_read_wait` ([`HEAVY_READ_WAIT`] by default), then answers 429.
+async fn heavy_read<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let permit = tokio::time::timeout(st.heavy_read_wait, st.heavy_reads.clone().acquire_owned())
+        .await
+        .map_err(|_| ApiError::Busy {
+            message: format!(
+                "{HEAVY_READS} heavy reads are already running; retry later or ask for fewer items"
+            ),
+            retry_after: 1,
+        })?
+        .map_err(ApiError::internal)?;
+    let out = blocking(f).await;
+    drop(permit);
+    out
 }
 
 /// Runs blocking work (SQLite, reloads) off the async runtime.

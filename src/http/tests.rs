@@ -634,3 +634,36 @@ async fn stream_applies_the_list_filter() {
     let (code, _) = h.get("/api/v1/events/stream?limit=x").await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn heavy_reads_beyond_the_bound_wait_then_get_429() {
+    let h = Harness::with(|st| st.heavy_read_wait = std::time::Duration::from_millis(50));
+    // Every turn taken, as by HEAVY_READS slow lists in flight.
+    let held = h
+        .state
+        .heavy_reads
+        .clone()
+        .acquire_many_owned(HEAVY_READS as u32)
+        .await
+        .unwrap();
+    for uri in [
+        "/api/v1/events?limit=10000",
+        "/api/v1/events/stats?by=status",
+        "/api/v1/issues",
+        "/api/v1/deliveries",
+    ] {
+        let (code, body) = h.get(uri).await;
+        assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{uri}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("heavy reads"),
+            "{body}"
+        );
+    }
+    // A single event by id is cheap: not bounded.
+    let (code, _) = h.get("/api/v1/events/event-none").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    drop(held);
+    let (code, body) = h.get("/api/v1/events?limit=10000").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["count"], 0);
+}

@@ -3,8 +3,13 @@
 //! bounded queue refuses work (429) instead of growing without limit.
 
 pub mod hostinput;
-pub mod limits;
 pub mod lineproto;
+
+#[cfg(test)]
+mod limit_tests;
+
+/// The point limits live with the point type in [`crate::model`]; re-exported for callers here.
+pub use crate::model::limits;
 
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -29,6 +34,15 @@ pub enum IngestError {
     /// the queue is full; try again later
     #[error("ingest is saturated; retry later")]
     Busy,
+    /// the batch alone is larger than the queue: it could never be admitted, so retrying is
+    /// pointless (413, not 429)
+    #[error("a batch of {points} points is larger than the ingest queue ({max} points); split it into smaller requests")]
+    BatchTooLarge {
+        /// points in the batch
+        points: usize,
+        /// the queue bound
+        max: usize,
+    },
     /// the store refused the points (a new series past its series limit, or a point past its
     /// limits that the parser let through); nothing of the request was stored
     #[error("{message}")]
@@ -90,7 +104,13 @@ impl Ingest {
             return Ok(0);
         }
         let n = points.len();
-        if self.queued_points.fetch_add(n, Ordering::SeqCst) + n > self.max_queued_points.max(n) {
+        if n > self.max_queued_points {
+            return Err(IngestError::BatchTooLarge {
+                points: n,
+                max: self.max_queued_points,
+            });
+        }
+        if self.queued_points.fetch_add(n, Ordering::SeqCst) + n > self.max_queued_points {
             self.queued_points.fetch_sub(n, Ordering::SeqCst);
             self.metrics
                 .ingest_throttled
@@ -299,6 +319,25 @@ mod tests {
                 time: base + i as i64,
             })
             .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_queue_is_413_not_retry_forever() {
+        let store = Arc::new(Store::scratch());
+        let ingest = Ingest::start(store.clone(), Arc::new(Metrics::default()), 100);
+        match ingest.write(batch(101, 0)).await {
+            Err(
+                e @ IngestError::BatchTooLarge {
+                    points: 101,
+                    max: 100,
+                },
+            ) => {
+                assert!(e.to_string().contains("split it"), "{e}")
+            }
+            other => panic!("expected BatchTooLarge, got {other:?}"),
+        }
+        assert_eq!(store.sample_count(), 0);
+        assert_eq!(ingest.write(batch(100, 0)).await.unwrap(), 100);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

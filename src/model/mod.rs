@@ -4,6 +4,8 @@
 pub mod clock;
 pub mod event;
 pub mod ids;
+pub mod limits;
+pub mod point;
 pub mod status;
 pub mod tags;
 pub mod template;

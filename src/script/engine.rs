@@ -243,7 +243,13 @@ impl ScriptEngine {
         bot: bool,
     ) -> Result<(Dynamic, Vec<BotReport>), ScriptError> {
         let deadline = Instant::now() + self.limits.time_limit;
-        let guard = FrameGuard::push(host, deadline, c.name.clone(), bot);
+        let guard = FrameGuard::push(
+            host,
+            deadline,
+            self.limits.max_array_size,
+            c.name.clone(),
+            bot,
+        );
         let result = self.engine.eval_ast_with_scope::<Dynamic>(scope, &c.ast);
         let reports = guard.take_reports();
         drop(guard);

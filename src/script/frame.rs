@@ -17,6 +17,8 @@ struct Frame {
     /// The host of this evaluation, lifetime erased; valid while the frame is on the stack.
     host: *const (dyn ScriptHost + 'static),
     deadline: Instant,
+    /// largest result a host function may hand back (items; 0 = no cap)
+    max_items: usize,
     name: Arc<str>,
     /// `Some` for bots: collected reports.
     reports: Option<Vec<BotReport>>,
@@ -34,6 +36,7 @@ impl FrameGuard {
     pub(super) fn push(
         host: &dyn ScriptHost,
         deadline: Instant,
+        max_items: usize,
         name: Arc<str>,
         bot: bool,
     ) -> FrameGuard {
@@ -50,6 +53,7 @@ impl FrameGuard {
             f.borrow_mut().push(Frame {
                 host,
                 deadline,
+                max_items,
                 name,
                 reports: bot.then(Vec::new),
             })
@@ -91,6 +95,44 @@ pub(super) fn current_name() -> Option<Arc<str>> {
 /// The deadline of the innermost evaluation on this thread.
 pub(super) fn current_deadline() -> Option<Instant> {
     FRAMES.with(|fr| fr.borrow().last().map(|frame| frame.deadline))
+}
+
+/// What the host call of the innermost evaluation on this thread may still spend: the
+/// evaluation's deadline and the largest result it can take. `None` outside an evaluation.
+pub fn current_budget() -> Option<Budget> {
+    FRAMES.with(|fr| {
+        fr.borrow().last().map(|frame| Budget {
+            deadline: frame.deadline,
+            max_items: frame.max_items,
+        })
+    })
+}
+
+/// The limits a host function checks while it builds its answer, so an oversized query fails
+/// before it has allocated the whole result, not after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// the evaluation's wall-clock deadline
+    pub deadline: Instant,
+    /// most items (series, groups, points of one series) one answer may hold; 0 = no cap
+    pub max_items: usize,
+}
+
+impl Budget {
+    /// Fails when `items` exceed the cap or the deadline has passed; `what` names the call
+    /// and the kind of item for the message.
+    pub fn check(&self, what: &str, items: usize) -> Result<(), String> {
+        if self.max_items > 0 && items > self.max_items {
+            return Err(format!(
+                "{what}: {items} items, more than the {} a script may handle; narrow the measurement, field or where filter",
+                self.max_items
+            ));
+        }
+        if Instant::now() > self.deadline {
+            return Err(format!("{what}: the script's time limit ran out"));
+        }
+        Ok(())
+    }
 }
 
 /// Record a bot report on the innermost evaluation, at most `max_reports` per run (0 = no cap).

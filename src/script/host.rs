@@ -26,6 +26,15 @@ fn host_call<R>(
     }
 }
 
+/// Checks a host answer against the evaluation's budget before it is turned into Rhai values
+/// (which would multiply its size).
+fn within_budget(ctx: &NativeCallContext, what: &str, items: usize) -> Result<(), RhaiErr> {
+    match super::frame::current_budget() {
+        Some(b) => b.check(what, items).map_err(|e| rt_err(ctx, e)),
+        None => Ok(()),
+    }
+}
+
 /// Register the host functions; `max_reports` caps `report()` calls per bot run (0 = no cap).
 pub(super) fn register_host_functions(engine: &mut Engine, max_reports: usize) {
     engine.register_fn(
@@ -42,6 +51,7 @@ pub(super) fn register_host_functions(engine: &mut Engine, max_reports: usize) {
             let rows = host_call(&ctx, "query", |h| {
                 h.query(measurement, field, agg, &by, window)
             })?;
+            within_budget(&ctx, "query()", rows.len())?;
             Ok(rows
                 .iter()
                 .map(|(tags, value)| {
@@ -68,6 +78,10 @@ pub(super) fn register_host_functions(engine: &mut Engine, max_reports: usize) {
             let rows = host_call(&ctx, "series", |h| {
                 h.series(measurement, field, &where_, window)
             })?;
+            within_budget(&ctx, "series()", rows.len())?;
+            for (_, points) in &rows {
+                within_budget(&ctx, "series() points of one series", points.len())?;
+            }
             Ok(rows
                 .iter()
                 .map(|(tags, points)| {

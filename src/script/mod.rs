@@ -43,6 +43,7 @@ mod stats;
 mod tests;
 
 pub use engine::{Compiled, Limits, ScriptEngine, ScriptError};
+pub use frame::{current_budget, Budget};
 
 use crate::model::Tags;
 

@@ -55,7 +55,7 @@ mod read;
 mod tests;
 mod writer;
 
-use crate::ingest::PointLimits;
+use crate::model::limits::PointLimits;
 use disk::Disk;
 use memory::Mem;
 use parking_lot::RwLock;

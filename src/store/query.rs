@@ -35,11 +35,16 @@ pub enum Agg {
     Stddev,
 }
 
-/// Names accepted for `agg`, in documentation order.
-pub const AGG_NAMES: &[&str] = &[
-    "avg", "min", "max", "sum", "count", "last", "first", "median", "p90", "p95", "p99", "rate",
-    "stddev",
-];
+/// Names accepted for `agg`, in documentation order, derived from [`Agg::ALL`].
+pub const AGG_NAMES: &[&str] = &{
+    let mut out = [""; Agg::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = Agg::ALL[i].name();
+        i += 1;
+    }
+    out
+};
 
 /// How a tag value is matched in `where`.
 #[derive(Debug, Clone)]
@@ -86,8 +91,25 @@ pub struct Group {
 }
 
 impl Agg {
+    /// Every aggregation, in documentation order.
+    pub const ALL: [Agg; 13] = [
+        Agg::Avg,
+        Agg::Min,
+        Agg::Max,
+        Agg::Sum,
+        Agg::Count,
+        Agg::Last,
+        Agg::First,
+        Agg::Median,
+        Agg::P90,
+        Agg::P95,
+        Agg::P99,
+        Agg::Rate,
+        Agg::Stddev,
+    ];
+
     /// The name used in monitor files (`avg`, `p95`, ...), one of [`AGG_NAMES`].
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Agg::Avg => "avg",
             Agg::Min => "min",
@@ -117,26 +139,11 @@ impl FromStr for Agg {
 
     /// Parses one of [`AGG_NAMES`] (exact, lowercase); the error lists the allowed names.
     fn from_str(s: &str) -> Result<Agg, String> {
-        Ok(match s {
-            "avg" => Agg::Avg,
-            "min" => Agg::Min,
-            "max" => Agg::Max,
-            "sum" => Agg::Sum,
-            "count" => Agg::Count,
-            "last" => Agg::Last,
-            "first" => Agg::First,
-            "median" => Agg::Median,
-            "p90" => Agg::P90,
-            "p95" => Agg::P95,
-            "p99" => Agg::P99,
-            "rate" => Agg::Rate,
-            "stddev" => Agg::Stddev,
-            _ => {
-                return Err(format!(
-                    "unknown aggregation {s:?}: expected one of {}",
-                    AGG_NAMES.join(", ")
-                ))
-            }
+        Agg::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| {
+            format!(
+                "unknown aggregation {s:?}: expected one of {}",
+                AGG_NAMES.join(", ")
+            )
         })
     }
 }

@@ -112,6 +112,13 @@ impl Store {
             .collect())
     }
 
+    /// How many series `q` matches (measurement, field and filters; the time range aside): a
+    /// cheap look at the memory index, so a caller can refuse an oversized query before
+    /// building its answer.
+    pub fn matching_series(&self, q: &WindowQuery) -> usize {
+        self.mem.read().matching(q).len()
+    }
+
     fn query(
         &self,
         q: &WindowQuery,

@@ -9,7 +9,7 @@ use super::disk::{create_day, day_of, log_table, sqlite_err, Disk, Writer};
 use super::memory::{normalized_tags, tagset_key, SeriesMem};
 use super::query::Tags;
 use super::{Store, StoreError};
-use crate::ingest::lineproto::Point;
+use crate::model::point::Point;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{params, TransactionBehavior};
 use std::collections::{HashMap, HashSet};
@@ -265,7 +265,7 @@ impl Store {
         Ok((prepared, count))
     }
 
-    /// Checks every point against the store's [`PointLimits`](crate::ingest::PointLimits) and
+    /// Checks every point against the store's [`PointLimits`](crate::model::limits::PointLimits) and
     /// that the points would not create series past the series limit, without writing
     /// anything. Ingest calls it per request, so a refused request does not fail the others
     /// committed with it; [`Store::write_batches`] checks again.
