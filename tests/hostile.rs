@@ -3,21 +3,9 @@
 
 mod common;
 
-use common::{next_second, Tocsin as Server};
+use common::{Tocsin as Server, COUNTER};
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
-
-const COUNTER: &str = r#"
-id = "count"
-manual = true
-interval = "1h"
-[query]
-measurement = "durable"
-field = "v"
-agg = "count"
-[rules]
-info = "Result >= 0"
-"#;
 
 fn setup(config: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
@@ -28,16 +16,6 @@ fn setup(config: &str) -> (tempfile::TempDir, Server) {
         &format!("{config}\n[host_input]\nenabled = false\n"),
     );
     (dir, s)
-}
-
-/// Runs the `count` monitor in a fresh second: the number of `durable` points it saw.
-fn count_points(s: &Server, token: Option<&str>) -> f64 {
-    next_second();
-    let v = s.run("count", token);
-    v["events"][0]["df_monitor_checker_value"]
-        .as_str()
-        .map(|x| x.parse().unwrap())
-        .unwrap_or(0.0)
 }
 
 /// Reads what the server has answered so far on a raw connection (at most `wait`).
@@ -81,7 +59,7 @@ fn unauthenticated_stalled_uploads_cannot_lock_writers_out() {
         let answer = read_answer(c, Duration::from_secs(5));
         assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
     }
-    assert_eq!(count_points(&s, Some("ad-secret")), 1.0);
+    assert_eq!(s.count_points(Some("ad-secret")), 1.0);
 }
 
 #[test]
@@ -136,7 +114,7 @@ fn new_series_past_max_series_are_refused_whole_with_422_and_counted() {
         let (code, body) = s.post_token("/write?precision=s", line.as_bytes(), None);
         assert_eq!(code, 204, "{host}: {body}");
     }
-    let before = count_points(&s, None);
+    let before = s.count_points(None);
     assert_eq!(before, 3.0);
     // A fourth series is refused, and the whole request with it (the point for host=a too).
     let body = format!(
@@ -151,12 +129,12 @@ fn new_series_past_max_series_are_refused_whole_with_422_and_counted() {
     let message = err["error"].as_str().unwrap();
     assert!(message.contains("series limit"), "{message}");
     assert!(message.contains("at most 3"), "{message}");
-    assert_eq!(count_points(&s, None), before);
+    assert_eq!(s.count_points(None), before);
     // An existing series still writes.
     let line = format!("durable,host=a v=3 {}", t + 20);
     let (code, body) = s.post_token("/write?precision=s", line.as_bytes(), None);
     assert_eq!(code, 204, "{body}");
-    assert_eq!(count_points(&s, None), before + 1.0);
+    assert_eq!(s.count_points(None), before + 1.0);
     let text = metrics_text(&s);
     assert!(text.contains("\ntocsin_series_refused_total 1\n"), "{text}");
     assert!(text.contains("\ntocsin_series_limit 3\n"), "{text}");

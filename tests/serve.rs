@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_port, next_second, now, Tocsin as Server};
+use common::{free_port, next_second, now, Tocsin as Server, COUNTER};
 use serde_json::Value;
 use std::io::Write;
 use std::process::Command;
@@ -23,18 +23,6 @@ critical = "Result > 90"
 recover_after = 1
 "#;
 
-const COUNTER: &str = r#"
-id = "count"
-manual = true
-interval = "1h"
-[query]
-measurement = "durable"
-field = "v"
-agg = "count"
-[rules]
-info = "Result >= 0"
-"#;
-
 fn setup(config: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("monitors")).unwrap();
@@ -46,17 +34,6 @@ fn setup(config: &str) -> (tempfile::TempDir, Server) {
         &format!("{config}[host_input]\nenabled = false\n"),
     );
     (dir, s)
-}
-
-/// Runs the `count` monitor in a fresh second and returns the number of `durable` points it saw.
-fn count_points(s: &Server) -> f64 {
-    next_second();
-    let v = s.run("count", None);
-    let ev = &v["events"][0];
-    ev["df_monitor_checker_value"]
-        .as_str()
-        .map(|x| x.parse().unwrap())
-        .unwrap_or(0.0)
 }
 
 #[test]
@@ -132,7 +109,7 @@ fn lifecycle_write_run_issue_recover_restart_kill() {
     assert_eq!(manual["count"], 1);
 
     // kill -9 right after an acknowledged write: the write is there after restart
-    let before = count_points(&s);
+    let before = s.count_points(None);
     let mut body = String::new();
     for i in 0..1000 {
         body.push_str(&format!(
@@ -145,7 +122,7 @@ fn lifecycle_write_run_issue_recover_restart_kill() {
     s.kill9();
     s.spawn();
     assert_eq!(
-        count_points(&s),
+        s.count_points(None),
         before + 1000.0,
         "acknowledged points survive kill -9"
     );
@@ -163,7 +140,7 @@ fn lifecycle_write_run_issue_recover_restart_kill() {
 #[test]
 fn bad_batches_are_rejected_whole_and_limits_hold() {
     let (_dir, s) = setup("max_body_bytes = 4096\n");
-    let before = count_points(&s);
+    let before = s.count_points(None);
     let t = (now() - 60) * 1_000_000_000;
     let bad = format!(
         "durable v=1 {t}\ndurable v=2 {}\ndurable v=\"unterminated {t}\n",
@@ -174,7 +151,11 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
     let err: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(err["line"], 3, "{err}");
     assert!(err["column"].as_u64().unwrap() > 0);
-    assert_eq!(count_points(&s), before, "nothing of a bad batch is stored");
+    assert_eq!(
+        s.count_points(None),
+        before,
+        "nothing of a bad batch is stored"
+    );
     // oversized body
     let big = vec![b'x'; 10_000];
     let (code, _) = s.post_token("/write", &big, None);
@@ -189,7 +170,7 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
         .send_bytes(&gz)
         .unwrap();
     assert_eq!(resp.status(), 204);
-    assert_eq!(count_points(&s), before + 1.0);
+    assert_eq!(s.count_points(None), before + 1.0);
     // bad precision
     let (code, body) = s.post_token("/write?precision=weeks", b"durable v=1", None);
     assert_eq!(code, 400);
@@ -210,7 +191,7 @@ fn bad_batches_are_rejected_whole_and_limits_hold() {
     assert_eq!(echo[0]["fields"]["s"], "hi");
     assert_eq!(echo[0]["fields"]["b"], true);
     assert_eq!(echo[0]["time"].as_i64(), Some(1_700_000_000_000_000_000));
-    assert_eq!(count_points(&s), before + 1.0);
+    assert_eq!(s.count_points(None), before + 1.0);
     // unknown monitor
     let (code, _) = s.post_token("/api/v1/monitors/nope/run", b"", None);
     assert_eq!(code, 404);

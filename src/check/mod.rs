@@ -10,8 +10,6 @@
 //! - `bot`: bot (`bot_obs`) checks
 
 mod bot;
-#[cfg(test)]
-mod budget_tests;
 mod host;
 mod render;
 mod rules;

@@ -17,11 +17,16 @@ struct Bench {
 impl Bench {
     /// Loads `monitor` (TOML); `script` is written as `bot.rhai` in the scripts directory.
     fn new(monitor: &str, script: Option<&str>) -> Bench {
+        Bench::with_limits(monitor, script, Default::default())
+    }
+
+    /// [`Bench::new`] with a script engine of the given sandbox limits.
+    fn with_limits(monitor: &str, script: Option<&str>, limits: crate::script::Limits) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         if let Some(s) = script {
             std::fs::write(dir.path().join("bot.rhai"), s).unwrap();
         }
-        let engine = Arc::new(ScriptEngine::new(Default::default()));
+        let engine = Arc::new(ScriptEngine::new(limits));
         let ctx = LoadContext {
             scripts_dir: dir.path(),
             policies: &[],
@@ -273,4 +278,54 @@ fn bot_reports_carry_title_and_message_onto_faults_and_recovery() {
     );
     assert_eq!(ok.message(), Some("cooled down"));
     assert_eq!(ok.str("df_monitor_ref_key"), Some("bot"));
+}
+
+// ---- host calls stay inside the evaluation's budget: an oversized series() or query()
+// fails on the number of matching series, before any point is read.
+
+fn bot_over(series: usize, max_array_size: usize, script: &str) -> Result<CheckReport, CheckError> {
+    let limits = crate::script::Limits {
+        max_array_size,
+        ..Default::default()
+    };
+    let mut b = Bench::with_limits(
+        "type = \"bot_obs\"\nevery = \"1m\"\nscript = \"bot.rhai\"\n",
+        Some(script),
+        limits,
+    );
+    for i in 0..series {
+        b.series(&format!("h{i}"), &[(1000, 1.0)]);
+    }
+    b.runner.run(&b.m, &mut b.st, 1060, ExecMode::Crontab)
+}
+
+const SERIES_BOT: &str = r#"
+let s = series("cpu", "u", #{}, "5m");
+report(#{ dimension_tags: #{ n: `${s.len()}` }, status: "ok" });
+"#;
+
+#[test]
+fn series_over_the_array_limit_fails_on_matching_series() {
+    let err = bot_over(60, 50, SERIES_BOT).unwrap_err().to_string();
+    assert!(err.contains("series() matching series: 60 items"), "{err}");
+    assert!(err.contains("more than the 50"), "{err}");
+}
+
+#[test]
+fn series_within_the_limit_answers() {
+    let rep = bot_over(10, 50, SERIES_BOT).unwrap();
+    assert_eq!(rep.objects, 1);
+    assert_eq!(rep.errors, Vec::<String>::new());
+}
+
+#[test]
+fn query_may_read_more_series_than_items_but_not_without_bound() {
+    let q = r#"
+let r = query("cpu", "u", "avg", [], "5m");
+report(#{ dimension_tags: #{ n: `${r.len()}` }, status: "ok" });
+"#;
+    // 60 series into one group: within 10 series per item of a 10-item limit
+    assert!(bot_over(60, 10, q).is_ok());
+    let err = bot_over(120, 10, q).unwrap_err().to_string();
+    assert!(err.contains("query() matching series: 120 items"), "{err}");
 }

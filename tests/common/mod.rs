@@ -30,6 +30,20 @@ pub fn next_second() {
     }
 }
 
+/// A manual monitor that counts the `durable` points of the last hour: tests read how many
+/// points were stored through it ([`Tocsin::count_points`]).
+pub const COUNTER: &str = r#"
+id = "count"
+manual = true
+interval = "1h"
+[query]
+measurement = "durable"
+field = "v"
+agg = "count"
+[rules]
+info = "Result >= 0"
+"#;
+
 /// A running `tocsin serve`; killed when dropped.
 pub struct Tocsin {
     child: Option<Child>,
@@ -144,6 +158,17 @@ impl Tocsin {
         let (code, body) = self.post_token(&format!("/api/v1/monitors/{id}/run"), b"", token);
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).unwrap()
+    }
+
+    /// Runs [`COUNTER`] (installed as `monitors/count.toml`) in a fresh second: the number of
+    /// `durable` points it saw.
+    pub fn count_points(&self, token: Option<&str>) -> f64 {
+        next_second();
+        let v = self.run("count", token);
+        v["events"][0]["df_monitor_checker_value"]
+            .as_str()
+            .map(|x| x.parse().unwrap())
+            .unwrap_or(0.0)
     }
 
     /// Runs an admin command of the CLI against this server.
