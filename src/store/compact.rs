@@ -2,7 +2,7 @@
 //! the log is large enough or the day is over; retention drops whole day tables.
 
 use super::codec::{decode_log, encode_block, Sample};
-use super::disk::{chunk_table, day_of, log_table, sqlite_err, Disk, Writer, DAY_NS};
+use super::disk::{chunk_row, chunk_table, day_of, log_table, sqlite_err, Disk, Writer, DAY_NS};
 use super::{Store, StoreError};
 use rusqlite::{params, Connection, TransactionBehavior};
 
@@ -138,12 +138,7 @@ fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usiz
             .map_err(sqlite_err(path, what()))?;
         let mut rows = st.query([]).map_err(sqlite_err(path, what()))?;
         while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
-            let row_id: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
-            let min_ts: i64 = row.get(1).map_err(sqlite_err(path, what()))?;
-            let data = row
-                .get_ref(2)
-                .and_then(|v| Ok(v.as_blob()?))
-                .map_err(sqlite_err(path, what()))?;
+            let (row_id, min_ts, data) = chunk_row(row, path, what())?;
             decode_log(min_ts, data, |id, ts, value| {
                 samples.push(Sample { id, ts, value })
             })

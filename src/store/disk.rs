@@ -56,6 +56,22 @@ pub(super) fn sqlite_err(
     move |source| StoreError::Sqlite { path, what, source }
 }
 
+/// The `(id, min_ts, data)` of a chunk or log row, the three columns every reader selects
+/// first; errors name the file and `what` was being read.
+pub(super) fn chunk_row<'r>(
+    row: &'r rusqlite::Row<'r>,
+    path: &Path,
+    what: String,
+) -> Result<(i64, i64, &'r [u8]), StoreError> {
+    let id: i64 = row.get(0).map_err(sqlite_err(path, what.clone()))?;
+    let min_ts: i64 = row.get(1).map_err(sqlite_err(path, what.clone()))?;
+    let data = row
+        .get_ref(2)
+        .and_then(|v| Ok(v.as_blob()?))
+        .map_err(sqlite_err(path, what))?;
+    Ok((id, min_ts, data))
+}
+
 /// Name of a day's table: `<prefix>_<day>`, `<prefix>_m<n>` before 1970.
 pub(super) fn day_table(prefix: &str, day: i64) -> String {
     if day >= 0 {
@@ -323,12 +339,7 @@ fn load(
         let mut rows = st.query([floor]).map_err(sqlite_err(path, what()))?;
         let mut buf: Vec<(i64, f64)> = Vec::new();
         while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
-            let id: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
-            let min_ts: i64 = row.get(1).map_err(sqlite_err(path, what()))?;
-            let data = row
-                .get_ref(2)
-                .and_then(|v| Ok(v.as_blob()?))
-                .map_err(sqlite_err(path, what()))?;
+            let (id, min_ts, data) = chunk_row(row, path, what())?;
             buf.clear();
             decode_block(min_ts, data, |ts, v| {
                 if ts >= floor {
@@ -352,12 +363,7 @@ fn load(
             .map_err(sqlite_err(path, what()))?;
         let mut rows = st.query([floor]).map_err(sqlite_err(path, what()))?;
         while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
-            let row_id: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
-            let min_ts: i64 = row.get(1).map_err(sqlite_err(path, what()))?;
-            let data = row
-                .get_ref(2)
-                .and_then(|v| Ok(v.as_blob()?))
-                .map_err(sqlite_err(path, what()))?;
+            let (row_id, min_ts, data) = chunk_row(row, path, what())?;
             let mut unknown = None;
             let mut added = 0;
             decode_log(min_ts, data, |id, ts, v| {

@@ -3,7 +3,7 @@
 //! (blocks, then log rows: write order), grouped by tags.
 
 use super::codec::{decode_block, decode_log};
-use super::disk::{chunk_table, day_of, log_table, sqlite_err, Disk};
+use super::disk::{chunk_row, chunk_table, day_of, log_table, sqlite_err, Disk};
 use super::query::{aggregate, Agg, Group, Tags, WindowQuery};
 use super::{Store, StoreError};
 use rusqlite::params;
@@ -226,12 +226,7 @@ impl Store {
                 .query(params![start, end])
                 .map_err(sqlite_err(path, what()))?;
             while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
-                let row_id: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
-                let min_ts: i64 = row.get(1).map_err(sqlite_err(path, what()))?;
-                let data = row
-                    .get_ref(2)
-                    .and_then(|v| Ok(v.as_blob()?))
-                    .map_err(sqlite_err(path, what()))?;
+                let (row_id, min_ts, data) = chunk_row(row, path, what())?;
                 decode_log(min_ts, data, |id, ts, v| {
                     if ts >= start && ts < end {
                         if let Some(&i) = pos.get(&id) {
