@@ -41,7 +41,7 @@ pub enum ConfigError {
 }
 
 /// The whole config file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// data directory (absent: the command's default, `./data`)
@@ -76,6 +76,14 @@ pub struct Config {
     /// `[limits]`: bounds on what writes may create
     #[serde(default)]
     pub limits: Limits,
+}
+
+impl Default for Config {
+    /// The config of an empty file: every default declared on the fields, nothing else (a
+    /// derived `Default` would give zeros where serde gives the declared defaults).
+    fn default() -> Config {
+        toml::from_str("").expect("an empty config file is valid")
+    }
 }
 
 fn default_max_body_bytes() -> usize {

@@ -227,3 +227,13 @@ fn limits_read_typed_with_defaults_and_refuse_unknown_keys() {
     // a negative count is not a usize: refused at load
     refused("[limits]\nmax_series = -1\n");
 }
+
+#[test]
+fn no_config_file_means_the_declared_defaults() {
+    let c = Config::default();
+    assert_eq!(c.max_body_bytes, 32 << 20);
+    assert!(c.host_input.enabled);
+    assert_eq!(c.limits.max_series, 2_000_000);
+    assert_eq!(c.limits.max_fields_per_point, 1_000);
+    assert!(c.policies.is_empty());
+}
