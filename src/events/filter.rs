@@ -58,7 +58,7 @@ impl<'a> Columns<'a> {
 }
 
 /// Substring test ignoring ASCII case, as SQLite's `LIKE` does without ICU.
-fn contains_ascii_ci(hay: &str, needle: &str) -> bool {
+pub fn contains_ascii_ci(hay: &str, needle: &str) -> bool {
     hay.to_ascii_lowercase()
         .contains(&needle.to_ascii_lowercase())
 }

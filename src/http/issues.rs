@@ -7,6 +7,7 @@ use super::error::{ApiError, ApiResult};
 use super::{blocking, heavy_read, AppState};
 use crate::check::RecoverUser;
 use crate::engine::RecoverSelector;
+use crate::events::filter::contains_ascii_ci;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -44,7 +45,8 @@ async fn list_issues(
         issues.retain(|i| &i.event_ref == s);
     }
     if let Some(s) = p.get("q").filter(|s| !s.is_empty()) {
-        issues.retain(|i| i.title.contains(s.as_str()) || i.message.contains(s.as_str()));
+        // The same text match as the event list's `q`: ASCII case folded.
+        issues.retain(|i| contains_ascii_ci(&i.title, s) || contains_ascii_ci(&i.message, s));
     }
     Ok(Json(json!({"count": issues.len(), "issues": issues})))
 }

@@ -297,6 +297,9 @@ async fn issues_and_manual_recovery() {
     );
     assert_eq!(h.get("/api/v1/issues?status=warning").await.1["count"], 0);
     assert_eq!(h.get("/api/v1/issues?q=disk").await.1["count"], 1);
+    // the same text match as the event list: ASCII case folded
+    assert_eq!(h.get("/api/v1/issues?q=DISK%20Full").await.1["count"], 1);
+    assert_eq!(h.get("/api/v1/issues?q=cpu").await.1["count"], 0);
     let r = v["issues"][0]["event_ref"].as_str().unwrap().to_string();
     let who = json!({"refs": [r], "user_id": "u1", "user_name": "Ann", "user_email": "a@x"});
     let auth = ("authorization", "Bearer adm");
