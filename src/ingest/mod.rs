@@ -154,8 +154,9 @@ fn writer(store: Arc<Store>, rx: mpsc::Receiver<Job>, queued: Arc<AtomicUsize>) 
         let mut total = 0;
         let mut next = Some(first);
         while let Some(j) = next.take() {
-            // Refuse per request what the store would refuse, so that one bad request does
-            // not fail the others committed with it.
+            // Refuse per request a request past the series limit, so that it does not fail
+            // the others committed with it (a bad point does too, but only through the
+            // per-request fallback below: the parser has refused those already).
             match store.admit(&j.points) {
                 Ok(()) => {
                     total += j.points.len();
@@ -220,13 +221,8 @@ fn answer(e: &StoreError) -> IngestError {
 fn refusal(e: &StoreError) -> IngestError {
     let limit = match e {
         StoreError::SeriesLimit { .. } => "max_series",
-        StoreError::InvalidPoint { message, .. } if message.contains(" fields") => {
-            "max_fields_per_point"
-        }
-        StoreError::InvalidPoint { message, .. } if message.contains(" tags") => {
-            "max_tags_per_series"
-        }
-        _ => "time_range",
+        StoreError::InvalidPoint { limit, .. } => limit,
+        _ => "unknown",
     };
     IngestError::Refused {
         limit,

@@ -99,16 +99,17 @@ impl PointLimits {
         ))
     }
 
-    /// Checks a whole point; the error says which bound it breaks.
-    pub fn check(&self, p: &Point) -> Result<(), String> {
+    /// Checks a whole point; the error names the bound it breaks (as the `[limits]` config
+    /// key, or `time_range`) and explains it.
+    pub fn check(&self, p: &Point) -> Result<(), (&'static str, String)> {
         if let Some(e) = self.fields_error(p.fields.len()) {
-            return Err(e);
+            return Err(("max_fields_per_point", e));
         }
         if let Some(e) = self.tags_error(p.tags.len()) {
-            return Err(e);
+            return Err(("max_tags_per_series", e));
         }
         if let Some(e) = self.time_error(p.time) {
-            return Err(e);
+            return Err(("time_range", e));
         }
         Ok(())
     }

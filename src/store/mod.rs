@@ -141,7 +141,9 @@ pub enum StoreError {
         index: usize,
         /// the point's measurement
         measurement: String,
-        /// which limit it breaks
+        /// the limit it breaks: the `[limits]` config key, or `time_range`
+        limit: &'static str,
+        /// how it breaks it
         message: String,
     },
     /// The write would create series past [`StoreOptions::max_series`]; nothing of it was

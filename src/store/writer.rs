@@ -265,12 +265,11 @@ impl Store {
         Ok((prepared, count))
     }
 
-    /// Checks every point against the store's [`PointLimits`](crate::model::limits::PointLimits) and
-    /// that the points would not create series past the series limit, without writing
-    /// anything. Ingest calls it per request, so a refused request does not fail the others
-    /// committed with it; [`Store::write_batches`] checks again.
+    /// Checks that the points would not create series past the series limit, without writing
+    /// anything. Ingest calls it per request, so a request past the limit does not fail the
+    /// others committed with it. Point limits are left to [`Store::write_batches`] (the HTTP
+    /// parser has applied the same ones already), so no point is checked twice.
     pub fn admit(&self, points: &[Point]) -> Result<(), StoreError> {
-        self.check_limits(&[points])?;
         let mem = self.mem.read();
         // Fast path: even if every field were a new series, the limit holds.
         let most_new: usize = points.iter().map(|p| p.fields.len()).sum();
@@ -311,9 +310,10 @@ impl Store {
             for (index, p) in points.iter().enumerate() {
                 self.limits
                     .check(p)
-                    .map_err(|message| StoreError::InvalidPoint {
+                    .map_err(|(limit, message)| StoreError::InvalidPoint {
                         batch,
                         index,
+                        limit,
                         measurement: p.measurement.clone(),
                         message,
                     })?;
