@@ -4,10 +4,9 @@
 use crate::check::host::Host;
 use crate::check::NS;
 use crate::detect::Level;
-use crate::monitor::{Eval, RuleKind, Rules};
+use crate::monitor::{Eval, Rule, RuleKind, Rules};
 use crate::script::{CheckCtx, ScriptEngine};
-use crate::store::query::{aggregate, Agg, Group, Tags};
-use std::collections::BTreeMap;
+use crate::store::query::{aggregate, Agg, Tags};
 
 /// One object's evaluation.
 pub(crate) struct Evaluated {
@@ -21,71 +20,94 @@ pub(crate) struct Evaluated {
     pub(crate) message: Option<String>,
 }
 
-/// `Result` for object `r`: the window's value, or what the rule kind derives from it
-/// (`None` when the object has no value in the window).
+/// What a rule kind compares an object's window value with, read before the objects are
+/// evaluated.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Baseline {
+    /// `mutation`: `agg` over the window just before (`None`: no value there)
+    pub(crate) previous: Option<f64>,
+    /// `range`: mean and standard deviation of the baseline window's points
+    pub(crate) band: Option<(f64, f64)>,
+}
+
+/// The median and MAD of the values of every object of one check, for `outlier` (`None`
+/// with fewer than three values).
+pub(crate) fn fleet(values: &[f64]) -> Option<(f64, f64)> {
+    if values.len() < 3 {
+        return None;
+    }
+    let all: Vec<(i64, f64)> = values.iter().map(|v| (0, *v)).collect();
+    let med = aggregate(Agg::Median, &all).unwrap_or(0.0);
+    let dev: Vec<(i64, f64)> = all.iter().map(|(_, v)| (0, (v - med).abs())).collect();
+    let mad = aggregate(Agg::Median, &dev).unwrap_or(0.0);
+    Some((med, mad))
+}
+
+/// `Result` for an object whose window value is `cur`: the value itself, or what the rule
+/// kind derives from it and its baseline (`fleet`: see [`fleet`]).
 pub(crate) fn result_for(
-    agg: Agg,
     kind: RuleKind,
-    r: &str,
-    values: &BTreeMap<String, f64>,
-    previous: Option<&BTreeMap<String, Group>>,
-) -> Option<f64> {
-    let cur = *values.get(r)?;
+    cur: f64,
+    base: &Baseline,
+    fleet: Option<(f64, f64)>,
+) -> f64 {
     match kind {
-        RuleKind::Threshold | RuleKind::Composite => Some(cur),
-        RuleKind::Mutation => {
-            let prev = previous
-                .and_then(|p| p.get(r))
-                .and_then(|g| aggregate(agg, &g.points));
-            Some(prev.map_or(0.0, |p| cur - p))
-        }
-        RuleKind::Range => {
-            let pts = previous
-                .and_then(|p| p.get(r))
-                .map(|g| g.points.as_slice())
-                .unwrap_or(&[]);
-            let (Some(mean), Some(sd)) = (aggregate(Agg::Avg, pts), aggregate(Agg::Stddev, pts))
-            else {
-                return Some(0.0);
-            };
-            Some(if sd > 0.0 { (cur - mean) / sd } else { 0.0 })
-        }
-        RuleKind::Outlier => {
-            let all: Vec<(i64, f64)> = values.values().map(|v| (0, *v)).collect();
-            if all.len() < 3 {
-                return Some(0.0);
-            }
-            let med = aggregate(Agg::Median, &all).unwrap_or(0.0);
-            let dev: Vec<(i64, f64)> = all.iter().map(|(_, v)| (0, (v - med).abs())).collect();
-            let mad = aggregate(Agg::Median, &dev).unwrap_or(0.0);
+        RuleKind::Threshold | RuleKind::Composite => cur,
+        RuleKind::Mutation => base.previous.map_or(0.0, |p| cur - p),
+        RuleKind::Range => match base.band {
+            Some((mean, sd)) if sd > 0.0 => (cur - mean) / sd,
+            _ => 0.0,
+        },
+        RuleKind::Outlier => match fleet {
             // 1.4826 scales the MAD to a standard deviation for normal data.
-            Some(if mad > 0.0 {
-                (cur - med) / (1.4826 * mad)
-            } else {
-                0.0
-            })
-        }
+            Some((med, mad)) if mad > 0.0 => (cur - med) / (1.4826 * mad),
+            _ => 0.0,
+        },
     }
 }
 
+/// The native answer of a rule for `result`, when the rule has a native form and `result`
+/// is a finite number (otherwise Rhai decides: it compares NaN and infinities with integer
+/// literals in its own way).
+fn native(rule: &Rule, result: Option<f64>) -> Option<bool> {
+    let v = result.filter(|v| v.is_finite())?;
+    Some(rule.compiled.native()?.eval(v))
+}
+
+/// Whether evaluating `rules` may need Rhai (and so the tags and points in its scope) even
+/// when `Result` is a number.
+pub(crate) fn needs_scope(rules: &Rules) -> bool {
+    let levels_native = match &rules.eval {
+        Eval::Script(_) => false,
+        Eval::Levels(levels) => levels.iter().all(|(_, r)| r.compiled.native().is_some()),
+    };
+    !levels_native
+        || rules
+            .recovery
+            .as_ref()
+            .is_some_and(|r| r.compiled.native().is_none())
+}
+
 /// Evaluates the levels (or the check script) and the recovery rule for one object.
+///
+/// Rules with a native form are answered natively when `Result` is a number; the Rhai scope
+/// (tags and points, built by `scope`) is made only when some rule needs it.
 pub(crate) fn evaluate(
     engine: &ScriptEngine,
     rules: &Rules,
     result: Option<f64>,
-    tags: &Tags,
-    points: &[(i64, f64)],
+    scope: impl FnOnce() -> (Tags, Vec<(i64, f64)>),
     host: &Host,
 ) -> Result<Evaluated, String> {
-    let ctx = CheckCtx {
+    let mut lazy = LazyCtx {
         result,
-        tags: tags.clone(),
-        points: points.iter().map(|(t, v)| (t.div_euclid(NS), *v)).collect(),
+        scope: Some(scope),
+        built: None,
     };
     let (level, value, message) = match &rules.eval {
         Eval::Script(script) => {
             let out = engine
-                .eval_check(&script.compiled, &ctx, host)
+                .eval_check(&script.compiled, lazy.get(), host)
                 .map_err(|e| e.to_string())?;
             let level = Level::parse(&out.status).ok_or_else(|| {
                 format!(
@@ -98,10 +120,13 @@ pub(crate) fn evaluate(
         Eval::Levels(levels) => {
             let mut level = Level::Ok;
             for (lvl, rule) in levels {
-                if engine
-                    .eval_rule(&rule.compiled, &ctx, host)
-                    .map_err(|e| format!("rule {:?}: {e}", rule.source))?
-                {
+                let holds = match native(rule, result) {
+                    Some(b) => b,
+                    None => engine
+                        .eval_rule(&rule.compiled, lazy.get(), host)
+                        .map_err(|e| format!("rule {:?}: {e}", rule.source))?,
+                };
+                if holds {
                     level = *lvl;
                     break;
                 }
@@ -110,9 +135,12 @@ pub(crate) fn evaluate(
         }
     };
     let recovery_holds = match &rules.recovery {
-        Some(rule) if matches!(level, Level::Ok | Level::Info) => engine
-            .eval_rule(&rule.compiled, &ctx, host)
-            .map_err(|e| format!("recovery {:?}: {e}", rule.source))?,
+        Some(rule) if matches!(level, Level::Ok | Level::Info) => match native(rule, result) {
+            Some(b) => b,
+            None => engine
+                .eval_rule(&rule.compiled, lazy.get(), host)
+                .map_err(|e| format!("recovery {:?}: {e}", rule.source))?,
+        },
         _ => true,
     };
     Ok(Evaluated {
@@ -121,4 +149,25 @@ pub(crate) fn evaluate(
         recovery_holds,
         message,
     })
+}
+
+/// The Rhai scope of one evaluation, built on first use.
+struct LazyCtx<F> {
+    result: Option<f64>,
+    scope: Option<F>,
+    built: Option<CheckCtx>,
+}
+
+impl<F: FnOnce() -> (Tags, Vec<(i64, f64)>)> LazyCtx<F> {
+    fn get(&mut self) -> &CheckCtx {
+        if self.built.is_none() {
+            let (tags, points) = (self.scope.take().expect("scope is built once"))();
+            self.built = Some(CheckCtx {
+                result: self.result,
+                tags,
+                points: points.iter().map(|(t, v)| (t.div_euclid(NS), *v)).collect(),
+            });
+        }
+        self.built.as_ref().expect("just built")
+    }
 }

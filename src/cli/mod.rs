@@ -157,7 +157,7 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     store.write(&points).map_err(|e| anyhow!("{e}"))?;
     let runner = Runner {
         store,
-        db: Arc::new(EventDb::scratch()),
+        db: Arc::new(EventDb::scratch_events()),
         engine,
         policies: cfg.policy_names(),
         public_url: cfg.public_url.clone(),

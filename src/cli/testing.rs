@@ -387,7 +387,7 @@ fn run_case(
     store.write(&points).map_err(|e| format!("{label}: {e}"))?;
     let runner = Runner {
         store,
-        db: Arc::new(EventDb::scratch()),
+        db: Arc::new(EventDb::scratch_events()),
         engine: engine.clone(),
         policies: config.policy_names(),
         public_url: config.public_url.clone(),

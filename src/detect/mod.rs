@@ -243,6 +243,16 @@ impl ObjectState {
         }
     }
 
+    /// Whether the two states agree on everything but `last_seen` (what a check changes on
+    /// every object that has data).
+    pub fn same_but_last_seen(&self, other: &ObjectState) -> bool {
+        self.fault_streak == other.fault_streak
+            && self.clean_streak == other.clean_streak
+            && self.round == other.round
+            && self.in_gap == other.in_gap
+            && self.nodata_open == other.nodata_open
+    }
+
     /// Whether a round is open.
     pub fn is_open(&self) -> bool {
         self.round.is_some()

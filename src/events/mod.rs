@@ -128,6 +128,9 @@ pub struct EventDb {
     hook: parking_lot::RwLock<Option<std::sync::Arc<dyn EventHook>>>,
     live: tokio::sync::broadcast::Sender<Event>,
     rounds: Mutex<()>,
+    /// whether detection state is stored (false for replays and `tocsin test`, which keep
+    /// state in memory only and start from nothing)
+    keeps_state: bool,
 }
 
 const SCHEMA: &str = "
@@ -188,10 +191,25 @@ impl EventDb {
         Self::init(conn)
     }
 
-    /// An in-memory store for `replay` and `tocsin test`.
+    /// An in-memory store (events, issues and detection state), e.g. for tests of the API.
     pub fn scratch() -> EventDb {
         let conn = Connection::open_in_memory().expect("in-memory SQLite opens");
         Self::init(conn).expect("schema applies to an in-memory database")
+    }
+
+    /// An in-memory store of events and issues only, for `replay` and `tocsin test`: their
+    /// detection state lives in memory for one run, so checks skip writing it
+    /// ([`EventDb::keeps_state`] is false).
+    pub fn scratch_events() -> EventDb {
+        EventDb {
+            keeps_state: false,
+            ..Self::scratch()
+        }
+    }
+
+    /// Whether checks should write detection state here (see [`EventDb::scratch_events`]).
+    pub fn keeps_state(&self) -> bool {
+        self.keeps_state
     }
 
     fn init(mut conn: Connection) -> Result<EventDb, EventDbError> {
@@ -202,6 +220,7 @@ impl EventDb {
             hook: parking_lot::RwLock::new(None),
             live: tokio::sync::broadcast::channel(4096).0,
             rounds: Mutex::new(()),
+            keeps_state: true,
         })
     }
 

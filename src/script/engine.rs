@@ -11,6 +11,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, ParseError, Position, Scope, AST};
 use super::convert::{points_to_array, show, tags_to_map, type_name, RhaiErr};
 use super::frame::{current_deadline, current_name, FrameGuard};
 use super::host::register_host_functions;
+use super::native::NativeExpr;
 use super::outcome::check_outcome;
 use super::stats::register_helpers;
 use super::{BotReport, CheckCtx, CheckOutcome, ScriptHost};
@@ -83,12 +84,20 @@ pub enum ScriptError {
 pub struct Compiled {
     pub(super) ast: Arc<AST>,
     name: Arc<str>,
+    /// the same rule as native comparisons, when it is in that subset
+    native: Option<Arc<NativeExpr>>,
 }
 
 impl Compiled {
     /// The name given at compile time (the script name, or `"rule"` for expressions).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The rule as native comparisons over `Result`, when it is one of the simple shapes
+    /// [`NativeExpr`] accepts; it answers as Rhai would whenever `Result` is a number.
+    pub fn native(&self) -> Option<&NativeExpr> {
+        self.native.as_deref()
     }
 }
 
@@ -176,6 +185,7 @@ impl ScriptEngine {
         Ok(Compiled {
             ast: Arc::new(ast),
             name: Arc::from("rule"),
+            native: NativeExpr::compile(src).map(Arc::new),
         })
     }
 
@@ -189,6 +199,7 @@ impl ScriptEngine {
         Ok(Compiled {
             ast: Arc::new(ast),
             name: Arc::from(name),
+            native: None,
         })
     }
 

@@ -37,6 +37,7 @@ mod convert;
 mod engine;
 mod frame;
 mod host;
+mod native;
 mod outcome;
 mod stats;
 #[cfg(test)]
@@ -44,6 +45,7 @@ mod tests;
 
 pub use engine::{Compiled, Limits, ScriptEngine, ScriptError};
 pub use frame::{current_budget, Budget};
+pub use native::NativeExpr;
 
 use crate::model::Tags;
 

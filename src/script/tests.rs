@@ -837,3 +837,69 @@ fn window_durations() {
         assert!(err.contains("positive duration"), "{bad}: {err}");
     }
 }
+
+/// Every rule in the native subset answers exactly as Rhai does for finite values (Rhai's mixed
+/// float/integer comparisons of NaN and infinities are its own, so those stay with Rhai); rules
+/// outside the subset stay with Rhai.
+#[test]
+fn native_rules_agree_with_rhai() {
+    let engine = ScriptEngine::default();
+    let host = FakeHost::new(0, 0.0);
+    let rules = [
+        "Result > 90",
+        "Result >= 90",
+        "Result < 90",
+        "Result <= 90.5",
+        "Result == 0",
+        "Result != 0",
+        "90 < Result",
+        "-5 >= Result",
+        "Result > 80 && Result <= 90",
+        "Result < 10 || Result > 90",
+        "!(Result > 50)",
+        "!(Result > 50) && (Result != 3 || Result == 3.0)",
+        "Result > 9007199254740993",
+    ];
+    let values = [
+        0.0,
+        3.0,
+        -5.0,
+        -5.5,
+        10.0,
+        50.0,
+        80.0,
+        85.0,
+        89.999,
+        90.0,
+        90.5,
+        91.0,
+        1e300,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        9007199254740992.0,
+    ];
+    for src in rules {
+        let c = engine.compile_expr(src).unwrap();
+        let native = c
+            .native()
+            .unwrap_or_else(|| panic!("{src} should be native"));
+        for v in values {
+            let ctx = CheckCtx {
+                result: Some(v),
+                tags: tags(&[("host", "a")]),
+                points: vec![(1, v)],
+            };
+            let rhai = engine.eval_rule(&c, &ctx, &host).unwrap();
+            if v.is_finite() {
+                assert_eq!(native.eval(v), rhai, "{src} with Result = {v}");
+            }
+        }
+    }
+    for src in ["Result > 90 && tags.host == \"a\"", "points.len() > 0"] {
+        assert!(
+            engine.compile_expr(src).unwrap().native().is_none(),
+            "{src}"
+        );
+    }
+}

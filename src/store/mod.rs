@@ -43,11 +43,13 @@
 //! - `writer`: resolving points to series, encoding, and the grouped commit;
 //! - `compact`: compaction of day logs into blocks, and retention;
 //! - `read`: window reads from memory or SQLite;
+//! - `groups`: a check's series grouped once, then read by id at every tick;
 //! - [`query`]: window queries, filters and aggregations.
 
 mod codec;
 mod compact;
 mod disk;
+mod groups;
 mod memory;
 pub mod query;
 mod read;
@@ -57,6 +59,7 @@ mod writer;
 
 use crate::model::limits::PointLimits;
 use disk::Disk;
+pub use groups::{SeriesGroup, SeriesGroups};
 use memory::Mem;
 use parking_lot::RwLock;
 use std::path::PathBuf;

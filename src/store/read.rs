@@ -155,7 +155,7 @@ impl Store {
     }
 
     /// Reads the samples of `ids` within `[start, end)` from SQLite, one sorted vector per id.
-    fn read_disk(
+    pub(super) fn read_disk(
         &self,
         disk: &Disk,
         ids: &[u32],

@@ -1,0 +1,136 @@
+//! Grouped reads for checks: the series of a query grouped by its `by` tags once, then the
+//! points of every group read by series id at each check, without rebuilding tag maps.
+//!
+//! A check runs the same query at every tick; only the time range moves. [`Store::groups`]
+//! resolves the matching series and their groups (the costly part: filters, tag maps, sorting)
+//! and [`Store::generation`] tells when that answer may have changed (a series was created or
+//! removed), so a caller can keep the groups between checks. [`Store::read_groups`] then hands
+//! each group's points to a closure: a slice of the series in memory when the group has one
+//! series (no copy), a merged buffer when it has several, and reads from SQLite when the
+//! range starts below the memory floor, exactly as [`Store::window`] answers.
+
+use super::query::{Tags, WindowQuery};
+use super::{Store, StoreError};
+use std::collections::BTreeMap;
+
+/// The matching series of a query grouped by its `by` tags, sorted by tags.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesGroups {
+    /// [`Store::generation`] when these groups were resolved
+    pub generation: (u32, usize),
+    /// one entry per distinct `by` tag set
+    pub groups: Vec<SeriesGroup>,
+}
+
+/// One group: its `by` tags and its series ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesGroup {
+    /// the `by` tags (a series lacking a `by` tag has no such key)
+    pub tags: Tags,
+    /// series ids, ascending
+    pub series: Vec<u32>,
+}
+
+impl Store {
+    /// Changes whenever a series is created or removed, so groups resolved at one generation
+    /// stay valid until it changes (series ids are never reused, and a series' tags never
+    /// change).
+    pub fn generation(&self) -> (u32, usize) {
+        let mem = self.mem.read();
+        (mem.next_id, mem.series_count)
+    }
+
+    /// The series matching `q` (measurement, field, filters; the time range aside), grouped by
+    /// `q.by`, groups sorted by tags as [`Store::window`] sorts them.
+    pub fn groups(&self, q: &WindowQuery) -> SeriesGroups {
+        let mem = self.mem.read();
+        let mut by: BTreeMap<Tags, Vec<u32>> = BTreeMap::new();
+        for id in mem.matching(q) {
+            let tags = &mem.series(id).tags;
+            let key: Tags =
+                q.by.iter()
+                    .filter_map(|k| tags.get_key_value(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+            by.entry(key).or_default().push(id);
+        }
+        SeriesGroups {
+            generation: (mem.next_id, mem.series_count),
+            groups: by
+                .into_iter()
+                .map(|(tags, mut series)| {
+                    series.sort_unstable();
+                    SeriesGroup { tags, series }
+                })
+                .collect(),
+        }
+    }
+
+    /// Calls `f(i, points)` for every group `i` of `groups` with at least one point in
+    /// `[start_ns, end_ns)`, in order; `points` are sorted by time (several series of a group
+    /// merged, sorted by time then value), the same points [`Store::window`] gives the group.
+    pub fn read_groups(
+        &self,
+        groups: &[SeriesGroup],
+        start_ns: i64,
+        end_ns: i64,
+        mut f: impl FnMut(usize, &[(i64, f64)]),
+    ) -> Result<(), StoreError> {
+        if start_ns >= end_ns {
+            return Ok(());
+        }
+        let mut merged: Vec<(i64, f64)> = Vec::new();
+        let mem = self.mem.read();
+        let disk = match &self.disk {
+            Some(disk) if start_ns < mem.floor => disk,
+            _ => {
+                for (i, g) in groups.iter().enumerate() {
+                    if let [id] = g.series[..] {
+                        let pts = range(&mem.series(id).points, start_ns, end_ns);
+                        if !pts.is_empty() {
+                            f(i, pts);
+                        }
+                        continue;
+                    }
+                    merged.clear();
+                    for id in &g.series {
+                        merged.extend_from_slice(range(&mem.series(*id).points, start_ns, end_ns));
+                    }
+                    emit_merged(i, &mut merged, &mut f);
+                }
+                return Ok(());
+            }
+        };
+        drop(mem);
+        let ids: Vec<u32> = groups
+            .iter()
+            .flat_map(|g| g.series.iter().copied())
+            .collect();
+        let points = self.read_disk(disk, &ids, start_ns, end_ns)?;
+        let mut next = points.into_iter();
+        for (i, g) in groups.iter().enumerate() {
+            merged.clear();
+            for _ in &g.series {
+                merged.extend(next.next().unwrap_or_default());
+            }
+            emit_merged(i, &mut merged, &mut f);
+        }
+        Ok(())
+    }
+}
+
+/// Sorts a group's merged points as [`Store::window`] does and hands them on when non-empty.
+fn emit_merged(i: usize, merged: &mut [(i64, f64)], f: &mut impl FnMut(usize, &[(i64, f64)])) {
+    if merged.is_empty() {
+        return;
+    }
+    merged.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    f(i, merged);
+}
+
+/// The points of `points` (sorted) within `[start, end)`.
+fn range(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
+    let lo = points.partition_point(|p| p.0 < start);
+    let hi = points.partition_point(|p| p.0 < end);
+    &points[lo..hi.max(lo)]
+}
