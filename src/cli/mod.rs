@@ -149,12 +149,13 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
             loaded.errors.len()
         );
     }
-    let bytes = std::fs::read(&a.metrics)
-        .with_context(|| format!("cannot read {}", a.metrics.display()))?;
-    let points = lineproto::parse(&bytes, a.precision, 0)
-        .map_err(|e| anyhow!("{}: {e}", a.metrics.display()))?;
+    let bytes = map_file(&a.metrics)?;
     let store = Arc::new(Store::scratch());
-    store.write(&points).map_err(|e| anyhow!("{e}"))?;
+    crate::ingest::file::load(&store, &bytes, a.precision, 0).map_err(|e| match e {
+        crate::ingest::file::LoadError::Parse(e) => anyhow!("{}: {e}", a.metrics.display()),
+        e => anyhow!("{e}"),
+    })?;
+    drop(bytes);
     let runner = Runner {
         store,
         db: Arc::new(EventDb::scratch_events()),
@@ -200,6 +201,41 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+/// A metrics file's bytes: mapped when it is a regular file (no copy, and the kernel's page
+/// cache is all the memory it takes), read otherwise (a pipe, `/dev/stdin`).
+enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Read(v) => v,
+        }
+    }
+}
+
+fn map_file(path: &Path) -> Result<FileBytes> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    // SAFETY: the map is read-only and lives for this replay; a file changed underneath it
+    // while it runs may give garbage points (as reading it halfway through a rewrite would),
+    // and parsing never trusts the bytes.
+    if regular {
+        if let Ok(m) = unsafe { memmap2::Mmap::map(&file) } {
+            return Ok(FileBytes::Mapped(m));
+        }
+    }
+    let mut v = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut v)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(FileBytes::Read(v))
 }
 
 /// `tocsin write`: loads line protocol into the store offline; returns samples stored.

@@ -2,6 +2,7 @@
 //! SQLite transaction (group commit) by a single writer thread, so they share one fsync; a
 //! bounded queue refuses work (429) instead of growing without limit.
 
+pub mod file;
 pub mod hostinput;
 pub mod lineproto;
 

@@ -69,13 +69,19 @@ impl Store {
     /// Calls `f(i, points)` for every group `i` of `groups` with at least one point in
     /// `[start_ns, end_ns)`, in order; `points` are sorted by time (several series of a group
     /// merged, sorted by time then value), the same points [`Store::window`] gives the group.
+    ///
+    /// `hints` remembers where each single-series group's range started: checks move forward
+    /// in time, so the next search starts there instead of bisecting the whole series (a
+    /// wrong hint, e.g. after eviction, only costs the bisection).
     pub fn read_groups(
         &self,
         groups: &[SeriesGroup],
         start_ns: i64,
         end_ns: i64,
+        hints: &mut Vec<usize>,
         mut f: impl FnMut(usize, &[(i64, f64)]),
     ) -> Result<(), StoreError> {
+        hints.resize(groups.len(), 0);
         if start_ns >= end_ns {
             return Ok(());
         }
@@ -86,7 +92,11 @@ impl Store {
             _ => {
                 for (i, g) in groups.iter().enumerate() {
                     if let [id] = g.series[..] {
-                        let pts = range(&mem.series(id).points, start_ns, end_ns);
+                        let points = &mem.series(id).points;
+                        let lo = lower_bound_from(points, start_ns, hints[i]);
+                        hints[i] = lo;
+                        let hi = lower_bound_from(points, end_ns, lo);
+                        let pts = &points[lo..hi];
                         if !pts.is_empty() {
                             f(i, pts);
                         }
@@ -133,4 +143,45 @@ fn range(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
     let lo = points.partition_point(|p| p.0 < start);
     let hi = points.partition_point(|p| p.0 < end);
     &points[lo..hi.max(lo)]
+}
+
+/// The first index of `points` (sorted by time) whose time is at least `t`, searched forward
+/// from `hint` with doubling steps when every point before `hint` is older than `t`, else by
+/// bisection.
+fn lower_bound_from(points: &[(i64, f64)], t: i64, hint: usize) -> usize {
+    let n = points.len();
+    let h = hint.min(n);
+    if h > 0 && points[h - 1].0 >= t {
+        return points.partition_point(|p| p.0 < t);
+    }
+    // Every index below `lo` holds a time before `t`.
+    let (mut lo, mut hi, mut step) = (h, h, 1);
+    while hi < n && points[hi].0 < t {
+        lo = hi + 1;
+        hi = lo + step;
+        step *= 2;
+    }
+    let hi = hi.min(n);
+    lo + points[lo..hi].partition_point(|p| p.0 < t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lower_bound_from;
+
+    #[test]
+    fn hinted_search_finds_what_bisection_finds() {
+        let points: Vec<(i64, f64)> = (0..200).map(|i| (i * 10, 0.0)).collect();
+        for t in [-5, 0, 1, 10, 15, 995, 1990, 1991, 5000] {
+            let want = points.partition_point(|p| p.0 < t);
+            for hint in [0, 1, 7, 99, 100, 101, 150, 199, 200, 500] {
+                assert_eq!(
+                    lower_bound_from(&points, t, hint),
+                    want,
+                    "t {t} hint {hint}"
+                );
+            }
+        }
+        assert_eq!(lower_bound_from(&[], 5, 3), 0);
+    }
 }
