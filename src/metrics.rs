@@ -29,6 +29,29 @@ pub struct Metrics {
     pub custom_events: AtomicU64,
     monitors: Mutex<BTreeMap<String, MonitorFigures>>,
     events: Mutex<BTreeMap<String, u64>>,
+    lags: Mutex<Lags>,
+}
+
+/// How late scheduled checks started: the latest [`LAG_WINDOW`] lags for the quantiles, and
+/// the sum and count of all.
+#[derive(Debug, Default)]
+struct Lags {
+    recent: std::collections::VecDeque<f64>,
+    sum: f64,
+    count: u64,
+}
+
+/// How many of the latest scheduling lags the quantiles of `/metrics` cover.
+pub const LAG_WINDOW: usize = 10_000;
+
+/// The `q` quantile (0..=1) of `values` (nearest rank), 0 when empty.
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
 }
 
 impl Metrics {
@@ -41,6 +64,18 @@ impl Metrics {
         if failed {
             f.errors += 1;
         }
+    }
+
+    /// Records how late (seconds after its tick) a scheduled check started.
+    pub fn schedule_lag(&self, seconds: f64) {
+        let mut l = self.lags.lock();
+        if l.recent.len() == LAG_WINDOW {
+            l.recent.pop_front();
+        }
+        let s = seconds.max(0.0);
+        l.recent.push_back(s);
+        l.sum += s;
+        l.count += 1;
     }
 
     /// Counts a tick skipped because the previous check was still running.
@@ -151,6 +186,22 @@ impl Metrics {
                 m.checks
             );
         }
+        {
+            let l = self.lags.lock();
+            let mut recent: Vec<f64> = l.recent.iter().copied().collect();
+            let _ = writeln!(
+                out,
+                "# HELP tocsin_schedule_lag_seconds How late scheduled checks started after \
+                 their tick (quantiles over the latest {LAG_WINDOW}).\n\
+                 # TYPE tocsin_schedule_lag_seconds summary"
+            );
+            for q in [0.5, 0.9, 0.99] {
+                let v = quantile(&mut recent, q);
+                let _ = writeln!(out, "tocsin_schedule_lag_seconds{{quantile=\"{q}\"}} {v}");
+            }
+            let _ = writeln!(out, "tocsin_schedule_lag_seconds_sum {}", l.sum);
+            let _ = writeln!(out, "tocsin_schedule_lag_seconds_count {}", l.count);
+        }
         let _ = writeln!(out, "# HELP tocsin_events_total Events stored, by status.\n# TYPE tocsin_events_total counter");
         for (s, n) in self.events.lock().iter() {
             let _ = writeln!(out, "tocsin_events_total{{status=\"{}\"}} {n}", escape(s));
@@ -216,6 +267,29 @@ mod tests {
         assert!(text.contains("tocsin_check_duration_seconds_sum{monitor=\"cpu\"} 0.75"));
         assert!(text.contains("tocsin_events_total{status=\"critical\"} 2"));
         assert!(text.contains("tocsin_open_issues 3"));
+    }
+
+    #[test]
+    fn renders_schedule_lag_quantiles() {
+        let m = Metrics::default();
+        for i in 1..=100 {
+            m.schedule_lag(i as f64 / 1000.0);
+        }
+        m.schedule_lag(-1.0); // a clock step back counts as on time
+        let text = m.render(&[]);
+        assert!(
+            text.contains("tocsin_schedule_lag_seconds{quantile=\"0.5\"} 0.05\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tocsin_schedule_lag_seconds{quantile=\"0.99\"} 0.099\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tocsin_schedule_lag_seconds_count 101\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE tocsin_schedule_lag_seconds summary"));
     }
 
     #[test]

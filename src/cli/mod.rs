@@ -176,7 +176,8 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     } else {
         None
     };
-    let events = crate::cli::replay::run(
+    let mut written: std::io::Result<()> = Ok(());
+    crate::cli::replay::run(
         &runner,
         &loaded.monitors,
         &ticks,
@@ -192,14 +193,18 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
                 eprintln!("warning: {w}");
             }
         },
+        |e| {
+            if written.is_ok() {
+                written = serde_json::to_writer(&mut *out, &e)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"));
+            }
+        },
     );
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    for e in events {
-        serde_json::to_writer(&mut *out, &e)?;
-        out.write_all(b"\n")?;
-    }
+    written?;
     Ok(())
 }
 

@@ -21,18 +21,27 @@ pub fn schedule(monitors: &[Monitor], from: i64, to: i64) -> Vec<(i64, usize)> {
     ticks
 }
 
-/// Runs every tick in order and returns the events sorted by date, monitor id, event ref
-/// (emission order within one object's check). Per-check problems go to `warn`.
+/// Runs every tick in order and hands the events to `emit` sorted by date, monitor id, event
+/// ref (emission order within one object's check), as soon as no later tick can add one
+/// before them: a check's events are dated at its tick, so the events of a time are complete
+/// when the ticks move past it. Memory thus holds one tick's events, not the whole replay's.
+/// Per-check problems go to `warn`.
 pub fn run(
     runner: &Runner,
     monitors: &[Monitor],
     ticks: &[(i64, usize)],
     mut progress: impl FnMut(usize),
     mut warn: impl FnMut(String),
-) -> Vec<Event> {
+    mut emit: impl FnMut(Event),
+) {
     let mut states: HashMap<usize, MonitorState> = HashMap::new();
-    let mut events = Vec::new();
+    let mut pending: Vec<Event> = Vec::new();
+    let mut previous = i64::MIN;
     for (done, (t, i)) in ticks.iter().enumerate() {
+        if *t > previous {
+            flush(&mut pending, Some(*t), &mut emit);
+            previous = *t;
+        }
         let m = &monitors[*i];
         let st = states.entry(*i).or_default();
         match runner.run(m, st, *t, ExecMode::Crontab) {
@@ -44,7 +53,7 @@ pub fn run(
                         crate::model::time::format_time(*t)
                     ));
                 }
-                events.extend(rep.events);
+                pending.extend(rep.events);
             }
             Err(e) => warn(format!(
                 "{} at {}: {e}",
@@ -54,8 +63,19 @@ pub fn run(
         }
         progress(done + 1);
     }
-    sort_events(&mut events);
-    events
+    flush(&mut pending, None, &mut emit);
+}
+
+/// Emits, sorted, the pending events dated before `before` (all of them for `None`).
+fn flush(pending: &mut Vec<Event>, before: Option<i64>, emit: &mut impl FnMut(Event)) {
+    sort_events(pending);
+    let cut = match before {
+        Some(t) => pending.partition_point(|e| e.date() < t),
+        None => pending.len(),
+    };
+    for e in pending.drain(..cut) {
+        emit(e);
+    }
 }
 
 /// Sorts events by date, then monitor id, then event ref; stable for ties.

@@ -106,6 +106,9 @@ pub struct Engine {
     in_flight: Arc<AtomicUsize>,
     stopping: AtomicBool,
     wake: tokio::sync::Notify,
+    /// `(monitor, tick)` of crontab checks done since the last write of `last_tick:*`: they
+    /// are written together once per scheduler pass (one fsync), not one per check
+    done_ticks: Mutex<Vec<(String, i64)>>,
 }
 
 /// The outcome of a reload.
@@ -145,7 +148,14 @@ pub fn first_due(schedule: &Schedule, last: Option<i64>, now: i64) -> Option<i64
     }
 }
 
-/// Current Unix time in seconds.
+/// The wall clock in Unix seconds with their fraction (for the scheduling lag).
+pub fn now_secs_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The wall clock, whole Unix seconds.
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -162,6 +172,7 @@ impl Engine {
             in_flight: Arc::new(AtomicUsize::new(0)),
             stopping: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
+            done_ticks: Mutex::new(Vec::new()),
         });
         e.reload();
         e
@@ -325,15 +336,32 @@ impl Engine {
             }
         };
         if mode == ExecMode::Crontab {
-            if let Err(e) = self
-                .runner
-                .db
-                .set_kv(&format!("last_tick:{id}"), &t.to_string())
-            {
-                tracing::warn!(monitor = %id, "cannot record last tick: {e}");
-            }
+            self.done_ticks.lock().push((id.clone(), t));
         }
         out
+    }
+
+    /// Records the ticks of the checks done since the last call as `last_tick:<monitor>`, all
+    /// in one transaction. A crash loses at most the ticks of one scheduler pass: those ticks
+    /// then run once more after the restart, and their events are not stored twice (event ids
+    /// are deterministic).
+    pub fn record_ticks(&self) {
+        let done = std::mem::take(&mut *self.done_ticks.lock());
+        if done.is_empty() {
+            return;
+        }
+        let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+        for (id, t) in done {
+            let e = latest.entry(id).or_insert(t);
+            *e = (*e).max(t);
+        }
+        let pairs: Vec<(String, String)> = latest
+            .into_iter()
+            .map(|(id, t)| (format!("last_tick:{id}"), t.to_string()))
+            .collect();
+        if let Err(e) = self.runner.db.set_kvs(&pairs) {
+            tracing::warn!(monitors = pairs.len(), "cannot record last ticks: {e}");
+        }
     }
 
     /// Runs a check now (`df_exec_mode = "async"`); `None` for an unknown monitor.
@@ -381,9 +409,13 @@ impl Engine {
                 let me = self.clone();
                 tokio::task::spawn_blocking(move || {
                     let _guards = (running, in_flight);
+                    me.metrics.schedule_lag(now_secs_f64() - due as f64);
                     let _ = me.run_blocking(&slot, due, ExecMode::Crontab);
                 });
             }
+            let me = self.clone();
+            // Ticks of the checks finished by now; later ones go with the next pass.
+            let _ = tokio::task::spawn_blocking(move || me.record_ticks()).await;
             let wait = (next_wake - now_secs()).clamp(0, 60) as u64;
             let sub_second = 1000 - (chrono::Utc::now().timestamp_subsec_millis() as u64).min(999);
             let sleep = std::time::Duration::from_millis(if wait == 0 {
@@ -405,6 +437,7 @@ impl Engine {
         while self.in_flight.load(Ordering::SeqCst) > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        self.record_ticks();
     }
 
     /// Manual recovery: one `manual_ok` per open round selected; returns the events.

@@ -488,7 +488,21 @@ impl EventDb {
         .map_err(sql("kv get"))
     }
 
-    /// Stores a small value kept across restarts.
+    /// Stores small values kept across restarts, in one transaction.
+    pub fn set_kvs(&self, pairs: &[(String, String)]) -> Result<(), EventDbError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(sql("begin"))?;
+        for (k, v) in pairs {
+            tx.execute(
+                "INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)",
+                params![k, v],
+            )
+            .map_err(sql("kv set"))?;
+        }
+        tx.commit().map_err(sql("commit"))
+    }
+
+    /// Sets one key (see [`EventDb::set_kvs`] for many in one transaction).
     pub fn set_kv(&self, key: &str, value: &str) -> Result<(), EventDbError> {
         let conn = self.conn.lock();
         conn.execute(
