@@ -17,6 +17,7 @@ mod render;
 mod rules;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 use crate::detect::ObjectState;
 use crate::events::{Commit, EventDb, StoredObject};
@@ -31,6 +32,7 @@ use std::sync::Arc;
 
 pub use crate::model::event::ExecMode;
 pub use render::policy_default_name;
+pub use workers::Workers;
 
 const NS: i64 = 1_000_000_000;
 
@@ -89,6 +91,8 @@ pub struct Runner {
     pub policies: PolicyNames,
     /// base of `df_event_url`
     pub public_url: Option<String>,
+    /// threads a large check splits its objects over
+    pub workers: Workers,
 }
 
 impl Runner {

@@ -444,27 +444,24 @@ impl Runner {
     }
 }
 
-/// Checks the items, split over the machine's cores when there are many; the parts are
-/// joined in item order.
+/// Checks the items, split over the runner's worker threads when there are many; the parts
+/// are joined in item order.
 fn run_parallel(pass: &Pass, items: &[Item]) -> Outcome {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = &pass.runner.workers;
+    let threads = workers.threads();
     if threads < 2 || items.len() < PARALLEL_MIN_OBJECTS {
         return pass.objects(items);
     }
-    let per = items.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let mut parts = items.chunks(per);
-        let first = parts.next().unwrap_or(&[]);
-        let handles: Vec<_> = parts.map(|c| s.spawn(move || pass.objects(c))).collect();
-        let mut out = pass.objects(first);
-        for h in handles {
-            match h.join() {
-                Ok(o) => out.append(o),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
+    let jobs: Vec<Box<dyn FnOnce() -> Outcome + Send + '_>> = items
+        .chunks(items.len().div_ceil(threads))
+        .map(|c| Box::new(move || pass.objects(c)) as Box<dyn FnOnce() -> Outcome + Send>)
+        .collect();
+    let mut parts = workers.run(jobs).into_iter();
+    let mut out = parts.next().unwrap_or_default();
+    for p in parts {
+        out.append(p);
+    }
+    out
 }
 
 /// Moves the in-memory state on after a commit: changed states in place, new objects in,

@@ -39,6 +39,7 @@ impl Bench {
             engine,
             policies: PolicyNames::new(),
             public_url: None,
+            workers: Default::default(),
         };
         let st = runner.load_state(&m).unwrap();
         Bench {

@@ -162,6 +162,7 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         engine,
         policies: cfg.policy_names(),
         public_url: cfg.public_url.clone(),
+        workers: Default::default(),
     };
     let ticks = crate::cli::replay::schedule(&loaded.monitors, a.from, a.to);
     let bar = if std::io::stderr().is_terminal() && ticks.len() > 200 {

@@ -95,6 +95,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         engine: Arc::new(ScriptEngine::new(Default::default())),
         policies: cfg.policy_names(),
         public_url: cfg.public_url.clone(),
+        workers: Default::default(),
     });
     let engine = Engine::new(
         runner,

@@ -391,6 +391,7 @@ fn run_case(
         engine: engine.clone(),
         policies: config.policy_names(),
         public_url: config.public_url.clone(),
+        workers: Default::default(),
     };
     // Resolve expectations.
     let mut expects: Vec<(i64, String, &Expect)> = Vec::new();

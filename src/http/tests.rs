@@ -40,6 +40,7 @@ impl Harness {
             engine: Arc::new(ScriptEngine::new(Default::default())),
             policies: Default::default(),
             public_url: None,
+            workers: Default::default(),
         });
         let engine = Engine::new(
             runner,

@@ -1,18 +1,21 @@
-//! Loading a line-protocol file into a store (`tocsin replay`, `tocsin write`).
+//! Loading a line-protocol file into a store (`tocsin replay`).
 //!
-//! The file is cut at line ends into chunks of about [`CHUNK_BYTES`]; a second thread parses
-//! chunk k+1 while this one writes chunk k, so parsing and writing overlap and memory holds a
-//! few chunks of points, never the whole file as points. Chunks are written in file order, so
-//! a (series, time) written twice keeps the later value, as a single write would.
+//! The file is cut at line ends into chunks of about [`CHUNK_BYTES`]; [`PARSERS`] threads
+//! parse alternate chunks while this thread writes them in file order, so parsing and writing
+//! overlap and memory holds a few chunks of points, never the whole file as points. A (series,
+//! time) written twice keeps the later value, as a single write would.
 //!
 //! A chunk boundary could fall inside a quoted string value that spans lines; the chunk
-//! before it then fails to parse (its string never ends), and the rest of the file is parsed
-//! as one piece instead, so the points and any error (with its line in the file) are exactly
-//! those of parsing the file whole.
+//! before it then fails to parse (its string never ends), and the rest of the file from that
+//! chunk is parsed as one piece instead, so the points and any error (with its line in the
+//! file) are exactly those of parsing the file whole.
 
 use super::lineproto::{self, ParseError, Point, Precision};
 use crate::store::{Store, StoreError};
 use std::sync::mpsc;
+
+/// Threads parsing chunks (the writer is a third).
+pub const PARSERS: usize = 2;
 
 /// Target size of one chunk.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -28,6 +31,14 @@ pub enum LoadError {
     Store(#[from] StoreError),
 }
 
+/// What a parser thread hands to the writer.
+enum Parsed {
+    /// the points of one chunk
+    Chunk(Vec<Point>),
+    /// the rest of the file from a chunk that did not parse alone: the last message
+    Rest(Result<Vec<Point>, ParseError>),
+}
+
 /// Parses `bytes` and writes the points to `store` chunk by chunk; returns the samples
 /// written. Points without a timestamp get `default_time` (ns). On a parse error, the chunks
 /// before the bad line's chunk are already written.
@@ -37,35 +48,60 @@ pub fn load(
     precision: Precision,
     default_time: i64,
 ) -> Result<usize, LoadError> {
-    std::thread::scope(|s| {
-        let (tx, rx) = mpsc::sync_channel::<Result<Vec<Point>, ParseError>>(2);
-        s.spawn(move || {
-            let mut rest = bytes;
-            let mut line = 0;
-            while !rest.is_empty() {
-                let cut = chunk_end(rest, CHUNK_BYTES);
-                let (chunk, after) = rest.split_at(cut);
-                let (parsed, fell_back) = match lineproto::parse(chunk, precision, default_time) {
-                    Ok(points) => (Ok(points), false),
-                    // Perhaps cut inside a string: the rest as one piece decides.
-                    Err(_) => (lineproto::parse(rest, precision, default_time), true),
-                };
-                let parsed = parsed.map_err(|mut e| {
-                    e.line += line;
-                    e
-                });
-                if tx.send(parsed).is_err() || fell_back {
-                    return;
-                }
-                line += bytecount(chunk);
-                rest = after;
-            }
-        });
-        let mut written = 0;
-        for parsed in rx {
-            let points = parsed.map_err(LoadError::Parse)?;
-            written += store.write(&points)?;
+    let mut starts = vec![0];
+    while let Some(&at) = starts.last() {
+        if at >= bytes.len() {
+            break;
         }
+        starts.push(at + chunk_end(&bytes[at..], CHUNK_BYTES));
+    }
+    let chunks: Vec<(usize, usize)> = starts.windows(2).map(|w| (w[0], w[1])).collect();
+    std::thread::scope(|s| {
+        let receivers: Vec<mpsc::Receiver<Parsed>> = (0..PARSERS)
+            .map(|k| {
+                let (tx, rx) = mpsc::sync_channel::<Parsed>(2);
+                let mine: Vec<(usize, usize)> =
+                    chunks.iter().copied().skip(k).step_by(PARSERS).collect();
+                s.spawn(move || {
+                    for (from, to) in mine {
+                        let msg = match lineproto::parse(&bytes[from..to], precision, default_time)
+                        {
+                            Ok(points) => Parsed::Chunk(points),
+                            // Perhaps cut inside a string: the rest as one piece decides.
+                            Err(_) => {
+                                let rest =
+                                    lineproto::parse(&bytes[from..], precision, default_time);
+                                let line = bytecount(&bytes[..from]);
+                                Parsed::Rest(rest.map_err(|mut e| {
+                                    e.line += line;
+                                    e
+                                }))
+                            }
+                        };
+                        let last = matches!(msg, Parsed::Rest(_));
+                        if tx.send(msg).is_err() || last {
+                            return;
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
+        let mut written = 0;
+        for i in 0..chunks.len() {
+            let Ok(msg) = receivers[i % PARSERS].recv() else {
+                break;
+            };
+            match msg {
+                Parsed::Chunk(points) => written += store.write(&points)?,
+                Parsed::Rest(rest) => {
+                    written += store.write(&rest.map_err(LoadError::Parse)?)?;
+                    break;
+                }
+            }
+        }
+        // Dropping the receivers stops parsers still working on chunks past a `Rest`.
+        drop(receivers);
         Ok(written)
     })
 }
@@ -117,17 +153,17 @@ mod tests {
     #[test]
     fn chunked_load_writes_every_point() {
         // several chunks: the file is larger than CHUNK_BYTES
-        let text = lines(CHUNK_BYTES / 20);
+        let text = lines(CHUNK_BYTES / 8);
         assert!(text.len() > 2 * CHUNK_BYTES);
         let store = Store::scratch();
         let n = load(&store, text.as_bytes(), Precision::Nanos, 0).unwrap();
-        assert_eq!(n, CHUNK_BYTES / 20);
+        assert_eq!(n, CHUNK_BYTES / 8);
         assert_eq!(count(&store), n);
     }
 
     #[test]
     fn errors_name_the_line_of_the_file() {
-        let mut text = lines(CHUNK_BYTES / 20);
+        let mut text = lines(CHUNK_BYTES / 8);
         let good = text.lines().count();
         text.push_str("cpu,host=x usage= 5\n");
         let store = Store::scratch();
@@ -155,7 +191,10 @@ mod tests {
         assert_eq!(text.len(), CHUNK_BYTES - 5);
         text.push_str("note,host=a msg=\"two\nlines\",usage=1 5\n");
         text.push_str(&lines(10));
-        assert!(chunk_end(text.as_bytes(), CHUNK_BYTES) < text.find("lines").unwrap());
+        assert_eq!(
+            chunk_end(text.as_bytes(), CHUNK_BYTES),
+            text.find("lines").unwrap()
+        );
         let store = Store::scratch();
         let loaded = load(&store, text.as_bytes(), Precision::Nanos, 0);
         match lineproto::parse(text.as_bytes(), Precision::Nanos, 0) {
