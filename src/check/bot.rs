@@ -32,7 +32,10 @@ impl Runner {
             .run_bot(&script.compiled, &host)
             .map_err(|e| CheckError::Script(e.to_string()))?;
         let mut report = CheckReport::default();
-        let mut commit = Commit::default();
+        let mut commit = Commit {
+            kv: super::tick_record(m, t, mode),
+            ..Default::default()
+        };
         let mut new_states = Vec::new();
         // Several reports for one object in a run: the last one wins.
         let mut by_ref: BTreeMap<String, BotReport> = BTreeMap::new();

@@ -50,6 +50,22 @@ pub enum CheckError {
     Store(#[from] crate::events::EventDbError),
 }
 
+/// The `kv` key under which a monitor's latest crontab tick is kept (so that after downtime
+/// the latest missed tick runs once).
+pub fn last_tick_key(monitor: &str) -> String {
+    format!("last_tick:{monitor}")
+}
+
+/// What a crontab check at `t` records with its changes: its tick, in the same transaction,
+/// so a crash can never leave changed state behind without the tick that changed it (a re-run
+/// of that tick would count its streaks twice). Other modes record nothing.
+fn tick_record(m: &Monitor, t: i64, mode: ExecMode) -> Vec<(String, String)> {
+    match mode {
+        ExecMode::Crontab => vec![(last_tick_key(&m.id), t.to_string())],
+        _ => vec![],
+    }
+}
+
 /// Policy names by id (`df_monitor_id` → `df_monitor_name`).
 pub type PolicyNames = HashMap<String, String>;
 
@@ -169,7 +185,7 @@ impl Runner {
                     state: state.clone(),
                 },
             )],
-            deletes: vec![],
+            ..Default::default()
         };
         self.db.commit(&commit)?;
         st.objects.insert(event_ref.to_string(), (tags, state));

@@ -432,6 +432,7 @@ impl Runner {
             events: out.events,
             upserts: out.upserts,
             deletes: out.deletes,
+            kv: super::tick_record(m, t, mode),
         };
         let events = self.db.commit(&commit)?;
         // Only now that the commit holds does the in-memory state move on.

@@ -330,3 +330,37 @@ report(#{ dimension_tags: #{ n: `${r.len()}` }, status: "ok" });
     let err = bot_over(120, 10, q).unwrap_err().to_string();
     assert!(err.contains("query() matching series: 120 items"), "{err}");
 }
+
+/// State rows are written when detection state changes, not for a newer `last_seen` alone; a
+/// crontab check that writes state records its tick in the same commit; restoring the stored
+/// state gives the same detection.
+#[test]
+fn only_changed_states_are_stored_with_their_tick() {
+    let mut b = Bench::new(THRESHOLD, None);
+    let pts: Vec<(i64, f64)> = (0..6)
+        .map(|i| (60 * i, if i == 2 { 95.0 } else { 10.0 }))
+        .collect();
+    b.series("a", &pts);
+    let stored = |b: &Bench| b.runner.db.load_states("cpu").unwrap();
+    let tick = |b: &Bench| b.runner.db.get_kv(&last_tick_key("cpu")).unwrap();
+    assert_eq!(b.step(60), Vec::<String>::new());
+    // a new object: stored, with the tick of the check that stored it
+    assert_eq!(stored(&b)[0].state.fault_streak, 0);
+    assert_eq!(tick(&b).as_deref(), Some("60"));
+    assert_eq!(b.step(120), Vec::<String>::new());
+    // only last_seen moved (within the same hour): nothing written, not even the tick
+    assert_eq!(stored(&b)[0].state.last_seen, Some(0));
+    assert_eq!(tick(&b).as_deref(), Some("60"));
+    assert_eq!(b.step(180), Vec::<String>::new());
+    // a fault streak: written, with its tick
+    assert_eq!(stored(&b)[0].state.fault_streak, 1);
+    assert_eq!(tick(&b).as_deref(), Some("180"));
+    // what a restart restores detects as the in-memory state would
+    let restored = b.runner.load_state(&b.m).unwrap();
+    let (_, mem) = &b.st.objects.values().next().unwrap();
+    let (_, disk) = &restored.objects.values().next().unwrap();
+    assert!(mem.same_but_last_seen(disk), "{mem:?} vs {disk:?}");
+    // an async run records no tick
+    b.runner.run(&b.m, &mut b.st, 240, ExecMode::Async).unwrap();
+    assert_eq!(tick(&b).as_deref(), Some("180"));
+}

@@ -261,7 +261,7 @@ impl Engine {
         let last: Option<i64> = self
             .runner
             .db
-            .get_kv(&format!("last_tick:{}", m.id))
+            .get_kv(&crate::check::last_tick_key(&m.id))
             .ok()
             .flatten()
             .and_then(|v| v.parse().ok());
@@ -342,9 +342,9 @@ impl Engine {
     }
 
     /// Records the ticks of the checks done since the last call as `last_tick:<monitor>`, all
-    /// in one transaction. A crash loses at most the ticks of one scheduler pass: those ticks
-    /// then run once more after the restart, and their events are not stored twice (event ids
-    /// are deterministic).
+    /// in one transaction. A check that changed stored state recorded its tick with that change
+    /// already; this covers the checks that changed nothing, so a crash loses at most ticks that
+    /// would run again to the same result.
     pub fn record_ticks(&self) {
         let done = std::mem::take(&mut *self.done_ticks.lock());
         if done.is_empty() {
@@ -357,7 +357,7 @@ impl Engine {
         }
         let pairs: Vec<(String, String)> = latest
             .into_iter()
-            .map(|(id, t)| (format!("last_tick:{id}"), t.to_string()))
+            .map(|(id, t)| (crate::check::last_tick_key(&id), t.to_string()))
             .collect();
         if let Err(e) = self.runner.db.set_kvs(&pairs) {
             tracing::warn!(monitors = pairs.len(), "cannot record last ticks: {e}");

@@ -61,6 +61,9 @@ pub struct Commit {
     pub upserts: Vec<(String, StoredObject)>,
     /// `(monitor, ref)` states to drop
     pub deletes: Vec<(String, String)>,
+    /// small values (see [`EventDb::set_kvs`]) that belong with this change, e.g. the tick
+    /// of the check that made it; written only with a commit that changes something else
+    pub kv: Vec<(String, String)>,
 }
 
 /// One row of the unrecovered-issue table.
@@ -264,7 +267,8 @@ impl EventDb {
     /// Writes a check's events, issue rows and states in one transaction. Returns the events
     /// that were new (an id already stored is skipped, with its issue update).
     pub fn commit(&self, c: &Commit) -> Result<Vec<Event>, EventDbError> {
-        // Most checks of a quiet fleet change nothing stored: no transaction for them.
+        // Most checks of a quiet fleet change nothing stored: no transaction for them (their
+        // `kv` is the caller's to write some other way).
         if c.events.is_empty() && c.upserts.is_empty() && c.deletes.is_empty() {
             return Ok(Vec::new());
         }
@@ -305,6 +309,12 @@ impl EventDb {
             for (monitor, r) in &c.deletes {
                 del.execute(params![monitor, r])
                     .map_err(sql("delete state"))?;
+            }
+            let mut kv = tx
+                .prepare_cached("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)")
+                .map_err(sql("prepare kv"))?;
+            for (k, v) in &c.kv {
+                kv.execute(params![k, v]).map_err(sql("kv set"))?;
             }
         }
         tx.commit().map_err(sql("commit"))?;
