@@ -27,6 +27,12 @@ pub enum EventDbError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The grouped transaction that carried this commit failed (another caller ran it).
+    #[error("event store: write failed: {message}")]
+    Group {
+        /// the failure of the shared transaction
+        message: String,
+    },
     /// A stored row could not be decoded.
     #[error("event store: corrupt row in {table}: {message}")]
     Corrupt {
@@ -53,7 +59,7 @@ pub struct StoredObject {
 }
 
 /// Everything one check persists, in one transaction.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Commit {
     /// new events (already in final form); duplicates by id are ignored
     pub events: Vec<Event>,
@@ -125,12 +131,20 @@ pub trait EventHook: Send + Sync {
     fn on_event(&self, tx: &rusqlite::Transaction, ev: &mut Event) -> rusqlite::Result<()>;
 }
 
+/// A commit waiting in [`EventDb::commit`]'s group, and its outcome once written.
+struct Job {
+    commit: Commit,
+    done: Mutex<Option<Result<Vec<Event>, String>>>,
+}
+
 /// The event store.
 pub struct EventDb {
     conn: Mutex<Connection>,
     hook: parking_lot::RwLock<Option<std::sync::Arc<dyn EventHook>>>,
     live: tokio::sync::broadcast::Sender<Event>,
     rounds: Mutex<()>,
+    /// commits waiting for the connection (see [`EventDb::commit`])
+    queue: Mutex<Vec<std::sync::Arc<Job>>>,
     /// whether detection state is stored (false for replays and `tocsin test`, which keep
     /// state in memory only and start from nothing)
     keeps_state: bool,
@@ -232,6 +246,7 @@ impl EventDb {
             live: tokio::sync::broadcast::channel(4096).0,
             rounds: Mutex::new(()),
             keeps_state: true,
+            queue: Mutex::new(Vec::new()),
         })
     }
 
@@ -266,64 +281,74 @@ impl EventDb {
 
     /// Writes a check's events, issue rows and states in one transaction. Returns the events
     /// that were new (an id already stored is skipped, with its issue update).
+    ///
+    /// Commits from several threads are grouped: while one transaction is in flight, the
+    /// others queue, and whoever gets the connection next writes every queued commit in one
+    /// transaction and one fsync, then hands each caller its own new events. If that
+    /// transaction fails, every commit of the group fails and none of it is stored.
     pub fn commit(&self, c: &Commit) -> Result<Vec<Event>, EventDbError> {
         // Most checks of a quiet fleet change nothing stored: no transaction for them (their
         // `kv` is the caller's to write some other way).
         if c.events.is_empty() && c.upserts.is_empty() && c.deletes.is_empty() {
             return Ok(Vec::new());
         }
+        let job = std::sync::Arc::new(Job {
+            commit: c.clone(),
+            done: Mutex::new(None),
+        });
+        self.queue.lock().push(job.clone());
         let mut conn = self.conn.lock();
+        if let Some(done) = job.done.lock().take() {
+            // An earlier holder of the connection wrote it with its group.
+            return done.map_err(|message| EventDbError::Group { message });
+        }
+        let jobs = std::mem::take(&mut *self.queue.lock());
+        let result = self.write_group(&mut conn, &jobs);
+        // Results are handed out before the connection is released: a waiting caller checks
+        // for its result as soon as it holds the connection.
+        let mut mine = None;
+        let mut published = Vec::new();
+        match result {
+            Ok(all) => {
+                for (j, fresh) in jobs.iter().zip(all) {
+                    published.extend(fresh.iter().cloned());
+                    if std::sync::Arc::ptr_eq(j, &job) {
+                        mine = Some(Ok(fresh));
+                    } else {
+                        *j.done.lock() = Some(Ok(fresh));
+                    }
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for j in jobs.iter().filter(|j| !std::sync::Arc::ptr_eq(j, &job)) {
+                    *j.done.lock() = Some(Err(message.clone()));
+                }
+                mine = Some(Err(e));
+            }
+        }
+        drop(conn);
+        for ev in published {
+            // Nobody listening is fine.
+            let _ = self.live.send(ev);
+        }
+        mine.expect("the caller's commit is in its own group")
+    }
+
+    /// One transaction for a group of commits; each commit's new events, in order.
+    fn write_group(
+        &self,
+        conn: &mut Connection,
+        jobs: &[std::sync::Arc<Job>],
+    ) -> Result<Vec<Vec<Event>>, EventDbError> {
         let hook = self.hook.read().clone();
         let tx = conn.transaction().map_err(sql("begin"))?;
-        let mut fresh = Vec::new();
-        for ev in &c.events {
-            let exists: bool = tx
-                .prepare_cached("SELECT 1 FROM events WHERE id = ?1")
-                .and_then(|mut st| st.exists(params![ev.id()]))
-                .map_err(sql("lookup event"))?;
-            if exists {
-                continue;
-            }
-            let mut ev = ev.clone();
-            if let Some(h) = &hook {
-                h.on_event(&tx, &mut ev).map_err(sql("event hook"))?;
-            }
-            if insert_event(&tx, &ev)? {
-                apply_issue(&tx, &ev)?;
-                fresh.push(ev);
-            }
-        }
-        {
-            let mut up = tx
-                .prepare_cached("INSERT OR REPLACE INTO object_state(monitor, ref, tags, state) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(sql("prepare state"))?;
-            for (monitor, o) in &c.upserts {
-                let tags = serde_json::to_string(&o.tags).expect("tags serialise");
-                let state = serde_json::to_string(&o.state).expect("state serialises");
-                up.execute(params![monitor, o.event_ref, tags, state])
-                    .map_err(sql("write state"))?;
-            }
-            let mut del = tx
-                .prepare_cached("DELETE FROM object_state WHERE monitor = ?1 AND ref = ?2")
-                .map_err(sql("prepare delete"))?;
-            for (monitor, r) in &c.deletes {
-                del.execute(params![monitor, r])
-                    .map_err(sql("delete state"))?;
-            }
-            let mut kv = tx
-                .prepare_cached("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)")
-                .map_err(sql("prepare kv"))?;
-            for (k, v) in &c.kv {
-                kv.execute(params![k, v]).map_err(sql("kv set"))?;
-            }
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.push(write_one(&tx, hook.as_deref(), &job.commit)?);
         }
         tx.commit().map_err(sql("commit"))?;
-        drop(conn);
-        for ev in &fresh {
-            // Nobody listening is fine.
-            let _ = self.live.send(ev.clone());
-        }
-        Ok(fresh)
+        Ok(out)
     }
 
     /// The stored object states of a monitor.
@@ -616,6 +641,57 @@ fn issue_row(r: &rusqlite::Row, now: i64) -> rusqlite::Result<IssueRow> {
     })
 }
 
+/// Writes one commit inside `tx`; returns its new events.
+fn write_one(
+    tx: &rusqlite::Transaction,
+    hook: Option<&dyn EventHook>,
+    c: &Commit,
+) -> Result<Vec<Event>, EventDbError> {
+    let mut fresh = Vec::new();
+    for ev in &c.events {
+        let exists: bool = tx
+            .prepare_cached("SELECT 1 FROM events WHERE id = ?1")
+            .and_then(|mut st| st.exists(params![ev.id()]))
+            .map_err(sql("lookup event"))?;
+        if exists {
+            continue;
+        }
+        let mut ev = ev.clone();
+        if let Some(h) = hook {
+            h.on_event(tx, &mut ev).map_err(sql("event hook"))?;
+        }
+        if insert_event(tx, &ev)? {
+            apply_issue(tx, &ev)?;
+            fresh.push(ev);
+        }
+    }
+    {
+        let mut up = tx
+                .prepare_cached("INSERT OR REPLACE INTO object_state(monitor, ref, tags, state) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(sql("prepare state"))?;
+        for (monitor, o) in &c.upserts {
+            let tags = serde_json::to_string(&o.tags).expect("tags serialise");
+            let state = serde_json::to_string(&o.state).expect("state serialises");
+            up.execute(params![monitor, o.event_ref, tags, state])
+                .map_err(sql("write state"))?;
+        }
+        let mut del = tx
+            .prepare_cached("DELETE FROM object_state WHERE monitor = ?1 AND ref = ?2")
+            .map_err(sql("prepare delete"))?;
+        for (monitor, r) in &c.deletes {
+            del.execute(params![monitor, r])
+                .map_err(sql("delete state"))?;
+        }
+        let mut kv = tx
+            .prepare_cached("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)")
+            .map_err(sql("prepare kv"))?;
+        for (k, v) in &c.kv {
+            kv.execute(params![k, v]).map_err(sql("kv set"))?;
+        }
+    }
+    Ok(fresh)
+}
+
 fn insert_event(tx: &rusqlite::Transaction, ev: &Event) -> Result<bool, EventDbError> {
     let body = serde_json::to_string(ev).expect("event serialises");
     let mut st = tx
@@ -705,6 +781,44 @@ mod tests {
         })
         .unwrap()
         .len()
+    }
+
+    /// Commits from many threads at once are grouped into shared transactions, yet each caller
+    /// gets back exactly its own new events, and everything is stored once.
+    #[test]
+    fn concurrent_commits_are_grouped_and_answered_each_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(EventDb::open(dir.path()).unwrap());
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let id = format!("e-{t}-{i}");
+                        let c = Commit {
+                            events: vec![ev(&id, &format!("r{t}"), "info", 100 + i, "x")],
+                            kv: vec![(format!("k{t}"), i.to_string())],
+                            ..Default::default()
+                        };
+                        let fresh = db.commit(&c).unwrap();
+                        assert_eq!(fresh.len(), 1);
+                        assert_eq!(fresh[0].id(), id);
+                        // the same commit again stores nothing
+                        assert!(db.commit(&c).unwrap().is_empty());
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let n: i64 = db
+            .with_conn(|c| c.query_row("SELECT count(*) FROM events", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(n, 200);
+        for t in 0..8 {
+            assert_eq!(db.get_kv(&format!("k{t}")).unwrap().as_deref(), Some("24"));
+        }
     }
 
     #[test]
