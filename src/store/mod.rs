@@ -181,6 +181,10 @@ pub struct Store {
     max_series: usize,
     /// new series refused by the series limit, for /metrics
     series_refused: AtomicU64,
+    /// Held shared by a write from resolving its series ids until its samples are applied,
+    /// and exclusively by retention while it removes emptied series: so no write in flight
+    /// refers to a series retention removes (or to its id, reused by a new series).
+    series_gate: RwLock<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -206,6 +210,7 @@ impl Store {
             limits: PointLimits::default(),
             max_series: DEFAULT_MAX_SERIES,
             series_refused: AtomicU64::new(0),
+            series_gate: RwLock::new(()),
         }
     }
 

@@ -4,10 +4,12 @@
 
 use super::codec::{decode_block, decode_log};
 use super::disk::{chunk_row, chunk_table, day_of, log_table, sqlite_err, Disk};
+use super::memory::{FastMap, SeriesMem};
 use super::query::{aggregate, Agg, Group, Tags, WindowQuery};
 use super::{Store, StoreError};
 use rusqlite::params;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
 
 /// The points of `points` (sorted) within `[start, end)`.
 fn range(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
@@ -18,6 +20,9 @@ fn range(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
 
 /// Sorts and deduplicates by time, keeping the last of equal timestamps (input order).
 fn dedup_last(points: &mut Vec<(i64, f64)>) {
+    if points.windows(2).all(|w| w[0].0 < w[1].0) {
+        return;
+    }
     points.sort_by_key(|p| p.0);
     let mut out = 0;
     for i in 0..points.len() {
@@ -31,35 +36,35 @@ fn dedup_last(points: &mut Vec<(i64, f64)>) {
     points.truncate(out);
 }
 
-/// Groups series points by a key derived from the series tags; groups sorted by key, points
-/// sorted by (time, value); empty groups omitted.
-fn group_points<'a>(
-    items: impl IntoIterator<Item = (&'a Tags, &'a [(i64, f64)])>,
-    key: impl Fn(&Tags) -> Tags,
-) -> Vec<Group> {
-    let mut groups: BTreeMap<Tags, Vec<(i64, f64)>> = BTreeMap::new();
+/// Groups the points of series (each sorted by time, unique times) by their group key;
+/// groups sorted by key, points sorted by (time, value); empty groups omitted.
+fn group_points(items: impl IntoIterator<Item = (Tags, Vec<(i64, f64)>)>) -> Vec<Group> {
+    // (points, whether several series were merged into them)
+    let mut groups: BTreeMap<Tags, (Vec<(i64, f64)>, bool)> = BTreeMap::new();
     for (tags, points) in items {
-        if !points.is_empty() {
-            groups
-                .entry(key(tags))
-                .or_default()
-                .extend_from_slice(points);
+        if points.is_empty() {
+            continue;
+        }
+        match groups.entry(tags) {
+            Entry::Vacant(e) => {
+                e.insert((points, false));
+            }
+            Entry::Occupied(mut e) => {
+                let g = e.get_mut();
+                g.0.extend_from_slice(&points);
+                g.1 = true;
+            }
         }
     }
     groups
         .into_iter()
-        .map(|(tags, mut points)| {
-            points.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        .map(|(tags, (mut points, merged))| {
+            // one series' points are sorted by time already, with unique times
+            if merged {
+                points.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+            }
             Group { tags, points }
         })
-        .collect()
-}
-
-/// The `by` tags of a series (absent ones left out).
-fn by_tags(by: &[String], tags: &Tags) -> Tags {
-    by.iter()
-        .filter_map(|k| tags.get_key_value(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
@@ -70,6 +75,20 @@ enum Grouping {
     By,
     /// one group per series, with all its tags
     Series,
+}
+
+impl Grouping {
+    /// The group of a series: its `by` tags (absent ones left out), or all its tags.
+    fn key(self, q: &WindowQuery, s: &SeriesMem) -> Tags {
+        match self {
+            Grouping::By => {
+                q.by.iter()
+                    .filter_map(|k| Some((k.clone(), s.tag(k)?.to_string())))
+                    .collect()
+            }
+            Grouping::Series => s.tags(),
+        }
+    }
 }
 
 /// Where a query reads from.
@@ -128,30 +147,33 @@ impl Store {
         if q.start_ns >= q.end_ns {
             return Ok(Vec::new());
         }
-        let key = |tags: &Tags| match grouping {
-            Grouping::By => by_tags(&q.by, tags),
-            Grouping::Series => tags.clone(),
-        };
-        let mem = self.mem.read();
-        let ids = mem.matching(q);
-        let disk = match &self.disk {
-            Some(disk) if source == Source::Disk || q.start_ns < mem.floor => disk,
-            _ => {
-                let items = ids.iter().map(|id| {
-                    let s = mem.series(*id);
-                    (&s.tags, range(&s.points, q.start_ns, q.end_ns))
-                });
-                return Ok(group_points(items, key));
+        loop {
+            let mem = self.mem.read();
+            let ids = mem.matching(q);
+            let disk = match &self.disk {
+                Some(disk) if source == Source::Disk || q.start_ns < mem.floor => disk,
+                _ => {
+                    let items = ids.iter().filter_map(|id| {
+                        let s = mem.series(*id);
+                        let points = range(&s.points, q.start_ns, q.end_ns);
+                        (!points.is_empty()).then(|| (grouping.key(q, s), points.to_vec()))
+                    });
+                    return Ok(group_points(items));
+                }
+            };
+            let keys: Vec<Tags> = ids
+                .iter()
+                .map(|id| grouping.key(q, mem.series(*id)))
+                .collect();
+            let epoch = mem.epoch;
+            drop(mem);
+            let points = self.read_disk(disk, &ids, q.start_ns, q.end_ns)?;
+            // Retention may have removed some of these series meanwhile and a new series
+            // reused an id (rare: once a day at most); then these points may not be theirs.
+            if self.mem.read().epoch == epoch {
+                return Ok(group_points(keys.into_iter().zip(points)));
             }
-        };
-        let tags: Vec<Tags> = ids.iter().map(|id| mem.series(*id).tags.clone()).collect();
-        drop(mem);
-        let points = self.read_disk(disk, &ids, q.start_ns, q.end_ns)?;
-        let items = tags
-            .iter()
-            .zip(points.iter())
-            .map(|(t, p)| (t, p.as_slice()));
-        Ok(group_points(items, key))
+        }
     }
 
     /// Reads the samples of `ids` within `[start, end)` from SQLite, one sorted vector per id.
@@ -181,14 +203,18 @@ impl Store {
             rows.collect::<Result<_, _>>()
                 .map_err(sqlite_err(path, "listing chunks"))?
         };
-        let pos: HashMap<u32, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let pos: FastMap<u32, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let corrupt = |what: String| StoreError::Corrupt {
+            path: path.clone(),
+            what,
+        };
         for day in days {
             // blocks first, then the log: that is write order
             let table = chunk_table(day);
             let what = || format!("reading {table}");
             let mut st = tx
                 .prepare_cached(&format!(
-                    "SELECT min_ts, data FROM {table}
+                    "SELECT min_ts, data, n FROM {table}
                      WHERE series_id = ?1 AND max_ts >= ?2 AND min_ts < ?3 ORDER BY id"
                 ))
                 .map_err(sqlite_err(path, what()))?;
@@ -202,16 +228,9 @@ impl Store {
                         .get_ref(1)
                         .and_then(|v| Ok(v.as_blob()?))
                         .map_err(sqlite_err(path, what()))?;
-                    let points = &mut out[i];
-                    decode_block(min_ts, data, |ts, v| {
-                        if ts >= start && ts < end {
-                            points.push((ts, v));
-                        }
-                    })
-                    .map_err(|e| StoreError::Corrupt {
-                        path: path.clone(),
-                        what: format!("{table}: series {id}: {e}"),
-                    })?;
+                    let n: i64 = row.get(2).map_err(sqlite_err(path, what()))?;
+                    read_block(&mut out[i], min_ts, data, n, start, end)
+                        .map_err(|e| corrupt(format!("{table}: series {id}: {e}")))?;
                 }
             }
             let table = log_table(day);
@@ -234,10 +253,7 @@ impl Store {
                         }
                     }
                 })
-                .map_err(|e| StoreError::Corrupt {
-                    path: path.clone(),
-                    what: format!("{table}: row {row_id}: {e}"),
-                })?;
+                .map_err(|e| corrupt(format!("{table}: row {row_id}: {e}")))?;
             }
         }
         drop(tx);
@@ -246,4 +262,23 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Appends the samples of a block (`n` of them, the first at `min_ts`) within `[start, end)`.
+fn read_block(
+    points: &mut Vec<(i64, f64)>,
+    min_ts: i64,
+    data: &[u8],
+    n: i64,
+    start: i64,
+    end: i64,
+) -> Result<(), String> {
+    if min_ts >= start {
+        points.reserve(usize::try_from(n).unwrap_or(0).min(data.len() / 9));
+    }
+    decode_block(min_ts, data, |ts, v| {
+        if ts >= start && ts < end {
+            points.push((ts, v));
+        }
+    })
 }

@@ -189,3 +189,47 @@ fn new_series_past_the_series_limit_are_refused_and_counted() {
     assert_eq!(store.series_count(), 3);
     assert_eq!(store.series_refused(), 0);
 }
+
+#[test]
+fn series_tags_come_back_from_their_key() {
+    use super::query::Tags;
+    // parts with `:`, digits, an empty value and a length of two digits
+    let tags: Vec<(String, String)> = vec![
+        ("a".into(), "b:c".into()),
+        ("k".into(), "".into()),
+        ("ü".into(), "1234567890".repeat(2)),
+    ];
+    let mut key = String::new();
+    tagset_key(&mut key, "m:1", &tags);
+    let mut mem = Mem::new();
+    let id = mem.create_series(&key, "m:1", "f", true);
+    let s = mem.series(id);
+    assert_eq!(s.tags(), tags.iter().cloned().collect::<Tags>());
+    assert_eq!(s.tag("a"), Some("b:c"));
+    assert_eq!(s.tag("k"), Some(""));
+    assert_eq!(s.tag("m:1"), None, "the measurement is no tag");
+    assert_eq!(s.tag("b:c"), None, "values are no keys");
+    assert_eq!(mem.measurement_of(id), "m:1");
+    assert_eq!(mem.field_of(id), "f");
+    // the fields of one tag set
+    let g = mem.create_series(&key, "m:1", "g", true);
+    assert_eq!(mem.lookup(&key, "f"), Some(id));
+    assert_eq!(mem.lookup(&key, "g"), Some(g));
+    assert_eq!(mem.lookup(&key, "h"), None);
+    mem.remove_series(&[id]);
+    assert_eq!(mem.series_count, 1);
+    assert_eq!(mem.lookup(&key, "f"), None);
+    assert_eq!(mem.lookup(&key, "g"), Some(g));
+    // a freed id is reused before a new one
+    assert_eq!(mem.create_series(&key, "m:1", "h", true), id);
+    assert_eq!(mem.lookup(&key, "h"), Some(id));
+    mem.remove_series(&[id, g]);
+    assert_eq!(mem.series_count, 0);
+    assert!(mem.tagset(&key).is_none());
+}
+
+#[test]
+fn a_series_slot_stays_small() {
+    // the per-series part of the catalog (README: memory per series)
+    assert!(std::mem::size_of::<Option<SeriesMem>>() <= 56);
+}
