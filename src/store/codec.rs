@@ -28,7 +28,33 @@ pub(super) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
+#[inline]
 pub(super) fn get_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    // Fast path, without a branch per byte: a varint of at most 8 bytes read as one word
+    // (block time deltas in ns are 5-6 bytes; cold reads decode tens of millions of them).
+    if let Some(word) = data.get(*pos..*pos + 8) {
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        let stops = !word & 0x8080_8080_8080_8080;
+        if stops != 0 {
+            let len = stops.trailing_zeros() / 8 + 1;
+            let x = if len == 8 {
+                word
+            } else {
+                word & ((1u64 << (len * 8)) - 1)
+            };
+            // byte i's low 7 bits go to bits 7i..7i+6
+            let v = (x & 0x7f)
+                | ((x >> 1) & (0x7f << 7))
+                | ((x >> 2) & (0x7f << 14))
+                | ((x >> 3) & (0x7f << 21))
+                | ((x >> 4) & (0x7f << 28))
+                | ((x >> 5) & (0x7f << 35))
+                | ((x >> 6) & (0x7f << 42))
+                | ((x >> 7) & (0x7f << 49));
+            *pos += len as usize;
+            return Some(v);
+        }
+    }
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let b = *data.get(*pos)?;
