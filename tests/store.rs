@@ -963,3 +963,50 @@ fn retention_while_writing_keeps_the_catalog_consistent() {
     assert_eq!(store.window(&all).unwrap(), answer);
     assert_eq!(store.window_persisted(&all).unwrap(), answer);
 }
+
+#[test]
+fn a_store_of_schema_version_1_with_format_1_blocks_opens_and_reads_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts(HOUR)).unwrap();
+    let values = [(T0, 1.5), (T0 + MIN, -2.0), (T0 + 3 * MIN, 1e300)];
+    for (t, v) in values {
+        store.write(&[cpu("a", "c", v, t)]).unwrap();
+    }
+    // past the end of the day and its grace hour: day 0 becomes one block
+    store
+        .write(&[cpu("a", "c", 9.0, T0 + DAY + 2 * HOUR)])
+        .unwrap();
+    let q = query("cpu", "usage", &[], &[], T0, T0 + 2 * DAY);
+    let want = store.window_persisted(&q).unwrap();
+    assert_eq!(want[0].points.len(), 4);
+    drop(store);
+    // what a version-1 store holds: the same block with plain varint time deltas
+    let mut block = vec![1u8];
+    let mut prev = T0;
+    for (t, v) in values {
+        let mut d = (t - prev) as u64;
+        while d >= 0x80 {
+            block.push((d as u8) | 0x80);
+            d >>= 7;
+        }
+        block.push(d as u8);
+        block.extend_from_slice(&f64::to_le_bytes(v));
+        prev = t;
+    }
+    let conn = rusqlite::Connection::open(dir.path().join("metrics.db")).unwrap();
+    let day = T0 / DAY;
+    let changed = conn
+        .execute(&format!("UPDATE samples_{day} SET data = ?1"), [&block])
+        .unwrap();
+    assert_eq!(changed, 1);
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    drop(conn);
+    let store = Store::open(dir.path(), opts(HOUR)).unwrap();
+    assert_eq!(store.window_persisted(&q).unwrap(), want);
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("metrics.db")).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}

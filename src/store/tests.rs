@@ -25,6 +25,34 @@ fn block_round_trip() {
     assert_eq!(out, want);
     assert!(decode_block(5, &data[..data.len() - 1], |_, _| {}).is_err());
     assert!(decode_block(5, &[9], |_, _| {}).is_err());
+    // a regular series takes one byte per time after the first two
+    let regular: Vec<Sample> = (0..100)
+        .map(|i| Sample {
+            id: 1,
+            ts: 7 + i * 300_000_000_000,
+            value: 1.0,
+        })
+        .collect();
+    let data = encode_block(&regular);
+    assert!(data.len() <= 1 + 1 + 6 + 98 + 100 * 8, "{}", data.len());
+    let mut out = Vec::new();
+    decode_block(7, &data, |ts, _| out.push(ts)).unwrap();
+    assert_eq!(out, regular.iter().map(|s| s.ts).collect::<Vec<_>>());
+}
+
+#[test]
+fn blocks_of_the_first_format_are_still_read() {
+    // format 1: plain varint time deltas
+    let mut data = vec![BLOCK_FORMAT_DELTA];
+    let mut prev = 5;
+    for (ts, v) in [(5i64, 1.5f64), (6, -2.0), (300_000_000_005, 3.0)] {
+        put_varint(&mut data, (ts - prev) as u64);
+        data.extend_from_slice(&v.to_le_bytes());
+        prev = ts;
+    }
+    let mut out = Vec::new();
+    decode_block(5, &data, |ts, v| out.push((ts, v))).unwrap();
+    assert_eq!(out, vec![(5, 1.5), (6, -2.0), (300_000_000_005, 3.0)]);
 }
 
 #[test]
