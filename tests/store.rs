@@ -811,3 +811,202 @@ fn acknowledged_writes_are_in_the_files_without_a_clean_close() {
     assert_eq!(reopened.window(&q).unwrap()[0].points.len(), 20);
     assert_eq!(reopened.window(&q).unwrap(), store.window(&q).unwrap());
 }
+
+#[test]
+fn retention_removes_the_series_it_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = |field: &str| query("cpu", field, &[], &[], T0 - DAY, T0 + 10 * DAY);
+    let hosts = |store: &Store, field: &str| -> Vec<(String, usize)> {
+        store
+            .window_series(&all(field))
+            .unwrap()
+            .into_iter()
+            .map(|g| (g.tags["host"].clone(), g.points.len()))
+            .collect()
+    };
+    let usage_idle = |host: &str, usage: Option<f64>, idle: Option<f64>, time: i64| {
+        let mut fields = Vec::new();
+        if let Some(v) = usage {
+            fields.push(("usage", FieldValue::Float(v)));
+        }
+        if let Some(v) = idle {
+            fields.push(("idle", FieldValue::Float(v)));
+        }
+        point("cpu", &[("host", host)], &fields, time)
+    };
+    for scratch in [false, true] {
+        let opts = StoreOptions {
+            memory_window_ns: 10 * DAY,
+            max_series: 5,
+            ..Default::default()
+        };
+        let store = if scratch {
+            Store::scratch()
+        } else {
+            Store::open(dir.path(), opts).unwrap()
+        };
+        store
+            .write(&[
+                // "old" ends on day 1, "live" on day 3
+                usage_idle("old", Some(1.0), None, T0),
+                usage_idle("old", Some(2.0), None, T0 + DAY),
+                usage_idle("live", Some(3.0), None, T0),
+                usage_idle("live", Some(4.0), None, T0 + 3 * DAY),
+                // one tag set, two fields: usage ends on day 0, idle on day 3
+                usage_idle("mix", Some(5.0), Some(6.0), T0),
+                usage_idle("mix", None, Some(7.0), T0 + 3 * DAY),
+            ])
+            .unwrap();
+        assert_eq!(store.series_count(), 4);
+        assert_eq!(store.drop_before(T0 + 2 * DAY).unwrap(), 2);
+        assert_eq!(store.series_count(), 2, "old.usage and mix.usage are empty");
+        assert_eq!(hosts(&store, "usage"), vec![("live".into(), 1)]);
+        assert_eq!(hosts(&store, "idle"), vec![("mix".into(), 1)]);
+        // the freed room counts: three new series fit under the limit of 5, a fourth not
+        store
+            .write(&[
+                usage_idle("old", Some(8.0), None, T0 + 4 * DAY + HOUR),
+                usage_idle("n1", Some(9.0), Some(10.0), T0 + 4 * DAY + HOUR),
+            ])
+            .unwrap();
+        assert_eq!(store.series_count(), 5);
+        if !scratch {
+            // (a scratch store has the default limit)
+            let err = store
+                .write(&[usage_idle("n2", Some(1.0), None, T0 + 4 * DAY)])
+                .unwrap_err();
+            assert!(matches!(err, StoreError::SeriesLimit { .. }), "{err}");
+        }
+        // a written-again series starts anew, and reused ids carry nothing of their past
+        let want = vec![("live".into(), 1), ("n1".into(), 1), ("old".into(), 1)];
+        assert_eq!(hosts(&store, "usage"), want);
+        assert_eq!(
+            hosts(&store, "idle"),
+            vec![("mix".into(), 1), ("n1".into(), 1)]
+        );
+        let by_host = query("cpu", "usage", &["host"], &[], T0 - DAY, T0 + 10 * DAY);
+        assert_eq!(
+            store.window(&by_host).unwrap(),
+            store.window_persisted(&by_host).unwrap()
+        );
+        if scratch {
+            continue;
+        }
+        // a restart does not bring the removed series back
+        drop(store);
+        let store = Store::open(dir.path(), opts).unwrap();
+        assert_eq!(store.series_count(), 5);
+        assert_eq!(hosts(&store, "usage"), want);
+        // after a restart the last day of each series is known again (day 3 compacted into
+        // blocks, day 4 still in the log)
+        assert_eq!(store.drop_before(T0 + 4 * DAY).unwrap(), 1);
+        assert_eq!(store.series_count(), 3, "live.usage and mix.idle are empty");
+        assert_eq!(
+            hosts(&store, "usage"),
+            vec![("n1".into(), 1), ("old".into(), 1)]
+        );
+        assert_eq!(hosts(&store, "idle"), vec![("n1".into(), 1)]);
+        drop(store);
+        let store = Store::open(dir.path(), opts).unwrap();
+        assert_eq!(store.series_count(), 3);
+        assert_eq!(
+            store.window(&by_host).unwrap(),
+            store.window_persisted(&by_host).unwrap()
+        );
+    }
+}
+
+#[test]
+fn retention_while_writing_keeps_the_catalog_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), opts(10 * DAY)).unwrap());
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..150i64 {
+                    // new series each batch, over 6 days, plus a steady one
+                    let t = T0 + i * 58 * MIN;
+                    let mut batch: Vec<Point> = (0..5)
+                        .map(|j| cpu(&format!("w{w}-{i}"), &format!("c{j}"), j as f64, t))
+                        .collect();
+                    batch.push(cpu(&format!("steady{w}"), "c", i as f64, t));
+                    store.write(&batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    for d in 1..6 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.drop_before(T0 + d * DAY).unwrap();
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    store.drop_before(T0 + 5 * DAY).unwrap();
+    let all = query(
+        "cpu",
+        "usage",
+        &["host", "cpu"],
+        &[],
+        T0 - DAY,
+        T0 + 10 * DAY,
+    );
+    // every series left has a sample, and memory and SQLite agree
+    let series = store.window_series(&all).unwrap();
+    assert_eq!(series.len(), store.series_count());
+    let answer = store.window(&all).unwrap();
+    assert_eq!(answer, store.window_persisted(&all).unwrap());
+    drop(store);
+    let store = Store::open(dir.path(), opts(10 * DAY)).unwrap();
+    assert_eq!(store.series_count(), series.len());
+    assert_eq!(store.window(&all).unwrap(), answer);
+    assert_eq!(store.window_persisted(&all).unwrap(), answer);
+}
+
+#[test]
+fn a_store_of_schema_version_1_with_format_1_blocks_opens_and_reads_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts(HOUR)).unwrap();
+    let values = [(T0, 1.5), (T0 + MIN, -2.0), (T0 + 3 * MIN, 1e300)];
+    for (t, v) in values {
+        store.write(&[cpu("a", "c", v, t)]).unwrap();
+    }
+    // past the end of the day and its grace hour: day 0 becomes one block
+    store
+        .write(&[cpu("a", "c", 9.0, T0 + DAY + 2 * HOUR)])
+        .unwrap();
+    let q = query("cpu", "usage", &[], &[], T0, T0 + 2 * DAY);
+    let want = store.window_persisted(&q).unwrap();
+    assert_eq!(want[0].points.len(), 4);
+    drop(store);
+    // what a version-1 store holds: the same block with plain varint time deltas
+    let mut block = vec![1u8];
+    let mut prev = T0;
+    for (t, v) in values {
+        let mut d = (t - prev) as u64;
+        while d >= 0x80 {
+            block.push((d as u8) | 0x80);
+            d >>= 7;
+        }
+        block.push(d as u8);
+        block.extend_from_slice(&f64::to_le_bytes(v));
+        prev = t;
+    }
+    let conn = rusqlite::Connection::open(dir.path().join("metrics.db")).unwrap();
+    let day = T0 / DAY;
+    let changed = conn
+        .execute(&format!("UPDATE samples_{day} SET data = ?1"), [&block])
+        .unwrap();
+    assert_eq!(changed, 1);
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    drop(conn);
+    let store = Store::open(dir.path(), opts(HOUR)).unwrap();
+    assert_eq!(store.window_persisted(&q).unwrap(), want);
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("metrics.db")).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}

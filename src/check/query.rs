@@ -333,12 +333,25 @@ impl Runner {
         t: i64,
         mode: ExecMode,
     ) -> Result<CheckReport, CheckError> {
-        let plan = Plan::refresh(st.plan.take(), m, q, &self.store);
-        let result = self.check_plan(m, q, rules, st, &plan, t, mode);
-        st.plan = Some(plan);
-        result
+        // A plan goes stale when retention removes series between its refresh and the read;
+        // then it is resolved again (retention runs rarely, so twice is plenty).
+        for _ in 0..3 {
+            let plan = Plan::refresh(st.plan.take(), m, q, &self.store);
+            let result = self.check_plan(m, q, rules, st, &plan, t, mode);
+            st.plan = Some(plan);
+            match result {
+                Ok(Some(report)) => return Ok(report),
+                Ok(None) => st.plan = None,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CheckError::Query(
+            "the store's series kept changing during the check; it runs again at the next tick"
+                .into(),
+        ))
     }
 
+    /// One check over `plan`'s groups; `None` when the plan went stale before it was read.
     #[allow(clippy::too_many_arguments)]
     fn check_plan(
         &self,
@@ -349,16 +362,16 @@ impl Runner {
         plan: &Plan,
         t: i64,
         mode: ExecMode,
-    ) -> Result<CheckReport, CheckError> {
+    ) -> Result<Option<CheckReport>, CheckError> {
         let end = t - m.delay;
         let start = end - m.interval;
         // One read covers the window and the nodata lookback [end - after, end); both are
         // cut from it.
         let lookback = m.nodata.map(|n| end - n.after);
         let wide_start = lookback.map_or(start, |l| l.min(start));
-        let groups = &plan.groups.groups;
+        let groups = &plan.groups;
         let keep_points = rules::needs_scope(rules);
-        let mut seen: Vec<Seen> = vec![Seen::default(); groups.len()];
+        let mut seen: Vec<Seen> = vec![Seen::default(); groups.groups.len()];
         let query_err = |e: crate::store::StoreError| CheckError::Query(e.to_string());
         let read = |i: usize, pts: &[(i64, f64)]| {
             let s = &mut seen[i];
@@ -375,9 +388,13 @@ impl Runner {
                 }
             }
         };
-        self.store
+        let fresh = self
+            .store
             .read_groups(groups, wide_start * NS, end * NS, &mut st.hints, read)
             .map_err(query_err)?;
+        if !fresh {
+            return Ok(None);
+        }
         let mut bases: Vec<Baseline> = Vec::new();
         let baseline = match rules.kind {
             RuleKind::Mutation => Some((start - m.interval, false)),
@@ -385,7 +402,7 @@ impl Runner {
             _ => None,
         };
         if let Some((from, band)) = baseline {
-            bases = vec![Baseline::default(); groups.len()];
+            bases = vec![Baseline::default(); groups.groups.len()];
             let read = |i: usize, pts: &[(i64, f64)]| {
                 if band {
                     bases[i].band = aggregate(Agg::Avg, pts).zip(aggregate(Agg::Stddev, pts));
@@ -393,9 +410,13 @@ impl Runner {
                     bases[i].previous = aggregate(q.agg, pts);
                 }
             };
-            self.store
+            let fresh = self
+                .store
                 .read_groups(groups, from * NS, start * NS, &mut st.base_hints, read)
                 .map_err(query_err)?;
+            if !fresh {
+                return Ok(None);
+            }
         }
         let fleet = match rules.kind {
             RuleKind::Outlier => {
@@ -437,11 +458,11 @@ impl Runner {
         let events = self.db.commit(&commit)?;
         // Only now that the commit holds does the in-memory state move on.
         apply(st, plan, out.changes, out.forgotten);
-        Ok(CheckReport {
+        Ok(Some(CheckReport {
             events,
             errors: out.errors,
             objects: out.objects,
-        })
+        }))
     }
 }
 

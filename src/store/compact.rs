@@ -59,9 +59,16 @@ impl Store {
     /// Drops every day that ends at or before `cutoff_ns` (whole tables, no row deletes)
     /// and the matching samples in memory. Returns the number of days dropped. Samples of
     /// the day containing the cutoff stay until that whole day is past the cutoff.
+    ///
+    /// Series left without any sample (their latest day dropped) are removed from memory and
+    /// from the `series` table, so they no longer count against the series limit; writing
+    /// one again creates it anew.
     pub fn drop_before(&self, cutoff_ns: i64) -> Result<usize, StoreError> {
         let cutoff_day = day_of(cutoff_ns);
         let boundary = cutoff_day.checked_mul(DAY_NS).unwrap_or(i64::MIN);
+        // no write in flight between resolving series and applying samples: the series found
+        // empty below stay empty until they are removed
+        let _gate = self.series_gate.write();
         let Some(disk) = &self.disk else {
             let mut mem = self.mem.write();
             let old: Vec<i64> = mem.days.range(..cutoff_day).copied().collect();
@@ -69,6 +76,8 @@ impl Store {
                 mem.days.remove(d);
             }
             mem.drop_points_below(boundary);
+            let emptied = mem.emptied_before(cutoff_day);
+            mem.remove_series(&emptied);
             return Ok(old.len());
         };
         let path = &disk.db_path;
@@ -103,6 +112,16 @@ impl Store {
         }
         tx.execute("DELETE FROM chunks WHERE day < ?1", [cutoff_day])
             .map_err(sqlite_err(path, "removing dropped chunks"))?;
+        let emptied = self.mem.read().emptied_before(cutoff_day);
+        {
+            let mut st = tx
+                .prepare("DELETE FROM series WHERE id = ?1")
+                .map_err(sqlite_err(path, "removing emptied series"))?;
+            for id in &emptied {
+                st.execute([id])
+                    .map_err(sqlite_err(path, "removing emptied series"))?;
+            }
+        }
         tx.commit()
             .map_err(sqlite_err(path, "committing retention"))?;
         known_days.retain(|d| *d >= cutoff_day);
@@ -114,6 +133,7 @@ impl Store {
             mem.days.remove(d);
         }
         mem.drop_points_below(boundary);
+        mem.remove_series(&emptied);
         Ok(days.len())
     }
 }

@@ -2,7 +2,7 @@
 //! its migrations, the per-day tables, and loading the catalog and recent samples at start-up.
 
 use super::codec::{decode_block, decode_log};
-use super::memory::{floor_for, insert_sorted, tagset_key, Mem, SeriesMem};
+use super::memory::{floor_for, insert_sorted, tagset_key, Mem};
 use super::query::Tags;
 use super::writer::Committer;
 use super::{Store, StoreError, StoreOptions};
@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicU64;
 /// Nanoseconds per chunk (one day).
 pub(super) const DAY_NS: i64 = 86_400 * 1_000_000_000;
 /// Current schema version (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Persistent side of a store.
 pub(super) struct Disk {
@@ -165,6 +165,7 @@ impl Store {
             limits: opts.limits,
             max_series: opts.max_series,
             series_refused: AtomicU64::new(0),
+            series_gate: RwLock::new(()),
         })
     }
 }
@@ -224,6 +225,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
              tags TEXT NOT NULL,
              UNIQUE (measurement, field, tags));
          CREATE TABLE chunks (day INTEGER PRIMARY KEY);",
+        // 1 -> 2: compaction writes blocks in format 3 (see codec); the tables stay, and
+        // format 1 blocks are still read. The version keeps older tocsins, which cannot read
+        // format 3, from opening the store.
+        "",
     ];
     for (v, sql) in steps.iter().enumerate().skip(version as usize) {
         let to = v as i64 + 1;
@@ -268,18 +273,12 @@ fn load(
                 .ok_or_else(|| corrupt(format!("series id {id} out of range")))?;
             let tags: Tags = serde_json::from_str(&tags_json)
                 .map_err(|e| corrupt(format!("series {id}: bad tags {tags_json:?}: {e}")))?;
-            let pairs: Vec<(String, String)> = tags.clone().into_iter().collect();
+            let pairs: Vec<(String, String)> = tags.into_iter().collect();
             tagset_key(&mut key, &measurement, &pairs);
-            let s = SeriesMem {
-                measurement,
-                field,
-                tags,
-                points: Vec::new(),
-                persisted: true,
-            };
-            mem.add_series(id, key.clone(), s);
+            mem.add_series(id, &key, &measurement, &field, true);
         }
     }
+    mem.collect_free_ids();
     let days: Vec<i64> = {
         let what = "listing chunks";
         let mut st = conn
@@ -316,6 +315,7 @@ fn load(
             logs.insert(*day, st);
         }
     }
+    last_days(conn, path, mem, &days)?;
     mem.days = days.iter().copied().collect();
     mem.max_ts = max_ts;
     mem.floor = floor_for(max_ts, window_ns);
@@ -387,6 +387,55 @@ fn load(
         logs,
         max_ts,
     })
+}
+
+/// Notes the latest day holding a sample of each series (what retention needs to know when
+/// a series is empty), reading the days newest first until every series is placed: in a
+/// store without churn, only the newest day is read.
+fn last_days(
+    conn: &Connection,
+    path: &Path,
+    mem: &mut Mem,
+    days: &[i64],
+) -> Result<(), StoreError> {
+    let mut unplaced = mem.series_count;
+    for &day in days.iter().rev() {
+        if unplaced == 0 {
+            break;
+        }
+        let table = chunk_table(day);
+        let what = || format!("listing the series of {table}");
+        // the (series_id, max_ts) index answers this alone
+        let mut st = conn
+            .prepare(&format!("SELECT DISTINCT series_id FROM {table}"))
+            .map_err(sqlite_err(path, what()))?;
+        let mut rows = st.query([]).map_err(sqlite_err(path, what()))?;
+        while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
+            let id: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
+            if u32::try_from(id).is_ok_and(|id| mem.place_day(id, day)) {
+                unplaced -= 1;
+            }
+        }
+        let table = log_table(day);
+        let what = || format!("listing the series of {table}");
+        let mut st = conn
+            .prepare(&format!("SELECT id, min_ts, data FROM {table}"))
+            .map_err(sqlite_err(path, what()))?;
+        let mut rows = st.query([]).map_err(sqlite_err(path, what()))?;
+        while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
+            let (row_id, min_ts, data) = chunk_row(row, path, what())?;
+            decode_log(min_ts, data, |id, _, _| {
+                if mem.place_day(id, day) {
+                    unplaced -= 1;
+                }
+            })
+            .map_err(|e| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                what: format!("{table}: row {row_id}: {e}"),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// What [`load`] found on disk.

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default)]
 pub struct SeriesGroups {
     /// [`Store::generation`] when these groups were resolved
-    pub generation: (u32, usize),
+    pub generation: (u64, usize),
     /// one entry per distinct `by` tag set
     pub groups: Vec<SeriesGroup>,
 }
@@ -32,12 +32,13 @@ pub struct SeriesGroup {
 }
 
 impl Store {
-    /// Changes whenever a series is created or removed, so groups resolved at one generation
-    /// stay valid until it changes (series ids are never reused, and a series' tags never
+    /// Changes whenever a series is created or removed (creating one raises the count,
+    /// removing any bumps the removal epoch), so groups resolved at one generation stay valid
+    /// until it changes, even though retention frees ids for reuse (a series' tags never
     /// change).
-    pub fn generation(&self) -> (u32, usize) {
+    pub fn generation(&self) -> (u64, usize) {
         let mem = self.mem.read();
-        (mem.next_id, mem.series_count)
+        (mem.epoch, mem.series_count)
     }
 
     /// The series matching `q` (measurement, field, filters; the time range aside), grouped by
@@ -46,7 +47,7 @@ impl Store {
         let mem = self.mem.read();
         let mut by: BTreeMap<Tags, Vec<u32>> = BTreeMap::new();
         for id in mem.matching(q) {
-            let tags = &mem.series(id).tags;
+            let tags = mem.series(id).tags();
             let key: Tags =
                 q.by.iter()
                     .filter_map(|k| tags.get_key_value(k))
@@ -55,7 +56,7 @@ impl Store {
             by.entry(key).or_default().push(id);
         }
         SeriesGroups {
-            generation: (mem.next_id, mem.series_count),
+            generation: (mem.epoch, mem.series_count),
             groups: by
                 .into_iter()
                 .map(|(tags, mut series)| {
@@ -70,23 +71,31 @@ impl Store {
     /// `[start_ns, end_ns)`, in order; `points` are sorted by time (several series of a group
     /// merged, sorted by time then value), the same points [`Store::window`] gives the group.
     ///
+    /// Returns `false`, having called `f` for nothing, when series were removed since the
+    /// groups were resolved (their ids may mean other series now): resolve them again.
+    ///
     /// `hints` remembers where each single-series group's range started: checks move forward
     /// in time, so the next search starts there instead of bisecting the whole series (a
     /// wrong hint, e.g. after eviction, only costs the bisection).
     pub fn read_groups(
         &self,
-        groups: &[SeriesGroup],
+        groups: &SeriesGroups,
         start_ns: i64,
         end_ns: i64,
         hints: &mut Vec<usize>,
         mut f: impl FnMut(usize, &[(i64, f64)]),
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let epoch = groups.generation.0;
+        let groups = &groups.groups;
         hints.resize(groups.len(), 0);
+        let mem = self.mem.read();
+        if mem.epoch != epoch {
+            return Ok(false);
+        }
         if start_ns >= end_ns {
-            return Ok(());
+            return Ok(true);
         }
         let mut merged: Vec<(i64, f64)> = Vec::new();
-        let mem = self.mem.read();
         let disk = match &self.disk {
             Some(disk) if start_ns < mem.floor => disk,
             _ => {
@@ -108,7 +117,7 @@ impl Store {
                     }
                     emit_merged(i, &mut merged, &mut f);
                 }
-                return Ok(());
+                return Ok(true);
             }
         };
         drop(mem);
@@ -117,6 +126,10 @@ impl Store {
             .flat_map(|g| g.series.iter().copied())
             .collect();
         let points = self.read_disk(disk, &ids, start_ns, end_ns)?;
+        // Retention may have removed some of these series meanwhile (and freed their ids).
+        if self.mem.read().epoch != epoch {
+            return Ok(false);
+        }
         let mut next = points.into_iter();
         for (i, g) in groups.iter().enumerate() {
             merged.clear();
@@ -125,7 +138,7 @@ impl Store {
             }
             emit_merged(i, &mut merged, &mut f);
         }
-        Ok(())
+        Ok(true)
     }
 }
 

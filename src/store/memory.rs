@@ -1,10 +1,20 @@
-//! The in-memory side of the store: the series catalog (ids, tag sets, the measurement/field
-//! index) and the recent samples of every series, kept sorted, above a moving floor.
+//! The in-memory side of the store: the series catalog (ids, names, tag sets, the
+//! measurement/field index) and the recent samples of every series, kept sorted, above a moving
+//! floor.
+//!
+//! The catalog is laid out for a million series at well under a KiB each: measurement and
+//! field names are interned (ids into one name table); a series' tag set is its tag-set key
+//! (see [`tagset_key`]), one `Arc<str>` shared by the series of that tag set and the lookup
+//! map, from which `Tags` are built only when a query needs them; a tag set maps its fields to
+//! series ids in a small sorted slice (most tag sets have a handful of fields), not a map of
+//! its own.
 
+use super::disk::day_of;
 use super::query::{Tags, WindowQuery};
 use super::writer::Prepared;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// How far past the wall clock the max timestamp may push the memory window.
 pub(super) const FUTURE_SLACK_NS: i64 = 3_600 * 1_000_000_000;
@@ -14,19 +24,25 @@ pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// In-memory catalog and recent samples.
 pub(super) struct Mem {
-    /// indexed by series id (0 unused)
+    /// indexed by series id (0 unused); `None` for ids not in use
     pub(super) series: Vec<Option<SeriesMem>>,
-    /// tag set key (see [`tagset_key`]) -> field -> series id (hashed both ways, so a point
-    /// with many fields costs one lookup per field). foldhash rather than std's SipHash: these
-    /// lookups run for every sample on the writer thread, and SipHash made ingest about a
-    /// third slower than the linear scan it replaced; its per-process random seed still keeps
-    /// the keys unpredictable to clients.
-    pub(super) tagsets: FastMap<String, FastMap<String, u32>>,
-    /// measurement -> field -> series ids
-    pub(super) index: HashMap<String, HashMap<String, Vec<u32>>>,
+    /// tag set key (see [`tagset_key`]) -> its fields' series. foldhash rather than std's
+    /// SipHash: these lookups run for every sample on the writer thread, and SipHash made
+    /// ingest about a third slower than the linear scan it replaced; its per-process random
+    /// seed still keeps the keys unpredictable to clients.
+    tagsets: FastMap<Arc<str>, Fields>,
+    /// measurement and field names
+    names: Names,
+    /// (measurement, field) -> series ids, in creation order
+    index: FastMap<(u32, u32), Vec<u32>>,
+    /// ids freed by retention, reused before `next_id` (so churn does not grow `series`)
+    free: Vec<u32>,
     pub(super) next_id: u32,
     /// number of series known (slots of `series` that are `Some`)
     pub(super) series_count: usize,
+    /// bumped whenever series are removed: a reader that looked ids up before and read
+    /// SQLite without the lock checks it to know its ids still mean the same series
+    pub(super) epoch: u64,
     /// latest timestamp seen, `i64::MIN` when none
     pub(super) max_ts: i64,
     /// memory holds every stored sample with `ts >= floor`
@@ -39,12 +55,154 @@ pub(super) struct Mem {
 
 /// One series: its identity and its samples in memory.
 pub(super) struct SeriesMem {
-    pub(super) measurement: String,
-    pub(super) field: String,
-    pub(super) tags: Tags,
+    /// the tag-set key: measurement and tags
+    key: Arc<str>,
     pub(super) points: Vec<(i64, f64)>,
+    measurement: u32,
+    field: u32,
+    /// the latest day holding a sample of the series ([`NO_DAY`] when none): once retention
+    /// has dropped that day, the series is empty and is removed
+    last_day: i32,
     /// recorded in the `series` table (always true for scratch stores)
     pub(super) persisted: bool,
+}
+
+/// [`SeriesMem::last_day`] of a series without samples.
+const NO_DAY: i32 = i32::MIN;
+
+/// A day number as stored in [`SeriesMem::last_day`] (clamped: storable times are days
+/// -25,567 to 84,000).
+fn day32(day: i64) -> i32 {
+    day.clamp(i64::from(NO_DAY) + 1, i64::from(i32::MAX)) as i32
+}
+
+/// Interned names: a name's id is its index.
+#[derive(Default)]
+struct Names {
+    ids: FastMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+impl Names {
+    fn get(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(Arc::clone(&name));
+        self.ids.insert(name, id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+}
+
+/// The series of one tag set: (field name id, series id) sorted by field, inline for the
+/// common single-field tag set.
+enum Fields {
+    One((u32, u32)),
+    Many(Box<[(u32, u32)]>),
+}
+
+impl Fields {
+    fn as_slice(&self) -> &[(u32, u32)] {
+        match self {
+            Fields::One(pair) => std::slice::from_ref(pair),
+            Fields::Many(v) => v,
+        }
+    }
+
+    fn get(&self, field: u32) -> Option<u32> {
+        let v = self.as_slice();
+        v.binary_search_by_key(&field, |p| p.0).ok().map(|i| v[i].1)
+    }
+
+    /// Adds (or re-points) a field.
+    fn insert(&mut self, field: u32, id: u32) {
+        let mut v = self.as_slice().to_vec();
+        match v.binary_search_by_key(&field, |p| p.0) {
+            Ok(i) => v[i].1 = id,
+            Err(i) => v.insert(i, (field, id)),
+        }
+        *self = Fields::from_vec(v);
+    }
+
+    /// Removes a field; `false` when none is left.
+    fn remove(&mut self, field: u32) -> bool {
+        let mut v = self.as_slice().to_vec();
+        v.retain(|p| p.0 != field);
+        let left = !v.is_empty();
+        *self = Fields::from_vec(v);
+        left
+    }
+
+    fn from_vec(v: Vec<(u32, u32)>) -> Fields {
+        match v[..] {
+            [one] => Fields::One(one),
+            _ => Fields::Many(v.into_boxed_slice()),
+        }
+    }
+}
+
+/// The series of one tag set, for the writer: field name -> series id.
+pub(super) struct TagsetRef<'a> {
+    names: &'a Names,
+    fields: &'a Fields,
+}
+
+impl TagsetRef<'_> {
+    pub(super) fn get(&self, field: &str) -> Option<u32> {
+        self.fields.get(self.names.get(field)?)
+    }
+}
+
+/// The parts of a tag-set key (see [`tagset_key`]): the measurement, then each tag's key and
+/// value.
+fn key_parts(key: &str) -> impl Iterator<Item = &str> {
+    let mut rest = key;
+    std::iter::from_fn(move || {
+        let colon = rest.find(':')?;
+        // the length's decimal digits, least significant first
+        let n = rest.as_bytes()[..colon]
+            .iter()
+            .rev()
+            .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+        let part = rest.get(colon + 1..colon + 1 + n)?;
+        rest = &rest[colon + 1 + n..];
+        Some(part)
+    })
+}
+
+/// The (key, value) tags of a tag-set key, sorted by key.
+fn key_tags(key: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut parts = key_parts(key).skip(1);
+    std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
+}
+
+impl SeriesMem {
+    /// The value of one tag, if the series has it.
+    pub(super) fn tag(&self, key: &str) -> Option<&str> {
+        key_tags(&self.key).find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// All tags of the series (built on demand: series keep only their tag-set key).
+    pub(super) fn tags(&self) -> Tags {
+        key_tags(&self.key)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Notes a sample of `day`.
+    fn saw_day(&mut self, day: i64) {
+        self.last_day = self.last_day.max(day32(day));
+    }
 }
 
 pub(super) fn wall_clock_ns() -> i64 {
@@ -125,9 +283,12 @@ impl Mem {
         Mem {
             series: vec![None],
             tagsets: FastMap::default(),
-            index: HashMap::new(),
+            names: Names::default(),
+            index: FastMap::default(),
+            free: Vec::new(),
             next_id: 1,
             series_count: 0,
+            epoch: 0,
             max_ts: i64::MIN,
             floor: i64::MIN,
             days: BTreeSet::new(),
@@ -135,30 +296,81 @@ impl Mem {
         }
     }
 
+    /// The series of a tag set, by field name.
+    pub(super) fn tagset(&self, key: &str) -> Option<TagsetRef<'_>> {
+        let fields = self.tagsets.get(key)?;
+        Some(TagsetRef {
+            names: &self.names,
+            fields,
+        })
+    }
+
     pub(super) fn lookup(&self, key: &str, field: &str) -> Option<u32> {
-        self.tagsets.get(key)?.get(field).copied()
+        self.tagset(key)?.get(field)
+    }
+
+    /// Creates a series (its samples come with [`Mem::apply`]) and returns its id: a
+    /// retired id if there is one, else the next.
+    pub(super) fn create_series(
+        &mut self,
+        key: &str,
+        measurement: &str,
+        field: &str,
+        persisted: bool,
+    ) -> u32 {
+        let id = self.free.pop().unwrap_or(self.next_id);
+        self.add_series(id, key, measurement, field, persisted);
+        id
     }
 
     /// Registers a series under a given id (at open, or when created).
-    pub(super) fn add_series(&mut self, id: u32, key: String, s: SeriesMem) {
-        self.tagsets
-            .entry(key)
-            .or_default()
-            .insert(s.field.clone(), id);
-        self.index
-            .entry(s.measurement.clone())
-            .or_default()
-            .entry(s.field.clone())
-            .or_default()
-            .push(id);
+    pub(super) fn add_series(
+        &mut self,
+        id: u32,
+        key: &str,
+        measurement: &str,
+        field: &str,
+        persisted: bool,
+    ) {
+        let measurement = self.names.intern(measurement);
+        let field = self.names.intern(field);
+        let key: Arc<str> = match self.tagsets.get_key_value(key) {
+            Some((k, _)) => Arc::clone(k),
+            None => Arc::from(key),
+        };
+        match self.tagsets.get_mut(&*key) {
+            Some(fields) => fields.insert(field, id),
+            None => {
+                self.tagsets
+                    .insert(Arc::clone(&key), Fields::One((field, id)));
+            }
+        }
+        self.index.entry((measurement, field)).or_default().push(id);
         let i = id as usize;
         if self.series.len() <= i {
             self.series.resize_with(i + 1, || None);
         }
+        let s = SeriesMem {
+            key,
+            points: Vec::new(),
+            measurement,
+            field,
+            last_day: NO_DAY,
+            persisted,
+        };
         if self.series[i].replace(s).is_none() {
             self.series_count += 1;
         }
         self.next_id = self.next_id.max(id + 1);
+    }
+
+    /// Makes the unused ids below `next_id` (series removed before a restart) available for
+    /// reuse; called once the catalog is loaded.
+    pub(super) fn collect_free_ids(&mut self) {
+        self.free = (1..self.next_id)
+            .rev()
+            .filter(|id| self.series[*id as usize].is_none())
+            .collect();
     }
 
     pub(super) fn series(&self, id: u32) -> &SeriesMem {
@@ -169,18 +381,43 @@ impl Mem {
         self.series[id as usize].as_mut().expect("known series id")
     }
 
+    /// The measurement of a series.
+    pub(super) fn measurement_of(&self, id: u32) -> &str {
+        self.names.name(self.series(id).measurement)
+    }
+
+    /// The field of a series.
+    pub(super) fn field_of(&self, id: u32) -> &str {
+        self.names.name(self.series(id).field)
+    }
+
     /// Ids of the series of a measurement field that match every filter of the query.
     pub(super) fn matching(&self, q: &WindowQuery) -> Vec<u32> {
-        let Some(ids) = self.index.get(&q.measurement).and_then(|m| m.get(&q.field)) else {
+        let (Some(m), Some(f)) = (self.names.get(&q.measurement), self.names.get(&q.field)) else {
+            return Vec::new();
+        };
+        let Some(ids) = self.index.get(&(m, f)) else {
             return Vec::new();
         };
         ids.iter()
             .copied()
             .filter(|id| {
-                let tags = &self.series(*id).tags;
-                q.filters.iter().all(|f| f.matches(tags))
+                let s = self.series(*id);
+                q.filters.iter().all(|f| f.matches_value(s.tag(&f.tag)))
             })
             .collect()
+    }
+
+    /// At open, reading days newest first: notes `day` as the latest day of series `id` if
+    /// none is noted yet; whether it was.
+    pub(super) fn place_day(&mut self, id: u32, day: i64) -> bool {
+        match self.series.get_mut(id as usize) {
+            Some(Some(s)) if s.last_day == NO_DAY => {
+                s.saw_day(day);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Adds committed samples (in write order) with `ts >= floor` to memory.
@@ -188,11 +425,11 @@ impl Mem {
         let floor = self.floor;
         let mut added = 0;
         for s in &p.samples {
-            if s.ts < floor {
-                continue;
+            let series = self.series_mut(s.id);
+            series.saw_day(day_of(s.ts));
+            if s.ts >= floor {
+                added += insert_sorted(&mut series.points, [(s.ts, s.value)]);
             }
-            let points = &mut self.series_mut(s.id).points;
-            added += insert_sorted(points, [(s.ts, s.value)]);
         }
         self.samples += added;
         for r in &p.rows {
@@ -222,8 +459,66 @@ impl Mem {
             if k > 0 {
                 s.points.drain(..k);
                 removed += k;
+                // a series that slowed down or stopped should not keep its old capacity
+                if s.points.capacity() > 2 * s.points.len() + 4 {
+                    s.points.shrink_to_fit();
+                }
             }
         }
         self.samples -= removed;
+    }
+
+    /// The series without a sample in `cutoff_day` or later: once retention has dropped the
+    /// days before it, nothing of them is left.
+    pub(super) fn emptied_before(&self, cutoff_day: i64) -> Vec<u32> {
+        let cutoff = day32(cutoff_day);
+        self.series
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| {
+                s.as_ref()
+                    .filter(|s| s.last_day < cutoff)
+                    .map(|_| id as u32)
+            })
+            .collect()
+    }
+
+    /// Removes series from the catalog (their samples are gone already) and frees their ids.
+    pub(super) fn remove_series(&mut self, ids: &[u32]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut gone: FastMap<(u32, u32), Vec<u32>> = FastMap::default();
+        for &id in ids {
+            let Some(s) = self.series.get_mut(id as usize).and_then(Option::take) else {
+                continue;
+            };
+            self.samples -= s.points.len();
+            self.series_count -= 1;
+            if let Some(fields) = self.tagsets.get_mut(&*s.key) {
+                if !fields.remove(s.field) {
+                    self.tagsets.remove(&*s.key);
+                }
+            }
+            gone.entry((s.measurement, s.field)).or_default().push(id);
+            self.free.push(id);
+        }
+        for (mf, mut removed) in gone {
+            removed.sort_unstable();
+            if let Some(v) = self.index.get_mut(&mf) {
+                v.retain(|id| removed.binary_search(id).is_err());
+                if v.is_empty() {
+                    self.index.remove(&mf);
+                } else if v.capacity() > 2 * v.len() + 8 {
+                    v.shrink_to_fit();
+                }
+            }
+        }
+        // lowest ids first, so the id space stays dense
+        self.free.sort_unstable_by(|a, b| b.cmp(a));
+        if self.tagsets.capacity() > 4 * self.tagsets.len() + 64 {
+            self.tagsets.shrink_to(2 * self.tagsets.len());
+        }
+        self.epoch += 1;
     }
 }

@@ -223,7 +223,12 @@ impl Filter {
 
     /// Whether a tag set satisfies this condition; a tag set without the tag never does.
     pub fn matches(&self, tags: &Tags) -> bool {
-        match (tags.get(&self.tag), &self.matcher) {
+        self.matches_value(tags.get(&self.tag).map(String::as_str))
+    }
+
+    /// Whether a value of the tag (`None`: the tag is absent) satisfies this condition.
+    pub fn matches_value(&self, value: Option<&str>) -> bool {
+        match (value, &self.matcher) {
             (None, _) => false,
             (Some(v), TagMatch::Exact(want)) => v == want,
             (Some(v), TagMatch::Regex(re)) => re.is_match(v),

@@ -1,13 +1,29 @@
 //! Window reads: the series of a measurement field matching a query, their points within the
 //! window from memory (when the window starts at or after the memory floor) or from SQLite
 //! (blocks, then log rows: write order), grouped by tags.
+//!
+//! A cold read (from SQLite) takes each day's blocks either by one indexed lookup per series,
+//! or, when the query asks for a large part of the day's blocks, by one scan of the day table
+//! that keeps the rows of the wanted series: a lookup costs about as much as reading
+//! [`SEEK_ROWS`] rows in sequence, so 10,000 series over 7 days is a few scans, not 70,000
+//! lookups.
 
 use super::codec::{decode_block, decode_log};
 use super::disk::{chunk_row, chunk_table, day_of, log_table, sqlite_err, Disk};
+use super::memory::{FastMap, SeriesMem};
 use super::query::{aggregate, Agg, Group, Tags, WindowQuery};
 use super::{Store, StoreError};
 use rusqlite::params;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
+/// A day's blocks are scanned whole when the query asks for more than one series per this
+/// many block rows of the day (an indexed lookup per series costs about as much as reading
+/// this many rows in sequence; measured with `cargo bench --bench cold_window`).
+const SEEK_ROWS: i64 = 8;
+
+/// Most blocks' worth of samples [`first_reserve`] reserves.
+const RESERVE_BLOCKS: usize = 32;
 
 /// The points of `points` (sorted) within `[start, end)`.
 fn range(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
@@ -31,35 +47,35 @@ fn dedup_last(points: &mut Vec<(i64, f64)>) {
     points.truncate(out);
 }
 
-/// Groups series points by a key derived from the series tags; groups sorted by key, points
-/// sorted by (time, value); empty groups omitted.
-fn group_points<'a>(
-    items: impl IntoIterator<Item = (&'a Tags, &'a [(i64, f64)])>,
-    key: impl Fn(&Tags) -> Tags,
-) -> Vec<Group> {
-    let mut groups: BTreeMap<Tags, Vec<(i64, f64)>> = BTreeMap::new();
+/// Groups the points of series (each sorted by time, unique times) by their group key;
+/// groups sorted by key, points sorted by (time, value); empty groups omitted.
+fn group_points(items: impl IntoIterator<Item = (Tags, Vec<(i64, f64)>)>) -> Vec<Group> {
+    // (points, whether several series were merged into them)
+    let mut groups: BTreeMap<Tags, (Vec<(i64, f64)>, bool)> = BTreeMap::new();
     for (tags, points) in items {
-        if !points.is_empty() {
-            groups
-                .entry(key(tags))
-                .or_default()
-                .extend_from_slice(points);
+        if points.is_empty() {
+            continue;
+        }
+        match groups.entry(tags) {
+            Entry::Vacant(e) => {
+                e.insert((points, false));
+            }
+            Entry::Occupied(mut e) => {
+                let g = e.get_mut();
+                g.0.extend_from_slice(&points);
+                g.1 = true;
+            }
         }
     }
     groups
         .into_iter()
-        .map(|(tags, mut points)| {
-            points.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        .map(|(tags, (mut points, merged))| {
+            // one series' points are sorted by time already, with unique times
+            if merged {
+                points.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+            }
             Group { tags, points }
         })
-        .collect()
-}
-
-/// The `by` tags of a series (absent ones left out).
-fn by_tags(by: &[String], tags: &Tags) -> Tags {
-    by.iter()
-        .filter_map(|k| tags.get_key_value(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
@@ -70,6 +86,20 @@ enum Grouping {
     By,
     /// one group per series, with all its tags
     Series,
+}
+
+impl Grouping {
+    /// The group of a series: its `by` tags (absent ones left out), or all its tags.
+    fn key(self, q: &WindowQuery, s: &SeriesMem) -> Tags {
+        match self {
+            Grouping::By => {
+                q.by.iter()
+                    .filter_map(|k| Some((k.clone(), s.tag(k)?.to_string())))
+                    .collect()
+            }
+            Grouping::Series => s.tags(),
+        }
+    }
 }
 
 /// Where a query reads from.
@@ -128,30 +158,33 @@ impl Store {
         if q.start_ns >= q.end_ns {
             return Ok(Vec::new());
         }
-        let key = |tags: &Tags| match grouping {
-            Grouping::By => by_tags(&q.by, tags),
-            Grouping::Series => tags.clone(),
-        };
-        let mem = self.mem.read();
-        let ids = mem.matching(q);
-        let disk = match &self.disk {
-            Some(disk) if source == Source::Disk || q.start_ns < mem.floor => disk,
-            _ => {
-                let items = ids.iter().map(|id| {
-                    let s = mem.series(*id);
-                    (&s.tags, range(&s.points, q.start_ns, q.end_ns))
-                });
-                return Ok(group_points(items, key));
+        loop {
+            let mem = self.mem.read();
+            let ids = mem.matching(q);
+            let disk = match &self.disk {
+                Some(disk) if source == Source::Disk || q.start_ns < mem.floor => disk,
+                _ => {
+                    let items = ids.iter().filter_map(|id| {
+                        let s = mem.series(*id);
+                        let points = range(&s.points, q.start_ns, q.end_ns);
+                        (!points.is_empty()).then(|| (grouping.key(q, s), points.to_vec()))
+                    });
+                    return Ok(group_points(items));
+                }
+            };
+            let keys: Vec<Tags> = ids
+                .iter()
+                .map(|id| grouping.key(q, mem.series(*id)))
+                .collect();
+            let epoch = mem.epoch;
+            drop(mem);
+            let points = self.read_disk(disk, &ids, q.start_ns, q.end_ns)?;
+            // Retention may have removed some of these series meanwhile and a new series
+            // reused an id (rare: once a day at most); then these points may not be theirs.
+            if self.mem.read().epoch == epoch {
+                return Ok(group_points(keys.into_iter().zip(points)));
             }
-        };
-        let tags: Vec<Tags> = ids.iter().map(|id| mem.series(*id).tags.clone()).collect();
-        drop(mem);
-        let points = self.read_disk(disk, &ids, q.start_ns, q.end_ns)?;
-        let items = tags
-            .iter()
-            .zip(points.iter())
-            .map(|(t, p)| (t, p.as_slice()));
-        Ok(group_points(items, key))
+        }
     }
 
     /// Reads the samples of `ids` within `[start, end)` from SQLite, one sorted vector per id.
@@ -162,8 +195,23 @@ impl Store {
         start: i64,
         end: i64,
     ) -> Result<Vec<Vec<(i64, f64)>>, StoreError> {
+        Self::read_disk_with(disk, ids, start, end, SEEK_ROWS)
+    }
+
+    /// [`Store::read_disk`], scanning a day's blocks when `ids.len() * seek_rows` reaches its
+    /// number of blocks (tests compare both ways).
+    pub(super) fn read_disk_with(
+        disk: &Disk,
+        ids: &[u32],
+        start: i64,
+        end: i64,
+        seek_rows: i64,
+    ) -> Result<Vec<Vec<(i64, f64)>>, StoreError> {
         let path = &disk.db_path;
         let mut out: Vec<Vec<(i64, f64)>> = vec![Vec::new(); ids.len()];
+        // whether a series got a sample not after its latest one (late writes, rewrites):
+        // only those need sorting and deduplicating
+        let mut unsorted = vec![false; ids.len()];
         if ids.is_empty() {
             return Ok(out);
         }
@@ -181,37 +229,64 @@ impl Store {
             rows.collect::<Result<_, _>>()
                 .map_err(sqlite_err(path, "listing chunks"))?
         };
-        let pos: HashMap<u32, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let pos: FastMap<u32, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let corrupt = |what: String| StoreError::Corrupt {
+            path: path.clone(),
+            what,
+        };
         for day in days {
             // blocks first, then the log: that is write order
             let table = chunk_table(day);
             let what = || format!("reading {table}");
-            let mut st = tx
-                .prepare_cached(&format!(
-                    "SELECT min_ts, data FROM {table}
-                     WHERE series_id = ?1 AND max_ts >= ?2 AND min_ts < ?3 ORDER BY id"
-                ))
+            // Rows are only ever inserted, so the largest id is the number of blocks.
+            let blocks: i64 = tx
+                .prepare_cached(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"))
+                .and_then(|mut st| st.query_row([], |r| r.get(0)))
                 .map_err(sqlite_err(path, what()))?;
-            for (i, id) in ids.iter().enumerate() {
+            if (ids.len() as i64).saturating_mul(seek_rows) >= blocks {
+                let mut st = tx
+                    .prepare_cached(&format!(
+                        "SELECT series_id, min_ts, data, n, max_ts FROM {table}
+                         WHERE max_ts >= ?1 AND min_ts < ?2 ORDER BY id"
+                    ))
+                    .map_err(sqlite_err(path, what()))?;
                 let mut rows = st
-                    .query(params![id, start, end])
+                    .query(params![start, end])
                     .map_err(sqlite_err(path, what()))?;
                 while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
-                    let min_ts: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
-                    let data = row
-                        .get_ref(1)
-                        .and_then(|v| Ok(v.as_blob()?))
+                    let (id, min_ts, data) = chunk_row(row, path, what())?;
+                    let Some(&i) = u32::try_from(id).ok().and_then(|id| pos.get(&id)) else {
+                        continue;
+                    };
+                    let n: i64 = row.get(3).map_err(sqlite_err(path, what()))?;
+                    let max_ts: i64 = row.get(4).map_err(sqlite_err(path, what()))?;
+                    unsorted[i] |= out[i].last().is_some_and(|p| p.0 >= min_ts);
+                    read_block(&mut out[i], (min_ts, max_ts, n), data, (start, end))
+                        .map_err(|e| corrupt(format!("{table}: series {id}: {e}")))?;
+                }
+            } else {
+                let mut st = tx
+                    .prepare_cached(&format!(
+                        "SELECT min_ts, data, n, max_ts FROM {table}
+                         WHERE series_id = ?1 AND max_ts >= ?2 AND min_ts < ?3 ORDER BY id"
+                    ))
+                    .map_err(sqlite_err(path, what()))?;
+                for (i, id) in ids.iter().enumerate() {
+                    let mut rows = st
+                        .query(params![id, start, end])
                         .map_err(sqlite_err(path, what()))?;
-                    let points = &mut out[i];
-                    decode_block(min_ts, data, |ts, v| {
-                        if ts >= start && ts < end {
-                            points.push((ts, v));
-                        }
-                    })
-                    .map_err(|e| StoreError::Corrupt {
-                        path: path.clone(),
-                        what: format!("{table}: series {id}: {e}"),
-                    })?;
+                    while let Some(row) = rows.next().map_err(sqlite_err(path, what()))? {
+                        let min_ts: i64 = row.get(0).map_err(sqlite_err(path, what()))?;
+                        let data = row
+                            .get_ref(1)
+                            .and_then(|v| Ok(v.as_blob()?))
+                            .map_err(sqlite_err(path, what()))?;
+                        let n: i64 = row.get(2).map_err(sqlite_err(path, what()))?;
+                        let max_ts: i64 = row.get(3).map_err(sqlite_err(path, what()))?;
+                        unsorted[i] |= out[i].last().is_some_and(|p| p.0 >= min_ts);
+                        read_block(&mut out[i], (min_ts, max_ts, n), data, (start, end))
+                            .map_err(|e| corrupt(format!("{table}: series {id}: {e}")))?;
+                    }
                 }
             }
             let table = log_table(day);
@@ -230,20 +305,52 @@ impl Store {
                 decode_log(min_ts, data, |id, ts, v| {
                     if ts >= start && ts < end {
                         if let Some(&i) = pos.get(&id) {
+                            unsorted[i] |= out[i].last().is_some_and(|p| p.0 >= ts);
                             out[i].push((ts, v));
                         }
                     }
                 })
-                .map_err(|e| StoreError::Corrupt {
-                    path: path.clone(),
-                    what: format!("{table}: row {row_id}: {e}"),
-                })?;
+                .map_err(|e| corrupt(format!("{table}: row {row_id}: {e}")))?;
             }
         }
         drop(tx);
-        for points in &mut out {
-            dedup_last(points);
+        for (points, unsorted) in out.iter_mut().zip(unsorted) {
+            if unsorted {
+                dedup_last(points);
+            }
+            if points.capacity() > points.len() + points.len() / 8 + 16 {
+                points.shrink_to_fit();
+            }
         }
         Ok(out)
     }
+}
+
+/// Appends the samples of a block (`n` of them, time-sorted, from `min_ts` to `max_ts`)
+/// within `[start, end)`.
+fn read_block(
+    points: &mut Vec<(i64, f64)>,
+    (min_ts, max_ts, n): (i64, i64, i64),
+    data: &[u8],
+    (start, end): (i64, i64),
+) -> Result<(), String> {
+    let n = usize::try_from(n).unwrap_or(0).min(data.len() / 9);
+    if points.is_empty() {
+        points.reserve(first_reserve(n, min_ts, max_ts, start, end));
+    }
+    decode_block(min_ts, data, |ts, v| {
+        if ts >= start && ts < end {
+            points.push((ts, v));
+        }
+    })
+}
+
+/// Room for a series' points on its first block: the block's density over the rest of the
+/// window (regular series then grow no more, saving the copies of doubling), at most
+/// [`RESERVE_BLOCKS`] blocks' worth (a burst must not reserve a window of it).
+fn first_reserve(n: usize, min_ts: i64, max_ts: i64, start: i64, end: i64) -> usize {
+    let span = (max_ts as f64 - min_ts as f64).max(1.0);
+    let rest = (end as f64 - min_ts.max(start) as f64).max(0.0);
+    let blocks = (rest / span).ceil().min(RESERVE_BLOCKS as f64);
+    (n as f64 * blocks) as usize
 }

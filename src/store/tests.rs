@@ -25,6 +25,60 @@ fn block_round_trip() {
     assert_eq!(out, want);
     assert!(decode_block(5, &data[..data.len() - 1], |_, _| {}).is_err());
     assert!(decode_block(5, &[9], |_, _| {}).is_err());
+    // a regular series takes one byte per time after the first two
+    let regular: Vec<Sample> = (0..100)
+        .map(|i| Sample {
+            id: 1,
+            ts: 7 + i * 300_000_000_000,
+            value: 1.0,
+        })
+        .collect();
+    let data = encode_block(&regular);
+    assert!(data.len() <= 1 + 1 + 6 + 98 + 100 * 8, "{}", data.len());
+    let mut out = Vec::new();
+    decode_block(7, &data, |ts, _| out.push(ts)).unwrap();
+    assert_eq!(out, regular.iter().map(|s| s.ts).collect::<Vec<_>>());
+}
+
+#[test]
+fn blocks_of_the_first_format_are_still_read() {
+    // format 1: plain varint time deltas
+    let mut data = vec![BLOCK_FORMAT_DELTA];
+    let mut prev = 5;
+    for (ts, v) in [(5i64, 1.5f64), (6, -2.0), (300_000_000_005, 3.0)] {
+        put_varint(&mut data, (ts - prev) as u64);
+        data.extend_from_slice(&v.to_le_bytes());
+        prev = ts;
+    }
+    let mut out = Vec::new();
+    decode_block(5, &data, |ts, v| out.push((ts, v))).unwrap();
+    assert_eq!(out, vec![(5, 1.5), (6, -2.0), (300_000_000_005, 3.0)]);
+}
+
+#[test]
+fn varints_round_trip() {
+    // every length, at the end of the data (the byte-wise path) and followed by more (the
+    // word path)
+    let mut values: Vec<u64> = (0..64).map(|b| 1u64 << b).collect();
+    values.extend((1..64).map(|b| (1u64 << b) - 1));
+    values.extend([0, u64::MAX, 300_000_000_000, 0x80, 0x3fff, 0x4000]);
+    for v in values {
+        let mut one = Vec::new();
+        put_varint(&mut one, v);
+        for tail in [0usize, 1, 7, 9] {
+            let mut data = one.clone();
+            data.extend(std::iter::repeat_n(0x55, tail));
+            let mut pos = 0;
+            assert_eq!(get_varint(&data, &mut pos), Some(v), "{v} + {tail}");
+            assert_eq!(pos, one.len());
+        }
+        let mut pos = 0;
+        assert_eq!(
+            get_varint(&one[..one.len() - 1], &mut pos),
+            None,
+            "{v} truncated"
+        );
+    }
 }
 
 #[test]
@@ -188,4 +242,124 @@ fn new_series_past_the_series_limit_are_refused_and_counted() {
     let store = Store::open(dir.path(), opts).unwrap();
     assert_eq!(store.series_count(), 3);
     assert_eq!(store.series_refused(), 0);
+}
+
+#[test]
+fn series_tags_come_back_from_their_key() {
+    use super::query::Tags;
+    // parts with `:`, digits, an empty value and a length of two digits
+    let tags: Vec<(String, String)> = vec![
+        ("a".into(), "b:c".into()),
+        ("k".into(), "".into()),
+        ("ü".into(), "1234567890".repeat(2)),
+    ];
+    let mut key = String::new();
+    tagset_key(&mut key, "m:1", &tags);
+    let mut mem = Mem::new();
+    let id = mem.create_series(&key, "m:1", "f", true);
+    let s = mem.series(id);
+    assert_eq!(s.tags(), tags.iter().cloned().collect::<Tags>());
+    assert_eq!(s.tag("a"), Some("b:c"));
+    assert_eq!(s.tag("k"), Some(""));
+    assert_eq!(s.tag("m:1"), None, "the measurement is no tag");
+    assert_eq!(s.tag("b:c"), None, "values are no keys");
+    assert_eq!(mem.measurement_of(id), "m:1");
+    assert_eq!(mem.field_of(id), "f");
+    // the fields of one tag set
+    let g = mem.create_series(&key, "m:1", "g", true);
+    assert_eq!(mem.lookup(&key, "f"), Some(id));
+    assert_eq!(mem.lookup(&key, "g"), Some(g));
+    assert_eq!(mem.lookup(&key, "h"), None);
+    mem.remove_series(&[id]);
+    assert_eq!(mem.series_count, 1);
+    assert_eq!(mem.lookup(&key, "f"), None);
+    assert_eq!(mem.lookup(&key, "g"), Some(g));
+    // a freed id is reused before a new one
+    assert_eq!(mem.create_series(&key, "m:1", "h", true), id);
+    assert_eq!(mem.lookup(&key, "h"), Some(id));
+    mem.remove_series(&[id, g]);
+    assert_eq!(mem.series_count, 0);
+    assert!(mem.tagset(&key).is_none());
+}
+
+#[test]
+fn a_series_slot_stays_small() {
+    // the per-series part of the catalog (README: memory per series)
+    assert!(std::mem::size_of::<Option<SeriesMem>>() <= 56);
+}
+
+#[test]
+fn cold_reads_scan_and_seek_alike() {
+    use crate::ingest::lineproto::{FieldValue, Point};
+    use crate::store::query::WindowQuery;
+    const HOUR: i64 = 3_600 * 1_000_000_000;
+    let t0 = 19_675 * DAY_NS;
+    let point = |s: usize, v: f64, time: i64| Point {
+        measurement: "m".into(),
+        tags: vec![("host".into(), format!("h{s}"))],
+        fields: vec![("v".into(), FieldValue::Float(v))],
+        time,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // memory keeps everything, to compare with
+    let opts = super::StoreOptions {
+        memory_window_ns: 10 * DAY_NS,
+        ..Default::default()
+    };
+    let store = Store::open(dir.path(), opts).unwrap();
+    for h in 0..72 {
+        let mut batch: Vec<Point> = (0..40)
+            .map(|s| point(s, (h * 40 + s) as f64, t0 + h as i64 * HOUR + s as i64))
+            .collect();
+        if h % 10 == 9 {
+            // late rewrites and new late points, before and after compaction
+            batch.extend(
+                (0..40)
+                    .step_by(3)
+                    .map(|s| point(s, -1.0, t0 + 3 * HOUR + s as i64)),
+            );
+            batch.extend(
+                (0..40)
+                    .step_by(7)
+                    .map(|s| point(s, -2.0, t0 + 5 * HOUR + 17)),
+            );
+        }
+        store.write(&batch).unwrap();
+        if h == 40 {
+            store.compact().unwrap();
+        }
+    }
+    let q = |start: i64, end: i64| WindowQuery {
+        measurement: "m".into(),
+        field: "v".into(),
+        by: vec![],
+        filters: vec![],
+        start_ns: start,
+        end_ns: end,
+    };
+    let ids = store.mem.read().matching(&q(0, 1));
+    assert_eq!(ids.len(), 40);
+    let disk = store.disk.as_ref().unwrap();
+    for (start, end) in [
+        (t0 - DAY_NS, t0 + 4 * DAY_NS),
+        (t0 + 3 * HOUR, t0 + 30 * HOUR + 5),
+        (t0 + 5 * HOUR + 17, t0 + 5 * HOUR + 18),
+        (t0 + 50 * HOUR, t0 + 71 * HOUR),
+    ] {
+        for some in [&ids[..], &ids[3..5]] {
+            let seek = Store::read_disk_with(disk, some, start, end, 0).unwrap();
+            let scan = Store::read_disk_with(disk, some, start, end, i64::MAX).unwrap();
+            assert_eq!(seek, scan, "{start}..{end}, {} series", some.len());
+            if start < t0 {
+                assert!(seek.iter().all(|p| !p.is_empty()));
+            }
+            assert!(seek.iter().all(|p| p.windows(2).all(|w| w[0].0 < w[1].0)));
+        }
+    }
+    // and memory answers the same as both
+    let mem = store.mem.read();
+    let all = Store::read_disk_with(disk, &ids, i64::MIN, i64::MAX, i64::MAX).unwrap();
+    for (id, points) in ids.iter().zip(&all) {
+        assert_eq!(&mem.series(*id).points, points);
+    }
 }

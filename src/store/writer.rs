@@ -6,8 +6,7 @@
 use super::codec::{put_log_sample, Sample, LOG_FORMAT};
 use super::compact::maybe_compact;
 use super::disk::{create_day, day_of, log_table, sqlite_err, Disk, Writer};
-use super::memory::{normalized_tags, tagset_key, SeriesMem};
-use super::query::Tags;
+use super::memory::{normalized_tags, tagset_key};
 use super::{Store, StoreError};
 use crate::model::point::Point;
 use parking_lot::{Condvar, Mutex};
@@ -73,6 +72,8 @@ impl Store {
     /// is durable when this returns `Ok`, or nothing of these batches was stored.
     pub fn write_batches(&self, batches: &[&[Point]]) -> Result<usize, StoreError> {
         self.check_limits(batches)?;
+        // from resolving series ids until they are applied (see `Store::series_gate`)
+        let gate = self.series_gate.read();
         let (prepared, count) = self.prepare(batches)?;
         if count == 0 {
             return Ok(0);
@@ -84,6 +85,7 @@ impl Store {
             }
             Some(disk) => {
                 self.commit(disk, prepared)?;
+                drop(gate);
                 maybe_compact(disk);
             }
         }
@@ -108,13 +110,13 @@ impl Store {
             for p in batches.iter().flat_map(|b| b.iter()) {
                 let tags = normalized_tags(&p.tags);
                 tagset_key(&mut key, &p.measurement, &tags);
-                let fields = mem.tagsets.get(key.as_str());
+                let fields = mem.tagset(key.as_str());
                 for (fi, (name, value)) in p.fields.iter().enumerate() {
                     let Some(value) = value.as_f64() else {
                         continue;
                     };
-                    match fields.and_then(|fs| fs.get(name.as_str())) {
-                        Some(&id) => {
+                    match fields.as_ref().and_then(|fs| fs.get(name)) {
+                        Some(id) => {
                             if !mem.series(id).persisted {
                                 unpersisted.push(id);
                             }
@@ -139,8 +141,8 @@ impl Store {
         if !misses.is_empty() {
             let mut mem = self.mem.write();
             let persisted = self.disk.is_none();
-            // The tag-set key and tags of each point with misses, computed once per point.
-            let mut keys: Vec<(String, Tags)> = Vec::new();
+            // The tag-set key of each point with misses, computed once per point.
+            let mut keys: Vec<String> = Vec::new();
             // (index into samples, index into keys, point, field index)
             let mut resolved: Vec<(usize, usize, &Point, usize)> = Vec::with_capacity(misses.len());
             let mut prev: Option<&Point> = None;
@@ -148,7 +150,7 @@ impl Store {
                 if !prev.is_some_and(|q| std::ptr::eq(q, p)) {
                     let tags = normalized_tags(&p.tags);
                     tagset_key(&mut key, &p.measurement, &tags);
-                    keys.push((key.clone(), tags.iter().cloned().collect()));
+                    keys.push(key.clone());
                     prev = Some(p);
                 }
                 resolved.push((i, keys.len() - 1, p, fi));
@@ -156,7 +158,7 @@ impl Store {
             // Another writer may have created some of them meanwhile: count under this lock.
             let fresh: HashSet<(&str, &str)> = resolved
                 .iter()
-                .map(|&(_, k, p, fi)| (keys[k].0.as_str(), p.fields[fi].0.as_str()))
+                .map(|&(_, k, p, fi)| (keys[k].as_str(), p.fields[fi].0.as_str()))
                 .filter(|(k, f)| mem.lookup(k, f).is_none())
                 .collect();
             if mem.series_count + fresh.len() > self.max_series {
@@ -165,7 +167,7 @@ impl Store {
                 let example = resolved
                     .iter()
                     .find(|&&(_, k, p, fi)| {
-                        fresh.contains(&(keys[k].0.as_str(), p.fields[fi].0.as_str()))
+                        fresh.contains(&(keys[k].as_str(), p.fields[fi].0.as_str()))
                     })
                     .map(|&(_, _, p, fi)| format!("{}.{}", p.measurement, p.fields[fi].0))
                     .unwrap_or_default();
@@ -177,22 +179,11 @@ impl Store {
             }
             drop(fresh);
             for (i, k, p, fi) in resolved {
-                let (key, tags) = &keys[k];
+                let key = &keys[k];
                 let field = &p.fields[fi].0;
                 let id = match mem.lookup(key, field) {
                     Some(id) => id,
-                    None => {
-                        let id = mem.next_id;
-                        let s = SeriesMem {
-                            measurement: p.measurement.clone(),
-                            field: field.clone(),
-                            tags: tags.clone(),
-                            points: Vec::new(),
-                            persisted,
-                        };
-                        mem.add_series(id, key.clone(), s);
-                        id
-                    }
+                    None => mem.create_series(key, &p.measurement, field, persisted),
                 };
                 if !persisted {
                     unpersisted.push(id);
@@ -234,12 +225,12 @@ impl Store {
             if !unpersisted.is_empty() {
                 let mem = self.mem.read();
                 for id in unpersisted {
-                    let s = mem.series(id);
                     new_series.push(NewSeries {
                         id,
-                        measurement: s.measurement.clone(),
-                        field: s.field.clone(),
-                        tags_json: serde_json::to_string(&s.tags).expect("tags serialize"),
+                        measurement: mem.measurement_of(id).to_string(),
+                        field: mem.field_of(id).to_string(),
+                        tags_json: serde_json::to_string(&mem.series(id).tags())
+                            .expect("tags serialize"),
                     });
                 }
             }
@@ -281,9 +272,11 @@ impl Store {
         for p in points {
             let tags = normalized_tags(&p.tags);
             tagset_key(&mut key, &p.measurement, &tags);
-            let known = mem.tagsets.get(key.as_str());
+            let known = mem.tagset(key.as_str());
             for (name, value) in &p.fields {
-                if value.as_f64().is_some() && known.is_none_or(|fs| !fs.contains_key(name)) {
+                if value.as_f64().is_some()
+                    && known.as_ref().is_none_or(|fs| fs.get(name).is_none())
+                {
                     fresh.insert((key.clone(), name.as_str()));
                 }
             }
