@@ -185,8 +185,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             monitors,
             scripts,
         } => {
+            // Every due check starts at its tick on a blocking thread of its own (a large check
+            // splits its objects over the runner's worker pool, which bounds the CPU it takes):
+            // room for a thousand monitors due at once, not tokio's default 512, and kept
+            // between one-minute ticks so a tick wakes threads instead of starting them.
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .max_blocking_threads(2048)
+                .thread_keep_alive(std::time::Duration::from_secs(150))
                 .build()?;
             rt.block_on(tocsin::cli::serve::serve(tocsin::cli::serve::ServeArgs {
                 config,
