@@ -19,6 +19,8 @@
 //! - `INGEST_BENCH_ONLY` (`tocsin` or `vm`): run one side only.
 //! - `INGEST_BENCH_PERF=<file>`: `perf record -g` the tocsin server during its measured runs
 //!   (the figures are then lower by perf's overhead).
+//! - `INGEST_BENCH_TOCSIN`: another tocsin binary to measure (default the one cargo built), for
+//!   A/B comparisons of two builds on the same machine.
 //! - `VICTORIA_METRICS`: the binary (default `victoria-metrics` on `PATH`, else
 //!   `/usr/bin/victoria-metrics`); without one the VictoriaMetrics side is skipped.
 //!
@@ -123,7 +125,9 @@ fn start_tocsin() -> Server {
     )
     .unwrap();
     std::fs::create_dir_all(dir.path().join("monitors")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+    let bin = std::env::var("INGEST_BENCH_TOCSIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tocsin").to_string());
+    let child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(&cfg)
         .arg("--data")

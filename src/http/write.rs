@@ -9,6 +9,7 @@ use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::ingest::lineproto::{Point, Precision};
 use crate::ingest::{decode_body, echo_json, parse_body_with, IngestError};
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -62,13 +63,16 @@ async fn admit_write(
     }
 }
 
-/// Decodes and parses a write body (the token was checked on admission).
-fn ingest_body(
+/// Decodes and parses a write body (the token was checked on admission), then hands the
+/// points to `then`, all on a blocking thread: parsing 5,000 points takes milliseconds, which
+/// would stall the connections an async worker serves, and `then` may wait for a commit.
+async fn with_points<T: Send + 'static>(
     st: &AppState,
     headers: &HeaderMap,
     p: &WriteParams,
-    body: &[u8],
-) -> ApiResult<Vec<Point>> {
+    body: Bytes,
+    then: impl FnOnce(Vec<Point>) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
     let precision = match p.precision.as_deref() {
         None | Some("") => Precision::Nanos,
         Some(s) => Precision::parse(s).ok_or_else(|| {
@@ -82,17 +86,25 @@ fn ingest_body(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let rejected = |e: IngestError| {
-        st.engine
-            .metrics
-            .ingest_rejected
-            .fetch_add(1, Ordering::Relaxed);
-        ApiError::from(e)
-    };
-    let decoded = decode_body(body, gzip, st.max_body).map_err(rejected)?;
+    let metrics = st.engine.metrics.clone();
+    let max_body = st.max_body;
     // The store's limits (`[limits]` in the config), so the parser and the store agree.
     let limits = st.engine.runner.store.point_limits();
-    parse_body_with(&decoded, precision, st.clock.now_ns(), &limits).map_err(rejected)
+    let now = st.clock.now_ns();
+    super::blocking(move || {
+        let rejected = |e: IngestError| {
+            metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+            ApiError::from(e)
+        };
+        let points = {
+            let decoded = decode_body(&body, gzip, max_body).map_err(rejected)?;
+            parse_body_with(&decoded, precision, now, &limits).map_err(rejected)?
+        };
+        // the body is not needed once parsed: free it before waiting for the commit
+        drop(body);
+        then(points)
+    })
+    .await
 }
 
 async fn write_datakit(
@@ -101,15 +113,22 @@ async fn write_datakit(
     Query(p): Query<WriteParams>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let points = ingest_body(&st, &headers, &p, &body)?;
     if p.dry.as_deref() == Some("true") {
-        if p.echo.as_deref() == Some("json") {
-            return Ok(Json(echo_json(&points)).into_response());
-        }
-        return Ok(Json(json!({"points": points.len(), "dry": true})).into_response());
+        let echo = p.echo.as_deref() == Some("json");
+        return with_points(&st, &headers, &p, body, move |points| {
+            Ok(if echo {
+                Json(echo_json(&points)).into_response()
+            } else {
+                Json(json!({"points": points.len(), "dry": true})).into_response()
+            })
+        })
+        .await;
     }
-    let n = points.len();
-    st.ingest.write(points).await?;
+    let ingest = st.ingest.clone();
+    let n = with_points(&st, &headers, &p, body, move |points| {
+        Ok(ingest.write_blocking(points)?)
+    })
+    .await?;
     Ok(Json(json!({"points": n})).into_response())
 }
 
@@ -119,7 +138,10 @@ async fn write_influx(
     Query(p): Query<WriteParams>,
     Body(body): Body,
 ) -> ApiResult<StatusCode> {
-    let points = ingest_body(&st, &headers, &p, &body)?;
-    st.ingest.write(points).await?;
+    let ingest = st.ingest.clone();
+    with_points(&st, &headers, &p, body, move |points| {
+        Ok(ingest.write_blocking(points)?)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,11 +6,11 @@
 use super::codec::{put_log_sample, Sample, LOG_FORMAT};
 use super::compact::maybe_compact;
 use super::disk::{create_day, day_of, log_table, sqlite_err, Disk, Writer};
-use super::memory::{normalized_tags, tagset_key, SeriesMem};
+use super::memory::{normalized_tags, tagset_key, Mem, SeriesMem};
 use super::query::Tags;
 use super::{Store, StoreError};
 use crate::model::point::Point;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLockWriteGuard};
 use rusqlite::{params, TransactionBehavior};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -43,7 +43,11 @@ pub(super) struct Prepared {
 }
 
 /// Group commit: writers queue prepared batches; one of them (the leader) commits all queued
-/// batches in one transaction while the others wait.
+/// batches in one transaction and one fsync while the others wait. Leadership passes on as
+/// soon as the group is on disk, so the next group's write and fsync overlap this group's
+/// memory update (the longest part of a commit after the fsync). The leader write-locks memory
+/// before it lets go of the SQLite writer, so groups reach memory in commit order and nothing
+/// else that takes the writer (retention) comes between a commit and its memory update.
 #[derive(Default)]
 pub(super) struct Committer {
     state: Mutex<CommitState>,
@@ -52,10 +56,33 @@ pub(super) struct Committer {
 
 #[derive(Default)]
 struct CommitState {
-    pub(super) queue: Vec<(u64, Prepared)>,
-    pub(super) leader: bool,
-    pub(super) next_ticket: u64,
-    pub(super) done: HashMap<u64, Result<(), String>>,
+    queue: Vec<(u64, Prepared)>,
+    leader: bool,
+    next_ticket: u64,
+    /// tickets below this have been taken into a group (committing or applying)
+    taken: u64,
+    done: HashMap<u64, Result<(), String>>,
+}
+
+/// The leader's role; handing it over (or unwinding) lets the next group commit.
+struct Leadership<'a> {
+    commits: &'a Committer,
+    held: bool,
+}
+
+impl Leadership<'_> {
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.commits.state.lock().leader = false;
+            self.commits.cv.notify_all();
+        }
+    }
+}
+
+impl Drop for Leadership<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl Store {
@@ -322,7 +349,8 @@ impl Store {
         Ok(())
     }
 
-    /// Queues a prepared write and returns once a commit containing it has finished.
+    /// Queues a prepared write and returns once a commit containing it has finished (on disk
+    /// and in memory).
     fn commit(&self, disk: &Disk, prepared: Prepared) -> Result<(), StoreError> {
         let commits = &disk.commits;
         let mut st = commits.state.lock();
@@ -336,18 +364,30 @@ impl Store {
                     message,
                 });
             }
-            if st.leader {
+            // Lead only while this batch still waits in the queue: once taken, its group's
+            // leader answers it.
+            if st.leader || ticket < st.taken {
                 commits.cv.wait(&mut st);
                 continue;
             }
             st.leader = true;
+            st.taken = st.next_ticket;
             let group = std::mem::take(&mut st.queue);
-            let outcome = parking_lot::MutexGuard::unlocked(&mut st, || {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.commit_group(disk, &group)
-                }))
-            });
-            st.leader = false;
+            drop(st);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut leadership = Leadership {
+                    commits,
+                    held: true,
+                };
+                let mut w = disk.writer.lock();
+                let written = self.commit_disk(disk, &mut w, &group);
+                let mem = written.is_ok().then(|| self.mem.write());
+                drop(w);
+                leadership.release();
+                written?;
+                self.apply_group(mem.expect("locked when written"), &group);
+                Ok(())
+            }));
             let (result, panic) = match outcome {
                 Ok(result) => (result, None),
                 Err(payload) => (
@@ -359,6 +399,7 @@ impl Store {
                 ),
             };
             let shared = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            let mut st = commits.state.lock();
             for (t, _) in &group {
                 if *t != ticket {
                     st.done.insert(*t, shared.clone());
@@ -366,6 +407,7 @@ impl Store {
             }
             commits.cv.notify_all();
             drop(st);
+            drop(group);
             if let Some(payload) = panic {
                 std::panic::resume_unwind(payload);
             }
@@ -373,17 +415,20 @@ impl Store {
         }
     }
 
-    /// Writes a group of prepared batches in one transaction, then applies them to memory
-    /// (under the writer lock, so memory follows commit order).
-    fn commit_group(&self, disk: &Disk, group: &[(u64, Prepared)]) -> Result<(), StoreError> {
+    /// Writes a group of prepared batches in one transaction (one fsync).
+    fn commit_disk(
+        &self,
+        disk: &Disk,
+        w: &mut Writer,
+        group: &[(u64, Prepared)],
+    ) -> Result<(), StoreError> {
         let path = &disk.db_path;
-        let mut w = disk.writer.lock();
         let Writer {
             conn,
             known_days,
             logs,
             max_ts,
-        } = &mut *w;
+        } = w;
         let mut new_days: Vec<i64> = Vec::new();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -425,8 +470,12 @@ impl Store {
                 *max_ts = (*max_ts).max(r.max_ts);
             }
         }
+        Ok(())
+    }
 
-        let mut mem = self.mem.write();
+    /// Applies a committed group to memory (locked by the caller before it let go of the
+    /// writer, so groups arrive in commit order).
+    fn apply_group(&self, mut mem: RwLockWriteGuard<'_, Mem>, group: &[(u64, Prepared)]) {
         for (_, p) in group {
             for s in &p.new_series {
                 mem.series_mut(s.id).persisted = true;
@@ -434,6 +483,5 @@ impl Store {
             mem.apply(p);
         }
         mem.maybe_evict(self.window_ns);
-        Ok(())
     }
 }
