@@ -111,10 +111,21 @@ pub(super) fn insert_sorted(
             None => points.push((ts, v)),
             Some(last) if last.0 < ts => points.push((ts, v)),
             Some(last) if last.0 == ts => last.1 = v,
-            _ => match points.binary_search_by_key(&ts, |p| p.0) {
-                Ok(i) => points[i].1 = v,
-                Err(i) => points.insert(i, (ts, v)),
-            },
+            // Late samples (concurrent writers committing out of order) are usually only a
+            // few places from the end: search back from there, touching a few cache lines
+            // instead of binary-searching the whole window.
+            _ => {
+                let n = points.len();
+                let mut k = 1;
+                while k < n && points[n - 1 - k].0 >= ts {
+                    k *= 2;
+                }
+                let from = n.saturating_sub(k + 1);
+                match points[from..].binary_search_by_key(&ts, |p| p.0) {
+                    Ok(i) => points[from + i].1 = v,
+                    Err(i) => points.insert(from + i, (ts, v)),
+                }
+            }
         }
     }
     points.len() - before
