@@ -256,6 +256,18 @@ fn rss_kb(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // the fields after the command name, which is in parentheses and may hold spaces
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
 /// Samples a process's RSS every 250 ms until stopped: (seconds since start, kB).
 struct RssSampler {
     stop: Arc<AtomicBool>,
@@ -308,6 +320,8 @@ fn rss_profile(samples: &[(f64, u64)]) -> String {
 
 struct Measured {
     wrk: WrkResult,
+    /// server CPU seconds during the measured run
+    cpu_s: f64,
     rss_before_kb: u64,
     rss: Vec<(f64, u64)>,
 }
@@ -338,12 +352,15 @@ fn measure(
                 .expect("run perf"),
         )
     });
+    let cpu0 = cpu_secs(pid);
     let wrk = run_wrk(&server.url, secs, bodies, base);
+    let cpu_s = cpu_secs(pid) - cpu0;
     if let Some(mut p) = perf {
         let _ = p.0.wait();
     }
     Measured {
         wrk,
+        cpu_s,
         rss_before_kb,
         rss: sampler.finish(),
     }
@@ -372,8 +389,10 @@ fn report(name: &str, m: &Measured) {
         w.p99_ms,
     );
     println!(
-        "  {:<17} RSS MB before the run {:.0}; during: {}",
+        "  {:<17} server CPU {:.2} cores, {:.2} µs a point; RSS MB before the run {:.0}; during: {}",
         "",
+        m.cpu_s / (w.duration_us as f64 / 1e6),
+        m.cpu_s * 1e6 / ((w.requests - w.non2xx).max(1) as f64 * POINTS as f64),
         m.rss_before_kb as f64 / 1024.0,
         rss_profile(&m.rss)
     );

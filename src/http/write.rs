@@ -8,8 +8,9 @@ use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::ingest::lineproto::{Point, Precision};
-use crate::ingest::{decode_body, echo_json, parse_body_with, IngestError};
-use axum::body::Bytes;
+use crate::ingest::{
+    decode_body, echo_json, parse_body_refs, parse_body_with, Ingest, IngestError,
+};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,49 +64,65 @@ async fn admit_write(
     }
 }
 
-/// Decodes and parses a write body (the token was checked on admission), then hands the
-/// points to `then`, all on a blocking thread: parsing 5,000 points takes milliseconds, which
-/// would stall the connections an async worker serves, and `then` may wait for a commit.
-async fn with_points<T: Send + 'static>(
-    st: &AppState,
-    headers: &HeaderMap,
-    p: &WriteParams,
-    body: Bytes,
-    then: impl FnOnce(Vec<Point>) -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    let precision = match p.precision.as_deref() {
-        None | Some("") => Precision::Nanos,
-        Some(s) => Precision::parse(s).ok_or_else(|| {
-            ApiError::field(
-                "precision",
-                format!("{s:?} is not one of n, ns, u, us, µs, ms, s, m, h"),
-            )
-        })?,
-    };
-    let gzip = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let metrics = st.engine.metrics.clone();
-    let max_body = st.max_body;
-    // The store's limits (`[limits]` in the config), so the parser and the store agree.
-    let limits = st.engine.runner.store.point_limits();
-    let now = st.clock.now_ns();
-    super::blocking(move || {
-        let rejected = |e: IngestError| {
-            metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
-            ApiError::from(e)
-        };
-        let points = {
-            let decoded = decode_body(&body, gzip, max_body).map_err(rejected)?;
-            parse_body_with(&decoded, precision, now, &limits).map_err(rejected)?
-        };
-        // the body is not needed once parsed: free it before waiting for the commit
-        drop(body);
-        then(points)
-    })
-    .await
+/// How to read a write body: precision, gzip, and the limits the store applies too.
+struct BodyReader {
+    precision: Precision,
+    gzip: bool,
+    max_body: usize,
+    limits: crate::model::limits::PointLimits,
+    now: i64,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
+
+impl BodyReader {
+    fn new(st: &AppState, headers: &HeaderMap, p: &WriteParams) -> ApiResult<BodyReader> {
+        let precision = match p.precision.as_deref() {
+            None | Some("") => Precision::Nanos,
+            Some(s) => Precision::parse(s).ok_or_else(|| {
+                ApiError::field(
+                    "precision",
+                    format!("{s:?} is not one of n, ns, u, us, µs, ms, s, m, h"),
+                )
+            })?,
+        };
+        let gzip = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+        Ok(BodyReader {
+            precision,
+            gzip,
+            max_body: st.max_body,
+            // The store's limits (`[limits]` in the config), so the parser and the store agree.
+            limits: st.engine.runner.store.point_limits(),
+            now: st.clock.now_ns(),
+            metrics: st.engine.metrics.clone(),
+        })
+    }
+
+    fn rejected(&self, e: IngestError) -> ApiError {
+        self.metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+        ApiError::from(e)
+    }
+
+    /// The body's points with their own strings (for the dry-run echo).
+    fn points(&self, body: &[u8]) -> ApiResult<Vec<Point>> {
+        let decoded = decode_body(body, self.gzip, self.max_body).map_err(|e| self.rejected(e))?;
+        parse_body_with(&decoded, self.precision, self.now, &self.limits)
+            .map_err(|e| self.rejected(e))
+    }
+
+    /// Parses the body into points borrowing from it and stores them durably.
+    fn store(&self, body: &[u8], ingest: &Ingest) -> ApiResult<usize> {
+        let decoded = decode_body(body, self.gzip, self.max_body).map_err(|e| self.rejected(e))?;
+        let points = parse_body_refs(&decoded, self.precision, self.now, &self.limits)
+            .map_err(|e| self.rejected(e))?;
+        Ok(ingest.write_blocking(&points)?)
+    }
+}
+
+// Parsing 5,000 points takes milliseconds, which would stall the connections an async worker
+// serves, and storing waits for the commit: both run on a blocking thread.
 
 async fn write_datakit(
     State(st): State<AppState>,
@@ -113,9 +130,11 @@ async fn write_datakit(
     Query(p): Query<WriteParams>,
     Body(body): Body,
 ) -> ApiResult<Response> {
+    let reader = BodyReader::new(&st, &headers, &p)?;
     if p.dry.as_deref() == Some("true") {
         let echo = p.echo.as_deref() == Some("json");
-        return with_points(&st, &headers, &p, body, move |points| {
+        return super::blocking(move || {
+            let points = reader.points(&body)?;
             Ok(if echo {
                 Json(echo_json(&points)).into_response()
             } else {
@@ -125,10 +144,7 @@ async fn write_datakit(
         .await;
     }
     let ingest = st.ingest.clone();
-    let n = with_points(&st, &headers, &p, body, move |points| {
-        Ok(ingest.write_blocking(points)?)
-    })
-    .await?;
+    let n = super::blocking(move || reader.store(&body, &ingest)).await?;
     Ok(Json(json!({"points": n})).into_response())
 }
 
@@ -138,10 +154,8 @@ async fn write_influx(
     Query(p): Query<WriteParams>,
     Body(body): Body,
 ) -> ApiResult<StatusCode> {
+    let reader = BodyReader::new(&st, &headers, &p)?;
     let ingest = st.ingest.clone();
-    with_points(&st, &headers, &p, body, move |points| {
-        Ok(ingest.write_blocking(points)?)
-    })
-    .await?;
+    super::blocking(move || reader.store(&body, &ingest)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

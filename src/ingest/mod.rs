@@ -13,9 +13,10 @@ mod limit_tests;
 pub use crate::model::limits;
 
 use crate::metrics::Metrics;
+use crate::model::point::PointLike;
 use crate::store::{Store, StoreError};
 pub use limits::PointLimits;
-use lineproto::{ParseError, Point, Precision};
+use lineproto::{ParseError, Point, PointRef, Precision};
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -128,14 +129,14 @@ impl Ingest {
         }
         let admitted = self.admit(points.len())?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.store(points, admitted))
+        tokio::task::spawn_blocking(move || me.store(&points, admitted))
             .await
             .map_err(|e| IngestError::Store(format!("write failed: {e}")))?
     }
 
     /// [`Ingest::write`] on the calling thread, which blocks until the commit (never call it
     /// on an async worker).
-    pub fn write_blocking(&self, points: Vec<Point>) -> Result<usize, IngestError> {
+    pub fn write_blocking<P: PointLike>(&self, points: &[P]) -> Result<usize, IngestError> {
         if points.is_empty() {
             return Ok(0);
         }
@@ -147,15 +148,13 @@ impl Ingest {
     /// on its own thread, so concurrent requests prepare in parallel; the store groups their
     /// commits into one transaction and one fsync. A request past the series limit is refused
     /// on its own, without failing the others.
-    fn store(&self, points: Vec<Point>, admitted: Admitted) -> Result<usize, IngestError> {
+    fn store<P: PointLike>(&self, points: &[P], admitted: Admitted) -> Result<usize, IngestError> {
         let n = points.len();
         let res = admitted
             .store
             .as_ref()
             .expect("held until dropped")
-            .write(&points);
-        // the points are freed here, on this thread, before the slot is given back
-        drop(points);
+            .write(points);
         drop(admitted);
         match res {
             Ok(_) => {
@@ -290,6 +289,19 @@ pub fn parse_body_with(
     limits: &PointLimits,
 ) -> Result<Vec<Point>, IngestError> {
     Ok(lineproto::parse_with_limits(
+        body, precision, now_ns, limits,
+    )?)
+}
+
+/// [`parse_body_with`] into points borrowing their strings from `body` (see
+/// [`lineproto::parse_refs_with_limits`]).
+pub fn parse_body_refs<'a>(
+    body: &'a [u8],
+    precision: Precision,
+    now_ns: i64,
+    limits: &PointLimits,
+) -> Result<Vec<PointRef<'a>>, IngestError> {
+    Ok(lineproto::parse_refs_with_limits(
         body, precision, now_ns, limits,
     )?)
 }

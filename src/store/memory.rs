@@ -66,9 +66,10 @@ pub(super) fn floor_for(max_ts: i64, window_ns: i64) -> i64 {
 
 /// An injective key for (measurement, tag set): each part prefixed by its byte length (decimal
 /// digits, least significant first) and `:`.
-pub(super) fn tagset_key(buf: &mut String, measurement: &str, tags: &[(String, String)]) {
+pub(super) fn tagset_key<S: AsRef<str>>(buf: &mut String, measurement: &str, tags: &[(S, S)]) {
     buf.clear();
-    for part in std::iter::once(measurement).chain(tags.iter().flat_map(|(k, v)| [&**k, &**v])) {
+    let tags = tags.iter().flat_map(|(k, v)| [k.as_ref(), v.as_ref()]);
+    for part in std::iter::once(measurement).chain(tags) {
         let mut n = part.len();
         loop {
             buf.push(char::from(b'0' + (n % 10) as u8));
@@ -83,16 +84,16 @@ pub(super) fn tagset_key(buf: &mut String, measurement: &str, tags: &[(String, S
 }
 
 /// Tags sorted by key with unique keys (the last value wins), borrowing when already so.
-pub(super) fn normalized_tags(tags: &[(String, String)]) -> Cow<'_, [(String, String)]> {
-    if tags.windows(2).all(|w| w[0].0 < w[1].0) {
+pub(super) fn normalized_tags<S: AsRef<str> + Clone>(tags: &[(S, S)]) -> Cow<'_, [(S, S)]> {
+    if tags.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref()) {
         return Cow::Borrowed(tags);
     }
     let mut v = tags.to_vec();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<(String, String)> = Vec::with_capacity(v.len());
+    v.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+    let mut out: Vec<(S, S)> = Vec::with_capacity(v.len());
     for (k, val) in v {
         match out.last_mut() {
-            Some(last) if last.0 == k => last.1 = val,
+            Some(last) if last.0.as_ref() == k.as_ref() => last.1 = val,
             _ => out.push((k, val)),
         }
     }

@@ -92,12 +92,13 @@ proptest::proptest! {
         proptest::prop_assert_eq!(v, expected);
     }
 }
+
 #[test]
 fn tagset_keys_are_injective() {
     let mut a = String::new();
     let mut b = String::new();
-    tagset_key(&mut a, "m", &[("a".into(), "b:c".into())]);
-    tagset_key(
+    tagset_key::<String>(&mut a, "m", &[("a".into(), "b:c".into())]);
+    tagset_key::<String>(
         &mut b,
         "m",
         &[("a".into(), "b".into()), ("c".into(), "".into())],

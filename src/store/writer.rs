@@ -9,7 +9,7 @@ use super::disk::{create_day, day_of, log_table, sqlite_err, Disk, Writer};
 use super::memory::{normalized_tags, tagset_key, FastMap, Mem, SeriesMem};
 use super::query::Tags;
 use super::{Store, StoreError};
-use crate::model::point::{FieldValue, Point};
+use crate::model::point::{FieldValue, Point, PointLike};
 use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rusqlite::{params, TransactionBehavior};
 use std::collections::{HashMap, HashSet};
@@ -66,11 +66,12 @@ const MAX_SHAPES: usize = 1 << 18;
 
 /// The cache key of a point's shape: its tag-set key (see [`tagset_key`]), `|` (a part of
 /// that key never starts with it), then its field names, each length-prefixed the same way.
-fn shape_key(buf: &mut String, tagset: &str, p: &Point) {
+fn shape_key(buf: &mut String, tagset: &str, p: &impl PointLike) {
     buf.clear();
     buf.push_str(tagset);
     buf.push('|');
-    for (name, _) in &p.fields {
+    for (name, _) in p.fields() {
+        let name = name.as_ref();
         let mut n = name.len();
         loop {
             buf.push(char::from(b'0' + (n % 10) as u8));
@@ -119,7 +120,7 @@ impl Store {
     /// tag set), in one transaction. Writing an existing (series, time) replaces its value.
     /// Returns the number of samples written. When several threads write at once, their
     /// batches are committed together (see [`Store::write_batches`]).
-    pub fn write(&self, points: &[Point]) -> Result<usize, StoreError> {
+    pub fn write<P: PointLike>(&self, points: &[P]) -> Result<usize, StoreError> {
         self.write_batches(&[points])
     }
 
@@ -128,7 +129,7 @@ impl Store {
     /// number of samples written. Calls from several threads are grouped as well: while one
     /// commit runs, the others queue and go into the next commit together. Either everything
     /// is durable when this returns `Ok`, or nothing of these batches was stored.
-    pub fn write_batches(&self, batches: &[&[Point]]) -> Result<usize, StoreError> {
+    pub fn write_batches<P: PointLike>(&self, batches: &[&[P]]) -> Result<usize, StoreError> {
         self.check_limits(batches)?;
         let (prepared, count) = self.prepare(batches)?;
         if count == 0 {
@@ -149,16 +150,16 @@ impl Store {
 
     /// Resolves series ids (creating series) and encodes a write.
     /// Refuses (creating nothing) when the write would create series past `max_series`.
-    fn prepare(&self, batches: &[&[Point]]) -> Result<(Prepared, usize), StoreError> {
+    fn prepare<P: PointLike>(&self, batches: &[&[P]]) -> Result<(Prepared, usize), StoreError> {
         let total: usize = batches
             .iter()
             .flat_map(|b| b.iter())
-            .map(|p| p.fields.len())
+            .map(|p| p.fields().len())
             .sum();
         let mut samples: Vec<Sample> = Vec::with_capacity(total);
         let mut unpersisted: Vec<u32> = Vec::new();
         // (index into samples, point, field index) of samples whose series is not known yet
-        let mut misses: Vec<(usize, &Point, usize)> = Vec::new();
+        let mut misses: Vec<(usize, &P, usize)> = Vec::new();
         let mut key = String::new();
         let mut shape = String::new();
         // shapes whose series were all known and recorded, for the cache
@@ -170,20 +171,20 @@ impl Store {
             let mut mem: Option<RwLockReadGuard<'_, Mem>> = None;
             let mut ids: Vec<u32> = Vec::new();
             for p in batches.iter().flat_map(|b| b.iter()) {
-                let tags = normalized_tags(&p.tags);
-                tagset_key(&mut key, &p.measurement, &tags);
+                let tags = normalized_tags(p.tags());
+                tagset_key(&mut key, p.measurement(), &tags);
                 if let Some(shapes) = &shapes {
                     shape_key(&mut shape, &key, p);
                     if let Some(known) = shapes.get(shape.as_str()) {
-                        let numeric = |(id, (_, v)): (&u32, &(String, FieldValue))| {
+                        let numeric = |(id, (_, v)): (&u32, &(P::Str, FieldValue))| {
                             *id != 0 || v.as_f64().is_none()
                         };
-                        if known.iter().zip(&p.fields).all(numeric) {
-                            for (&id, (_, value)) in known.iter().zip(&p.fields) {
+                        if known.iter().zip(p.fields()).all(numeric) {
+                            for (&id, (_, value)) in known.iter().zip(p.fields()) {
                                 if let Some(value) = value.as_f64() {
                                     samples.push(Sample {
                                         id,
-                                        ts: p.time,
+                                        ts: p.time(),
                                         value,
                                     });
                                 }
@@ -196,12 +197,12 @@ impl Store {
                 let fields = mem.tagsets.get(key.as_str());
                 ids.clear();
                 let mut cacheable = true;
-                for (fi, (name, value)) in p.fields.iter().enumerate() {
+                for (fi, (name, value)) in p.fields().iter().enumerate() {
                     let Some(value) = value.as_f64() else {
                         ids.push(0);
                         continue;
                     };
-                    match fields.and_then(|fs| fs.get(name.as_str())) {
+                    match fields.and_then(|fs| fs.get(name.as_ref())) {
                         Some(&id) => {
                             if !mem.series(id).persisted {
                                 unpersisted.push(id);
@@ -210,7 +211,7 @@ impl Store {
                             ids.push(id);
                             samples.push(Sample {
                                 id,
-                                ts: p.time,
+                                ts: p.time(),
                                 value,
                             });
                         }
@@ -219,7 +220,7 @@ impl Store {
                             misses.push((samples.len(), p, fi));
                             samples.push(Sample {
                                 id: 0,
-                                ts: p.time,
+                                ts: p.time(),
                                 value,
                             });
                         }
@@ -245,13 +246,16 @@ impl Store {
             // The tag-set key and tags of each point with misses, computed once per point.
             let mut keys: Vec<(String, Tags)> = Vec::new();
             // (index into samples, index into keys, point, field index)
-            let mut resolved: Vec<(usize, usize, &Point, usize)> = Vec::with_capacity(misses.len());
-            let mut prev: Option<&Point> = None;
+            let mut resolved: Vec<(usize, usize, &P, usize)> = Vec::with_capacity(misses.len());
+            let mut prev: Option<&P> = None;
             for (i, p, fi) in misses {
                 if !prev.is_some_and(|q| std::ptr::eq(q, p)) {
-                    let tags = normalized_tags(&p.tags);
-                    tagset_key(&mut key, &p.measurement, &tags);
-                    keys.push((key.clone(), tags.iter().cloned().collect()));
+                    let tags = normalized_tags(p.tags());
+                    tagset_key(&mut key, p.measurement(), &tags);
+                    let owned = tags
+                        .iter()
+                        .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()));
+                    keys.push((key.clone(), owned.collect()));
                     prev = Some(p);
                 }
                 resolved.push((i, keys.len() - 1, p, fi));
@@ -259,7 +263,7 @@ impl Store {
             // Another writer may have created some of them meanwhile: count under this lock.
             let fresh: HashSet<(&str, &str)> = resolved
                 .iter()
-                .map(|&(_, k, p, fi)| (keys[k].0.as_str(), p.fields[fi].0.as_str()))
+                .map(|&(_, k, p, fi)| (keys[k].0.as_str(), p.fields()[fi].0.as_ref()))
                 .filter(|(k, f)| mem.lookup(k, f).is_none())
                 .collect();
             if mem.series_count + fresh.len() > self.max_series {
@@ -268,9 +272,11 @@ impl Store {
                 let example = resolved
                     .iter()
                     .find(|&&(_, k, p, fi)| {
-                        fresh.contains(&(keys[k].0.as_str(), p.fields[fi].0.as_str()))
+                        fresh.contains(&(keys[k].0.as_str(), p.fields()[fi].0.as_ref()))
                     })
-                    .map(|&(_, _, p, fi)| format!("{}.{}", p.measurement, p.fields[fi].0))
+                    .map(|&(_, _, p, fi)| {
+                        format!("{}.{}", p.measurement(), p.fields()[fi].0.as_ref())
+                    })
                     .unwrap_or_default();
                 return Err(StoreError::SeriesLimit {
                     limit: self.max_series,
@@ -281,14 +287,14 @@ impl Store {
             drop(fresh);
             for (i, k, p, fi) in resolved {
                 let (key, tags) = &keys[k];
-                let field = &p.fields[fi].0;
+                let field = p.fields()[fi].0.as_ref();
                 let id = match mem.lookup(key, field) {
                     Some(id) => id,
                     None => {
                         let id = mem.next_id;
                         let s = SeriesMem {
-                            measurement: p.measurement.clone(),
-                            field: field.clone(),
+                            measurement: p.measurement().to_owned(),
+                            field: field.to_owned(),
                             tags: tags.clone(),
                             points: Vec::new(),
                             persisted,
@@ -408,7 +414,7 @@ impl Store {
     }
 
     /// Refuses a write with a point past the store's limits (before anything is prepared).
-    fn check_limits(&self, batches: &[&[Point]]) -> Result<(), StoreError> {
+    fn check_limits<P: PointLike>(&self, batches: &[&[P]]) -> Result<(), StoreError> {
         for (batch, points) in batches.iter().enumerate() {
             for (index, p) in points.iter().enumerate() {
                 self.limits
@@ -417,7 +423,7 @@ impl Store {
                         batch,
                         index,
                         limit,
-                        measurement: p.measurement.clone(),
+                        measurement: p.measurement().to_owned(),
                         message,
                     })?;
             }
