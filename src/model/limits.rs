@@ -1,6 +1,6 @@
-//! Bounds on the shape of one point, so a hostile or broken client cannot make the single
-//! writer thread spend seconds on one absurd point or store times the rest of the system cannot
-//! reason about.
+//! Bounds on the shape of one point, so a hostile or broken client cannot make a write spend
+//! seconds on one absurd point (holding up the commit it shares with others) or store times the
+//! rest of the system cannot reason about.
 //!
 //! The line-protocol parser (`ingest`) applies them on the ingest path (the error names the line and
 //! column, and reaches the client as a 400); the store applies them again to every write, so
@@ -9,7 +9,7 @@
 use super::point::PointLike;
 
 /// Default most fields one point may carry. Real points have a handful to a few hundred
-/// fields; each field is one series lookup on the writer thread.
+/// fields; each field is one series lookup on the write path.
 pub const MAX_FIELDS_PER_POINT: usize = 1_000;
 
 /// Default most tags one series (one point) may carry. The tag set is the series identity and
