@@ -725,6 +725,47 @@ fn concurrent_writers_are_all_durable() {
     assert_eq!(store.window(&q).unwrap(), groups);
 }
 
+/// The writer remembers the series of each point shape (tags and field names) it has seen:
+/// a field that was a string in that shape and is a number now still gets its series, and a
+/// shape seen again after a reopen maps to the same series.
+#[test]
+fn a_known_shape_with_a_field_turned_numeric_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let p = |status: FieldValue, t: i64| {
+        point(
+            "svc",
+            &[("host", "a")],
+            &[("up", FieldValue::Int(1)), ("status", status)],
+            t,
+        )
+    };
+    // twice, so the second write goes through the remembered shape
+    for t in [T0, T0 + S] {
+        store.write(&[p(FieldValue::Str("ok".into()), t)]).unwrap();
+    }
+    store
+        .write(&[p(FieldValue::Float(2.0), T0 + 2 * S)])
+        .unwrap();
+    store
+        .write(&[p(FieldValue::Float(3.0), T0 + 3 * S)])
+        .unwrap();
+    let status = query("svc", "status", &[], &[], T0, T0 + DAY);
+    let up = query("svc", "up", &[], &[], T0, T0 + DAY);
+    let expect_status = vec![(T0 + 2 * S, 2.0), (T0 + 3 * S, 3.0)];
+    assert_eq!(store.window(&status).unwrap()[0].points, expect_status);
+    assert_eq!(store.window(&up).unwrap()[0].points.len(), 4);
+    drop(store);
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    store
+        .write(&[p(FieldValue::Float(4.0), T0 + 4 * S)])
+        .unwrap();
+    assert_eq!(store.series_count(), 2);
+    let groups = store.window_persisted(&status).unwrap();
+    assert_eq!(groups[0].points.len(), 3);
+    assert_eq!(store.window(&up).unwrap()[0].points.len(), 5);
+}
+
 #[test]
 fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,9 @@ use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::ingest::lineproto::{Point, Precision};
-use crate::ingest::{decode_body, echo_json, parse_body_with, IngestError};
+use crate::ingest::{
+    decode_body, echo_json, parse_body_refs, parse_body_with, Ingest, IngestError,
+};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -62,38 +64,65 @@ async fn admit_write(
     }
 }
 
-/// Decodes and parses a write body (the token was checked on admission).
-fn ingest_body(
-    st: &AppState,
-    headers: &HeaderMap,
-    p: &WriteParams,
-    body: &[u8],
-) -> ApiResult<Vec<Point>> {
-    let precision = match p.precision.as_deref() {
-        None | Some("") => Precision::Nanos,
-        Some(s) => Precision::parse(s).ok_or_else(|| {
-            ApiError::field(
-                "precision",
-                format!("{s:?} is not one of n, ns, u, us, µs, ms, s, m, h"),
-            )
-        })?,
-    };
-    let gzip = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let rejected = |e: IngestError| {
-        st.engine
-            .metrics
-            .ingest_rejected
-            .fetch_add(1, Ordering::Relaxed);
-        ApiError::from(e)
-    };
-    let decoded = decode_body(body, gzip, st.max_body).map_err(rejected)?;
-    // The store's limits (`[limits]` in the config), so the parser and the store agree.
-    let limits = st.engine.runner.store.point_limits();
-    parse_body_with(&decoded, precision, st.clock.now_ns(), &limits).map_err(rejected)
+/// How to read a write body: precision, gzip, and the limits the store applies too.
+struct BodyReader {
+    precision: Precision,
+    gzip: bool,
+    max_body: usize,
+    limits: crate::model::limits::PointLimits,
+    now: i64,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
+
+impl BodyReader {
+    fn new(st: &AppState, headers: &HeaderMap, p: &WriteParams) -> ApiResult<BodyReader> {
+        let precision = match p.precision.as_deref() {
+            None | Some("") => Precision::Nanos,
+            Some(s) => Precision::parse(s).ok_or_else(|| {
+                ApiError::field(
+                    "precision",
+                    format!("{s:?} is not one of n, ns, u, us, µs, ms, s, m, h"),
+                )
+            })?,
+        };
+        let gzip = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+        Ok(BodyReader {
+            precision,
+            gzip,
+            max_body: st.max_body,
+            // The store's limits (`[limits]` in the config), so the parser and the store agree.
+            limits: st.engine.runner.store.point_limits(),
+            now: st.clock.now_ns(),
+            metrics: st.engine.metrics.clone(),
+        })
+    }
+
+    fn rejected(&self, e: IngestError) -> ApiError {
+        self.metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+        ApiError::from(e)
+    }
+
+    /// The body's points with their own strings (for the dry-run echo).
+    fn points(&self, body: &[u8]) -> ApiResult<Vec<Point>> {
+        let decoded = decode_body(body, self.gzip, self.max_body).map_err(|e| self.rejected(e))?;
+        parse_body_with(&decoded, self.precision, self.now, &self.limits)
+            .map_err(|e| self.rejected(e))
+    }
+
+    /// Parses the body into points borrowing from it and stores them durably.
+    fn store(&self, body: &[u8], ingest: &Ingest) -> ApiResult<usize> {
+        let decoded = decode_body(body, self.gzip, self.max_body).map_err(|e| self.rejected(e))?;
+        let points = parse_body_refs(&decoded, self.precision, self.now, &self.limits)
+            .map_err(|e| self.rejected(e))?;
+        Ok(ingest.write_blocking(&points)?)
+    }
+}
+
+// Parsing 5,000 points takes milliseconds, which would stall the connections an async worker
+// serves, and storing waits for the commit: both run on a blocking thread.
 
 async fn write_datakit(
     State(st): State<AppState>,
@@ -101,15 +130,21 @@ async fn write_datakit(
     Query(p): Query<WriteParams>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let points = ingest_body(&st, &headers, &p, &body)?;
+    let reader = BodyReader::new(&st, &headers, &p)?;
     if p.dry.as_deref() == Some("true") {
-        if p.echo.as_deref() == Some("json") {
-            return Ok(Json(echo_json(&points)).into_response());
-        }
-        return Ok(Json(json!({"points": points.len(), "dry": true})).into_response());
+        let echo = p.echo.as_deref() == Some("json");
+        return super::blocking(move || {
+            let points = reader.points(&body)?;
+            Ok(if echo {
+                Json(echo_json(&points)).into_response()
+            } else {
+                Json(json!({"points": points.len(), "dry": true})).into_response()
+            })
+        })
+        .await;
     }
-    let n = points.len();
-    st.ingest.write(points).await?;
+    let ingest = st.ingest.clone();
+    let n = super::blocking(move || reader.store(&body, &ingest)).await?;
     Ok(Json(json!({"points": n})).into_response())
 }
 
@@ -119,7 +154,8 @@ async fn write_influx(
     Query(p): Query<WriteParams>,
     Body(body): Body,
 ) -> ApiResult<StatusCode> {
-    let points = ingest_body(&st, &headers, &p, &body)?;
-    st.ingest.write(points).await?;
+    let reader = BodyReader::new(&st, &headers, &p)?;
+    let ingest = st.ingest.clone();
+    super::blocking(move || reader.store(&body, &ingest)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

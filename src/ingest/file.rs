@@ -10,7 +10,9 @@
 //! chunk is parsed as one piece instead, so the points and any error (with its line in the
 //! file) are exactly those of parsing the file whole.
 
-use super::lineproto::{self, ParseError, Point, Precision};
+use super::lineproto::{self, ParseError, Precision};
+use crate::model::limits::PointLimits;
+use crate::model::point::PointRef;
 use crate::store::{Store, StoreError};
 use std::sync::mpsc;
 
@@ -31,12 +33,20 @@ pub enum LoadError {
     Store(#[from] StoreError),
 }
 
-/// What a parser thread hands to the writer.
-enum Parsed {
+/// What a parser thread hands to the writer: points borrowing their names from the file.
+enum Parsed<'a> {
     /// the points of one chunk
-    Chunk(Vec<Point>),
+    Chunk(Vec<PointRef<'a>>),
     /// the rest of the file from a chunk that did not parse alone: the last message
-    Rest(Result<Vec<Point>, ParseError>),
+    Rest(Result<Vec<PointRef<'a>>, ParseError>),
+}
+
+fn parse(
+    bytes: &[u8],
+    precision: Precision,
+    default_time: i64,
+) -> Result<Vec<PointRef<'_>>, ParseError> {
+    lineproto::parse_refs_with_limits(bytes, precision, default_time, &PointLimits::NONE)
 }
 
 /// Parses `bytes` and writes the points to `store` chunk by chunk; returns the samples
@@ -59,18 +69,16 @@ pub fn load(
     std::thread::scope(|s| {
         let receivers: Vec<mpsc::Receiver<Parsed>> = (0..PARSERS)
             .map(|k| {
-                let (tx, rx) = mpsc::sync_channel::<Parsed>(2);
+                let (tx, rx) = mpsc::sync_channel::<Parsed<'_>>(2);
                 let mine: Vec<(usize, usize)> =
                     chunks.iter().copied().skip(k).step_by(PARSERS).collect();
                 s.spawn(move || {
                     for (from, to) in mine {
-                        let msg = match lineproto::parse(&bytes[from..to], precision, default_time)
-                        {
+                        let msg = match parse(&bytes[from..to], precision, default_time) {
                             Ok(points) => Parsed::Chunk(points),
                             // Perhaps cut inside a string: the rest as one piece decides.
                             Err(_) => {
-                                let rest =
-                                    lineproto::parse(&bytes[from..], precision, default_time);
+                                let rest = parse(&bytes[from..], precision, default_time);
                                 let line = bytecount(&bytes[..from]);
                                 Parsed::Rest(rest.map_err(|mut e| {
                                     e.line += line;

@@ -28,7 +28,8 @@ use std::fmt;
 
 use super::limits::PointLimits;
 
-pub use crate::model::point::{FieldValue, Point};
+pub use crate::model::point::{FieldValue, Point, PointRef};
+use std::borrow::Cow;
 
 /// Timestamp precision of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,6 +115,26 @@ pub fn parse_with_limits(
 ) -> Result<Vec<Point>, ParseError> {
     let mut parser = Parser::new(input, precision, default_time, *limits);
     // Every point ends with a newline except possibly the last, so this bounds the count.
+    let mut points = Vec::with_capacity(count_newlines(input) + 1);
+    loop {
+        parser.skip_blank_and_comments()?;
+        if parser.at_end() {
+            break;
+        }
+        points.push(parser.point()?.into_owned());
+    }
+    Ok(points)
+}
+
+/// [`parse_with_limits`] into points that borrow their strings from `input` (the ingest path:
+/// no allocation per name or tag value).
+pub fn parse_refs_with_limits<'a>(
+    input: &'a [u8],
+    precision: Precision,
+    default_time: i64,
+    limits: &PointLimits,
+) -> Result<Vec<PointRef<'a>>, ParseError> {
+    let mut parser = Parser::new(input, precision, default_time, *limits);
     let mut points = Vec::with_capacity(count_newlines(input) + 1);
     loop {
         parser.skip_blank_and_comments()?;
@@ -368,14 +389,18 @@ impl<'a> Parser<'a> {
 
     /// Takes an escaped token (see `scan_escaped`) and returns it unescaped with its start.
     #[inline]
-    fn take_escaped(&mut self, allowed: u8, escapable: u8) -> Result<(String, usize), ParseError> {
+    fn take_escaped(
+        &mut self,
+        allowed: u8,
+        escapable: u8,
+    ) -> Result<(Cow<'a, str>, usize), ParseError> {
         let start = self.pos;
         let (end, escaped) = self.scan_escaped(allowed, escapable);
         self.pos = end;
         let raw = &self.buf[start..end];
         let text = self.utf8(raw, start)?;
         if !escaped {
-            return Ok((text.to_owned(), start));
+            return Ok((Cow::Borrowed(text), start));
         }
         let mut out = String::with_capacity(raw.len());
         let mut chunk = 0;
@@ -390,7 +415,7 @@ impl<'a> Parser<'a> {
             }
         }
         out.push_str(&text[chunk..]);
-        Ok((out, start))
+        Ok((Cow::Owned(out), start))
     }
 
     /// Checks that a token (`raw`, starting at byte `start`) is UTF-8. Removing escaping
@@ -409,7 +434,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses one point; the position is at its first byte (not blank, not a comment).
-    fn point(&mut self) -> Result<Point, ParseError> {
+    fn point(&mut self) -> Result<PointRef<'a>, ParseError> {
         // Measurement.
         let (measurement, _) = self.take_escaped(C_MEAS, E_MEAS)?;
         if measurement.is_empty() {
@@ -424,7 +449,7 @@ impl<'a> Parser<'a> {
         }
 
         // Tags.
-        let mut tags: Vec<(String, String)> = Vec::with_capacity(self.last_tags);
+        let mut tags: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::with_capacity(self.last_tags);
         loop {
             if self.peek() == Some(b' ') {
                 self.skip_spaces();
@@ -475,7 +500,7 @@ impl<'a> Parser<'a> {
         })?;
 
         // Fields.
-        let mut fields: Vec<(String, FieldValue)> = Vec::with_capacity(self.last_fields);
+        let mut fields: Vec<(Cow<'a, str>, FieldValue)> = Vec::with_capacity(self.last_fields);
         let has_time = loop {
             let key_start = self.pos;
             if let Some(e) = self.limits.fields_error(fields.len() + 1) {
@@ -514,7 +539,7 @@ impl<'a> Parser<'a> {
         } else {
             self.default_time
         };
-        Ok(Point {
+        Ok(PointRef {
             measurement,
             tags,
             fields,
@@ -694,13 +719,13 @@ impl<'a> Parser<'a> {
 }
 
 /// Sorts tags by key; on a duplicate key returns it.
-fn sort_tags(tags: &mut [(String, String)]) -> Result<(), String> {
+fn sort_tags(tags: &mut [(Cow<'_, str>, Cow<'_, str>)]) -> Result<(), String> {
     if tags.windows(2).all(|w| w[0].0 < w[1].0) {
         return Ok(());
     }
     tags.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     match tags.windows(2).find(|w| w[0].0 == w[1].0) {
-        Some(w) => Err(w[0].0.clone()),
+        Some(w) => Err(w[0].0.to_string()),
         None => Ok(()),
     }
 }
@@ -975,6 +1000,23 @@ mod tests {
     use FieldValue::{Bool, Float, Int, Str, UInt};
 
     const DEFAULT: i64 = 42;
+
+    /// The borrowing parser gives the same points, borrowing exactly the tokens without escapes.
+    #[test]
+    fn borrowed_points_match_owned_ones() {
+        let input = "cpu,host=a,dc=x\\ 1 usage=1.5,n=2i,s=\"q\\\"\" 10\nm\\,x,k\\==v f\\ g=t\n";
+        let limits = PointLimits::default();
+        let refs = parse_refs_with_limits(input.as_bytes(), Precision::Nanos, 0, &limits).unwrap();
+        let owned = parse_with_limits(input.as_bytes(), Precision::Nanos, 0, &limits).unwrap();
+        assert_eq!(owned.len(), 2);
+        let converted: Vec<Point> = refs.iter().cloned().map(PointRef::into_owned).collect();
+        assert_eq!(converted, owned);
+        assert!(matches!(refs[0].measurement, Cow::Borrowed("cpu")));
+        assert!(matches!(refs[0].tags[0].1, Cow::Owned(ref v) if v == "x 1"));
+        assert!(matches!(refs[0].fields[0].0, Cow::Borrowed("usage")));
+        assert!(matches!(refs[1].measurement, Cow::Owned(ref m) if m == "m,x"));
+        assert!(matches!(refs[1].fields[0].0, Cow::Owned(ref f) if f == "f g"));
+    }
 
     fn one(input: &str) -> Point {
         let mut points = parse(input.as_bytes(), Precision::Nanos, DEFAULT)

@@ -1,6 +1,7 @@
-//! Ingest: request bodies to durable points. Concurrent writers' batches are grouped into one
-//! SQLite transaction (group commit) by a single writer thread, so they share one fsync; a
-//! bounded queue refuses work (429) instead of growing without limit.
+//! Ingest: request bodies to durable points. Each write is prepared on its own blocking thread
+//! and concurrent writes are grouped into one SQLite transaction (the store's group commit),
+//! so they share one fsync; a bound on the points waiting refuses work (429) instead of
+//! growing without limit.
 
 pub mod file;
 pub mod hostinput;
@@ -13,12 +14,13 @@ mod limit_tests;
 pub use crate::model::limits;
 
 use crate::metrics::Metrics;
+use crate::model::point::PointLike;
 use crate::store::{Store, StoreError};
 pub use limits::PointLimits;
-use lineproto::{ParseError, Point, Precision};
+use lineproto::{ParseError, Point, PointRef, Precision};
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 /// Why a write was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -59,145 +61,164 @@ pub enum IngestError {
     Store(String),
 }
 
-struct Job {
-    points: Vec<Point>,
-    done: tokio::sync::oneshot::Sender<Result<usize, IngestError>>,
-}
-
 /// The ingest pipeline.
 pub struct Ingest {
-    tx: parking_lot::Mutex<Option<mpsc::SyncSender<Job>>>,
-    queued_points: Arc<AtomicUsize>,
-    max_queued_points: usize,
+    /// taken away by shutdown, so the store (and its lock on the data directory) can close
+    store: parking_lot::Mutex<Option<Arc<Store>>>,
     metrics: Arc<Metrics>,
-    thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    max_queued_points: usize,
+    shared: Arc<Shared>,
 }
 
-/// Most points one group commit takes.
-const GROUP_POINTS: usize = 500_000;
+/// What admitted writes hold until they are answered.
+struct Shared {
+    /// points admitted and not answered yet (the queue bound)
+    queued_points: AtomicUsize,
+    /// writes under way, and whether shutdown has begun (then no new write starts)
+    running: parking_lot::Mutex<(usize, bool)>,
+    idle: parking_lot::Condvar,
+}
+
+/// One admitted write: gives its points and its running slot back when dropped, whatever
+/// way the write ends.
+struct Admitted {
+    /// `Some` until dropped, and let go of before the slot, so that once shutdown has seen
+    /// no write running, nothing but the caller holds the store
+    store: Option<Arc<Store>>,
+    shared: Arc<Shared>,
+    points: usize,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.store.take();
+        self.shared
+            .queued_points
+            .fetch_sub(self.points, Ordering::SeqCst);
+        let mut running = self.shared.running.lock();
+        running.0 -= 1;
+        if running.0 == 0 {
+            self.shared.idle.notify_all();
+        }
+    }
+}
 
 impl Ingest {
-    /// Starts the writer thread.
+    /// The pipeline over `store`, refusing writes (429) beyond `max_queued_points` waiting.
     pub fn start(
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         max_queued_points: usize,
     ) -> Arc<Ingest> {
-        let (tx, rx) = mpsc::sync_channel::<Job>(1024);
-        let queued = Arc::new(AtomicUsize::new(0));
-        let q2 = queued.clone();
-        let thread = std::thread::Builder::new()
-            .name("tocsin-ingest".into())
-            .spawn(move || writer(store, rx, q2))
-            .expect("spawn ingest writer");
         Arc::new(Ingest {
-            tx: parking_lot::Mutex::new(Some(tx)),
-            queued_points: queued,
-            max_queued_points,
+            store: parking_lot::Mutex::new(Some(store)),
             metrics,
-            thread: parking_lot::Mutex::new(Some(thread)),
+            max_queued_points,
+            shared: Arc::new(Shared {
+                queued_points: AtomicUsize::new(0),
+                running: parking_lot::Mutex::new((0, false)),
+                idle: parking_lot::Condvar::new(),
+            }),
         })
     }
 
-    /// Stores points durably; answers once they are committed.
-    pub async fn write(&self, points: Vec<Point>) -> Result<usize, IngestError> {
+    /// Stores points durably; answers once they are committed. Admission is decided here, so
+    /// a refused write costs no thread.
+    pub async fn write(self: &Arc<Self>, points: Vec<Point>) -> Result<usize, IngestError> {
         if points.is_empty() {
             return Ok(0);
         }
+        let admitted = self.admit(points.len())?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.store(&points, admitted))
+            .await
+            .map_err(|e| IngestError::Store(format!("write failed: {e}")))?
+    }
+
+    /// [`Ingest::write`] on the calling thread, which blocks until the commit (never call it
+    /// on an async worker).
+    pub fn write_blocking<P: PointLike>(&self, points: &[P]) -> Result<usize, IngestError> {
+        if points.is_empty() {
+            return Ok(0);
+        }
+        let admitted = self.admit(points.len())?;
+        self.store(points, admitted)
+    }
+
+    /// Writes admitted points. Every write prepares its points (series resolution, encoding)
+    /// on its own thread, so concurrent requests prepare in parallel; the store groups their
+    /// commits into one transaction and one fsync. A request past the series limit is refused
+    /// on its own, without failing the others.
+    fn store<P: PointLike>(&self, points: &[P], admitted: Admitted) -> Result<usize, IngestError> {
         let n = points.len();
+        let res = admitted
+            .store
+            .as_ref()
+            .expect("held until dropped")
+            .write(points);
+        drop(admitted);
+        match res {
+            Ok(_) => {
+                self.metrics
+                    .ingest_points
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+                Ok(n)
+            }
+            Err(e) => {
+                if !is_refusal(&e) {
+                    tracing::error!("ingest commit failed: {e}");
+                }
+                Err(answer(&e))
+            }
+        }
+    }
+
+    /// Takes room for `n` points in the queue, or refuses: 413 when they could never fit, 429
+    /// when the queue is full or the pipeline is shutting down.
+    fn admit(&self, n: usize) -> Result<Admitted, IngestError> {
         if n > self.max_queued_points {
             return Err(IngestError::BatchTooLarge {
                 points: n,
                 max: self.max_queued_points,
             });
         }
-        if self.queued_points.fetch_add(n, Ordering::SeqCst) + n > self.max_queued_points {
-            self.queued_points.fetch_sub(n, Ordering::SeqCst);
+        let busy = || {
             self.metrics
                 .ingest_throttled
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(IngestError::Busy);
-        }
-        let (done, rx) = tokio::sync::oneshot::channel();
-        let sent = match self.tx.lock().as_ref() {
-            Some(tx) => tx.try_send(Job { points, done }).map_err(|_| ()),
-            None => Err(()),
+            IngestError::Busy
         };
-        if sent.is_err() {
-            self.queued_points.fetch_sub(n, Ordering::SeqCst);
-            self.metrics
-                .ingest_throttled
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(IngestError::Busy);
+        let store = {
+            let mut running = self.shared.running.lock();
+            let store = match (running.1, self.store.lock().as_ref()) {
+                (false, Some(store)) => store.clone(),
+                _ => return Err(busy()),
+            };
+            running.0 += 1;
+            store
+        };
+        // From here on, dropping `admitted` undoes both counts.
+        let admitted = Admitted {
+            store: Some(store),
+            shared: self.shared.clone(),
+            points: n,
+        };
+        if self.shared.queued_points.fetch_add(n, Ordering::SeqCst) + n > self.max_queued_points {
+            return Err(busy());
         }
-        let stored = rx
-            .await
-            .map_err(|_| IngestError::Store("writer stopped".into()))??;
-        self.metrics
-            .ingest_points
-            .fetch_add(n as u64, Ordering::Relaxed);
-        self.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
-        Ok(stored)
+        Ok(admitted)
     }
 
-    /// Finishes queued writes and stops the writer thread.
+    /// Refuses new writes and returns once the writes under way are committed; then lets go
+    /// of the store.
     pub fn shutdown(&self) {
-        self.tx.lock().take();
-        if let Some(t) = self.thread.lock().take() {
-            let _ = t.join();
+        let mut running = self.shared.running.lock();
+        running.1 = true;
+        while running.0 > 0 {
+            self.shared.idle.wait(&mut running);
         }
-    }
-}
-
-fn writer(store: Arc<Store>, rx: mpsc::Receiver<Job>, queued: Arc<AtomicUsize>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = Vec::new();
-        let mut total = 0;
-        let mut next = Some(first);
-        while let Some(j) = next.take() {
-            // Refuse per request a request past the series limit, so that it does not fail
-            // the others committed with it (a bad point does too, but only through the
-            // per-request fallback below: the parser has refused those already).
-            match store.admit(&j.points) {
-                Ok(()) => {
-                    total += j.points.len();
-                    jobs.push(j);
-                }
-                Err(e) => {
-                    queued.fetch_sub(j.points.len(), Ordering::SeqCst);
-                    let _ = j.done.send(Err(refusal(&e)));
-                }
-            }
-            if total < GROUP_POINTS {
-                next = rx.try_recv().ok();
-            }
-        }
-        if jobs.is_empty() {
-            continue;
-        }
-        let batches: Vec<&[Point]> = jobs.iter().map(|j| j.points.as_slice()).collect();
-        match store.write_batches(&batches) {
-            // Requests admitted one by one can still reach the series limit together: then
-            // each is written on its own, so only those past the limit are refused.
-            Err(e) if jobs.len() > 1 && is_refusal(&e) => {
-                for j in jobs {
-                    let n = j.points.len();
-                    let res = store.write(&j.points).map_err(|e| answer(&e));
-                    queued.fetch_sub(n, Ordering::SeqCst);
-                    let _ = j.done.send(res.map(|_| n));
-                }
-            }
-            res => {
-                if let Err(e) = &res {
-                    tracing::error!("ingest commit failed: {e}");
-                }
-                queued.fetch_sub(total, Ordering::SeqCst);
-                for j in jobs {
-                    let n = j.points.len();
-                    let _ = j.done.send(res.as_ref().map(|_| n).map_err(answer));
-                }
-            }
-        }
+        self.store.lock().take();
     }
 }
 
@@ -269,6 +290,19 @@ pub fn parse_body_with(
     limits: &PointLimits,
 ) -> Result<Vec<Point>, IngestError> {
     Ok(lineproto::parse_with_limits(
+        body, precision, now_ns, limits,
+    )?)
+}
+
+/// [`parse_body_with`] into points borrowing their strings from `body` (see
+/// [`lineproto::parse_refs_with_limits`]).
+pub fn parse_body_refs<'a>(
+    body: &'a [u8],
+    precision: Precision,
+    now_ns: i64,
+    limits: &PointLimits,
+) -> Result<Vec<PointRef<'a>>, IngestError> {
+    Ok(lineproto::parse_refs_with_limits(
         body, precision, now_ns, limits,
     )?)
 }

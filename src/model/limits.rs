@@ -1,15 +1,15 @@
-//! Bounds on the shape of one point, so a hostile or broken client cannot make the single
-//! writer thread spend seconds on one absurd point or store times the rest of the system cannot
-//! reason about.
+//! Bounds on the shape of one point, so a hostile or broken client cannot make a write spend
+//! seconds on one absurd point (holding up the commit it shares with others) or store times the
+//! rest of the system cannot reason about.
 //!
 //! The line-protocol parser (`ingest`) applies them on the ingest path (the error names the line and
 //! column, and reaches the client as a 400); the store applies them again to every write, so
 //! points built elsewhere (replay, host input) are held to the same bounds.
 
-use super::point::Point;
+use super::point::PointLike;
 
 /// Default most fields one point may carry. Real points have a handful to a few hundred
-/// fields; each field is one series lookup on the writer thread.
+/// fields; each field is one series lookup on the write path.
 pub const MAX_FIELDS_PER_POINT: usize = 1_000;
 
 /// Default most tags one series (one point) may carry. The tag set is the series identity and
@@ -101,14 +101,14 @@ impl PointLimits {
 
     /// Checks a whole point; the error names the bound it breaks (as the `[limits]` config
     /// key, or `time_range`) and explains it.
-    pub fn check(&self, p: &Point) -> Result<(), (&'static str, String)> {
-        if let Some(e) = self.fields_error(p.fields.len()) {
+    pub fn check(&self, p: &impl PointLike) -> Result<(), (&'static str, String)> {
+        if let Some(e) = self.fields_error(p.fields().len()) {
             return Err(("max_fields_per_point", e));
         }
-        if let Some(e) = self.tags_error(p.tags.len()) {
+        if let Some(e) = self.tags_error(p.tags().len()) {
             return Err(("max_tags_per_series", e));
         }
-        if let Some(e) = self.time_error(p.time) {
+        if let Some(e) = self.time_error(p.time()) {
             return Err(("time_range", e));
         }
         Ok(())

@@ -126,6 +126,11 @@ impl Store {
             .map_err(sqlite_err(path, "committing retention"))?;
         known_days.retain(|d| *d >= cutoff_day);
         logs.retain(|d, _| *d >= cutoff_day);
+        // The writer's cache of point shapes holds series ids; removed series free theirs for
+        // reuse, so the cache must not outlive them (writes are held off by the gate).
+        if !emptied.is_empty() {
+            disk.commits.shapes.write().clear();
+        }
 
         let mut mem = self.mem.write();
         let old: Vec<i64> = mem.days.range(..cutoff_day).copied().collect();

@@ -224,9 +224,10 @@ pub(super) fn floor_for(max_ts: i64, window_ns: i64) -> i64 {
 
 /// An injective key for (measurement, tag set): each part prefixed by its byte length (decimal
 /// digits, least significant first) and `:`.
-pub(super) fn tagset_key(buf: &mut String, measurement: &str, tags: &[(String, String)]) {
+pub(super) fn tagset_key<S: AsRef<str>>(buf: &mut String, measurement: &str, tags: &[(S, S)]) {
     buf.clear();
-    for part in std::iter::once(measurement).chain(tags.iter().flat_map(|(k, v)| [&**k, &**v])) {
+    let tags = tags.iter().flat_map(|(k, v)| [k.as_ref(), v.as_ref()]);
+    for part in std::iter::once(measurement).chain(tags) {
         let mut n = part.len();
         loop {
             buf.push(char::from(b'0' + (n % 10) as u8));
@@ -241,16 +242,16 @@ pub(super) fn tagset_key(buf: &mut String, measurement: &str, tags: &[(String, S
 }
 
 /// Tags sorted by key with unique keys (the last value wins), borrowing when already so.
-pub(super) fn normalized_tags(tags: &[(String, String)]) -> Cow<'_, [(String, String)]> {
-    if tags.windows(2).all(|w| w[0].0 < w[1].0) {
+pub(super) fn normalized_tags<S: AsRef<str> + Clone>(tags: &[(S, S)]) -> Cow<'_, [(S, S)]> {
+    if tags.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref()) {
         return Cow::Borrowed(tags);
     }
     let mut v = tags.to_vec();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<(String, String)> = Vec::with_capacity(v.len());
+    v.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+    let mut out: Vec<(S, S)> = Vec::with_capacity(v.len());
     for (k, val) in v {
         match out.last_mut() {
-            Some(last) if last.0 == k => last.1 = val,
+            Some(last) if last.0.as_ref() == k.as_ref() => last.1 = val,
             _ => out.push((k, val)),
         }
     }
@@ -269,10 +270,21 @@ pub(super) fn insert_sorted(
             None => points.push((ts, v)),
             Some(last) if last.0 < ts => points.push((ts, v)),
             Some(last) if last.0 == ts => last.1 = v,
-            _ => match points.binary_search_by_key(&ts, |p| p.0) {
-                Ok(i) => points[i].1 = v,
-                Err(i) => points.insert(i, (ts, v)),
-            },
+            // Late samples (concurrent writers committing out of order) are usually only a
+            // few places from the end: search back from there, touching a few cache lines
+            // instead of binary-searching the whole window.
+            _ => {
+                let n = points.len();
+                let mut k = 1;
+                while k < n && points[n - 1 - k].0 >= ts {
+                    k *= 2;
+                }
+                let from = n.saturating_sub(k + 1);
+                match points[from..].binary_search_by_key(&ts, |p| p.0) {
+                    Ok(i) => points[from + i].1 = v,
+                    Err(i) => points.insert(from + i, (ts, v)),
+                }
+            }
         }
     }
     points.len() - before

@@ -129,12 +129,30 @@ fn insert_sorted_replaces_and_orders() {
     );
 }
 
+proptest::proptest! {
+    /// Late samples are searched for from the end: whatever the disorder, the result is the
+    /// sorted, last-write-wins map of the samples.
+    #[test]
+    fn insert_sorted_matches_a_sorted_map(
+        samples in proptest::collection::vec((0i64..200, -1e3f64..1e3), 0..300),
+    ) {
+        let mut v = Vec::new();
+        let mut model = std::collections::BTreeMap::new();
+        for &(ts, value) in &samples {
+            let added = insert_sorted(&mut v, [(ts, value)]);
+            proptest::prop_assert_eq!(added, usize::from(model.insert(ts, value).is_none()));
+        }
+        let expected: Vec<(i64, f64)> = model.into_iter().collect();
+        proptest::prop_assert_eq!(v, expected);
+    }
+}
+
 #[test]
 fn tagset_keys_are_injective() {
     let mut a = String::new();
     let mut b = String::new();
-    tagset_key(&mut a, "m", &[("a".into(), "b:c".into())]);
-    tagset_key(
+    tagset_key::<String>(&mut a, "m", &[("a".into(), "b:c".into())]);
+    tagset_key::<String>(
         &mut b,
         "m",
         &[("a".into(), "b".into()), ("c".into(), "".into())],

@@ -6,10 +6,10 @@
 use super::codec::{put_log_sample, Sample, LOG_FORMAT};
 use super::compact::maybe_compact;
 use super::disk::{create_day, day_of, log_table, sqlite_err, Disk, Writer};
-use super::memory::{normalized_tags, tagset_key};
+use super::memory::{normalized_tags, tagset_key, FastMap, Mem};
 use super::{Store, StoreError};
-use crate::model::point::Point;
-use parking_lot::{Condvar, Mutex};
+use crate::model::point::{FieldValue, Point, PointLike};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rusqlite::{params, TransactionBehavior};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -42,26 +42,84 @@ pub(super) struct Prepared {
 }
 
 /// Group commit: writers queue prepared batches; one of them (the leader) commits all queued
-/// batches in one transaction while the others wait.
+/// batches in one transaction and one fsync while the others wait. Leadership passes on as
+/// soon as the group is on disk, so the next group's write and fsync overlap this group's
+/// memory update (the longest part of a commit after the fsync). The leader write-locks memory
+/// before it lets go of the SQLite writer, so groups reach memory in commit order and nothing
+/// else that takes the writer (retention) comes between a commit and its memory update.
 #[derive(Default)]
 pub(super) struct Committer {
     state: Mutex<CommitState>,
     cv: Condvar,
+    /// The series ids of point shapes written before (see [`shape_key`]): one lookup per
+    /// point instead of one per field in the catalog, whose per-tag-set maps and field-name
+    /// strings cost a cache miss each (resolution was a quarter of ingest CPU). Holds only
+    /// series already recorded on disk; retention, the only thing that removes series (and
+    /// frees their ids for reuse), clears it while writes are held off.
+    pub(super) shapes: RwLock<FastMap<Box<str>, Box<[u32]>>>,
+}
+
+/// Most shapes [`Committer::shapes`] holds (about 200 bytes each); past it the cache starts
+/// over, so a client writing ever new shapes costs memory no more than this.
+const MAX_SHAPES: usize = 1 << 18;
+
+/// The cache key of a point's shape: its tag-set key (see [`tagset_key`]), `|` (a part of
+/// that key never starts with it), then its field names, each length-prefixed the same way.
+fn shape_key(buf: &mut String, tagset: &str, p: &impl PointLike) {
+    buf.clear();
+    buf.push_str(tagset);
+    buf.push('|');
+    for (name, _) in p.fields() {
+        let name = name.as_ref();
+        let mut n = name.len();
+        loop {
+            buf.push(char::from(b'0' + (n % 10) as u8));
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        buf.push(':');
+        buf.push_str(name);
+    }
 }
 
 #[derive(Default)]
 struct CommitState {
-    pub(super) queue: Vec<(u64, Prepared)>,
-    pub(super) leader: bool,
-    pub(super) next_ticket: u64,
-    pub(super) done: HashMap<u64, Result<(), String>>,
+    queue: Vec<(u64, Prepared)>,
+    leader: bool,
+    next_ticket: u64,
+    /// tickets below this have been taken into a group (committing or applying)
+    taken: u64,
+    done: HashMap<u64, Result<(), String>>,
+}
+
+/// The leader's role; handing it over (or unwinding) lets the next group commit.
+struct Leadership<'a> {
+    commits: &'a Committer,
+    held: bool,
+}
+
+impl Leadership<'_> {
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.commits.state.lock().leader = false;
+            self.commits.cv.notify_all();
+        }
+    }
+}
+
+impl Drop for Leadership<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl Store {
     /// tag set), in one transaction. Writing an existing (series, time) replaces its value.
     /// Returns the number of samples written. When several threads write at once, their
     /// batches are committed together (see [`Store::write_batches`]).
-    pub fn write(&self, points: &[Point]) -> Result<usize, StoreError> {
+    pub fn write<P: PointLike>(&self, points: &[P]) -> Result<usize, StoreError> {
         self.write_batches(&[points])
     }
 
@@ -70,7 +128,7 @@ impl Store {
     /// number of samples written. Calls from several threads are grouped as well: while one
     /// commit runs, the others queue and go into the next commit together. Either everything
     /// is durable when this returns `Ok`, or nothing of these batches was stored.
-    pub fn write_batches(&self, batches: &[&[Point]]) -> Result<usize, StoreError> {
+    pub fn write_batches<P: PointLike>(&self, batches: &[&[P]]) -> Result<usize, StoreError> {
         self.check_limits(batches)?;
         // from resolving series ids until they are applied (see `Store::series_gate`)
         let gate = self.series_gate.read();
@@ -94,48 +152,94 @@ impl Store {
 
     /// Resolves series ids (creating series) and encodes a write.
     /// Refuses (creating nothing) when the write would create series past `max_series`.
-    fn prepare(&self, batches: &[&[Point]]) -> Result<(Prepared, usize), StoreError> {
+    fn prepare<P: PointLike>(&self, batches: &[&[P]]) -> Result<(Prepared, usize), StoreError> {
         let total: usize = batches
             .iter()
             .flat_map(|b| b.iter())
-            .map(|p| p.fields.len())
+            .map(|p| p.fields().len())
             .sum();
         let mut samples: Vec<Sample> = Vec::with_capacity(total);
         let mut unpersisted: Vec<u32> = Vec::new();
         // (index into samples, point, field index) of samples whose series is not known yet
-        let mut misses: Vec<(usize, &Point, usize)> = Vec::new();
+        let mut misses: Vec<(usize, &P, usize)> = Vec::new();
         let mut key = String::new();
+        let mut shape = String::new();
+        // shapes whose series were all known and recorded, for the cache
+        let mut learned: Vec<(Box<str>, Box<[u32]>)> = Vec::new();
         {
-            let mem = self.mem.read();
+            let shapes = self.disk.as_ref().map(|d| d.commits.shapes.read());
+            // The catalog is read-locked only for points the cache does not know, so writes
+            // of known series do not hold up a commit's memory update.
+            let mut mem: Option<RwLockReadGuard<'_, Mem>> = None;
+            let mut ids: Vec<u32> = Vec::new();
             for p in batches.iter().flat_map(|b| b.iter()) {
-                let tags = normalized_tags(&p.tags);
-                tagset_key(&mut key, &p.measurement, &tags);
+                let tags = normalized_tags(p.tags());
+                tagset_key(&mut key, p.measurement(), &tags);
+                if let Some(shapes) = &shapes {
+                    shape_key(&mut shape, &key, p);
+                    if let Some(known) = shapes.get(shape.as_str()) {
+                        let numeric = |(id, (_, v)): (&u32, &(P::Str, FieldValue))| {
+                            *id != 0 || v.as_f64().is_none()
+                        };
+                        if known.iter().zip(p.fields()).all(numeric) {
+                            for (&id, (_, value)) in known.iter().zip(p.fields()) {
+                                if let Some(value) = value.as_f64() {
+                                    samples.push(Sample {
+                                        id,
+                                        ts: p.time(),
+                                        value,
+                                    });
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                }
+                let mem = mem.get_or_insert_with(|| self.mem.read());
                 let fields = mem.tagset(key.as_str());
-                for (fi, (name, value)) in p.fields.iter().enumerate() {
+                ids.clear();
+                let mut cacheable = true;
+                for (fi, (name, value)) in p.fields().iter().enumerate() {
                     let Some(value) = value.as_f64() else {
+                        ids.push(0);
                         continue;
                     };
-                    match fields.as_ref().and_then(|fs| fs.get(name)) {
+                    match fields.as_ref().and_then(|fs| fs.get(name.as_ref())) {
                         Some(id) => {
                             if !mem.series(id).persisted {
                                 unpersisted.push(id);
+                                cacheable = false;
                             }
+                            ids.push(id);
                             samples.push(Sample {
                                 id,
-                                ts: p.time,
+                                ts: p.time(),
                                 value,
                             });
                         }
                         None => {
+                            cacheable = false;
                             misses.push((samples.len(), p, fi));
                             samples.push(Sample {
                                 id: 0,
-                                ts: p.time,
+                                ts: p.time(),
                                 value,
                             });
                         }
                     }
                 }
+                if cacheable && shapes.is_some() {
+                    learned.push((shape.as_str().into(), ids.as_slice().into()));
+                }
+            }
+        }
+        if !learned.is_empty() {
+            if let Some(disk) = &self.disk {
+                let mut shapes = disk.commits.shapes.write();
+                if shapes.len() + learned.len() > MAX_SHAPES {
+                    shapes.clear();
+                }
+                shapes.extend(learned);
             }
         }
         if !misses.is_empty() {
@@ -144,12 +248,12 @@ impl Store {
             // The tag-set key of each point with misses, computed once per point.
             let mut keys: Vec<String> = Vec::new();
             // (index into samples, index into keys, point, field index)
-            let mut resolved: Vec<(usize, usize, &Point, usize)> = Vec::with_capacity(misses.len());
-            let mut prev: Option<&Point> = None;
+            let mut resolved: Vec<(usize, usize, &P, usize)> = Vec::with_capacity(misses.len());
+            let mut prev: Option<&P> = None;
             for (i, p, fi) in misses {
                 if !prev.is_some_and(|q| std::ptr::eq(q, p)) {
-                    let tags = normalized_tags(&p.tags);
-                    tagset_key(&mut key, &p.measurement, &tags);
+                    let tags = normalized_tags(p.tags());
+                    tagset_key(&mut key, p.measurement(), &tags);
                     keys.push(key.clone());
                     prev = Some(p);
                 }
@@ -158,7 +262,7 @@ impl Store {
             // Another writer may have created some of them meanwhile: count under this lock.
             let fresh: HashSet<(&str, &str)> = resolved
                 .iter()
-                .map(|&(_, k, p, fi)| (keys[k].as_str(), p.fields[fi].0.as_str()))
+                .map(|&(_, k, p, fi)| (keys[k].as_str(), p.fields()[fi].0.as_ref()))
                 .filter(|(k, f)| mem.lookup(k, f).is_none())
                 .collect();
             if mem.series_count + fresh.len() > self.max_series {
@@ -167,9 +271,11 @@ impl Store {
                 let example = resolved
                     .iter()
                     .find(|&&(_, k, p, fi)| {
-                        fresh.contains(&(keys[k].as_str(), p.fields[fi].0.as_str()))
+                        fresh.contains(&(keys[k].as_str(), p.fields()[fi].0.as_ref()))
                     })
-                    .map(|&(_, _, p, fi)| format!("{}.{}", p.measurement, p.fields[fi].0))
+                    .map(|&(_, _, p, fi)| {
+                        format!("{}.{}", p.measurement(), p.fields()[fi].0.as_ref())
+                    })
                     .unwrap_or_default();
                 return Err(StoreError::SeriesLimit {
                     limit: self.max_series,
@@ -180,10 +286,10 @@ impl Store {
             drop(fresh);
             for (i, k, p, fi) in resolved {
                 let key = &keys[k];
-                let field = &p.fields[fi].0;
+                let field = p.fields()[fi].0.as_ref();
                 let id = match mem.lookup(key, field) {
                     Some(id) => id,
-                    None => mem.create_series(key, &p.measurement, field, persisted),
+                    None => mem.create_series(key, p.measurement(), field, persisted),
                 };
                 if !persisted {
                     unpersisted.push(id);
@@ -298,7 +404,7 @@ impl Store {
     }
 
     /// Refuses a write with a point past the store's limits (before anything is prepared).
-    fn check_limits(&self, batches: &[&[Point]]) -> Result<(), StoreError> {
+    fn check_limits<P: PointLike>(&self, batches: &[&[P]]) -> Result<(), StoreError> {
         for (batch, points) in batches.iter().enumerate() {
             for (index, p) in points.iter().enumerate() {
                 self.limits
@@ -307,7 +413,7 @@ impl Store {
                         batch,
                         index,
                         limit,
-                        measurement: p.measurement.clone(),
+                        measurement: p.measurement().to_owned(),
                         message,
                     })?;
             }
@@ -315,7 +421,8 @@ impl Store {
         Ok(())
     }
 
-    /// Queues a prepared write and returns once a commit containing it has finished.
+    /// Queues a prepared write and returns once a commit containing it has finished (on disk
+    /// and in memory).
     fn commit(&self, disk: &Disk, prepared: Prepared) -> Result<(), StoreError> {
         let commits = &disk.commits;
         let mut st = commits.state.lock();
@@ -329,18 +436,30 @@ impl Store {
                     message,
                 });
             }
-            if st.leader {
+            // Lead only while this batch still waits in the queue: once taken, its group's
+            // leader answers it.
+            if st.leader || ticket < st.taken {
                 commits.cv.wait(&mut st);
                 continue;
             }
             st.leader = true;
+            st.taken = st.next_ticket;
             let group = std::mem::take(&mut st.queue);
-            let outcome = parking_lot::MutexGuard::unlocked(&mut st, || {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.commit_group(disk, &group)
-                }))
-            });
-            st.leader = false;
+            drop(st);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut leadership = Leadership {
+                    commits,
+                    held: true,
+                };
+                let mut w = disk.writer.lock();
+                let written = self.commit_disk(disk, &mut w, &group);
+                let mem = written.is_ok().then(|| self.mem.write());
+                drop(w);
+                leadership.release();
+                written?;
+                self.apply_group(mem.expect("locked when written"), &group);
+                Ok(())
+            }));
             let (result, panic) = match outcome {
                 Ok(result) => (result, None),
                 Err(payload) => (
@@ -352,6 +471,7 @@ impl Store {
                 ),
             };
             let shared = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            let mut st = commits.state.lock();
             for (t, _) in &group {
                 if *t != ticket {
                     st.done.insert(*t, shared.clone());
@@ -359,6 +479,7 @@ impl Store {
             }
             commits.cv.notify_all();
             drop(st);
+            drop(group);
             if let Some(payload) = panic {
                 std::panic::resume_unwind(payload);
             }
@@ -366,17 +487,20 @@ impl Store {
         }
     }
 
-    /// Writes a group of prepared batches in one transaction, then applies them to memory
-    /// (under the writer lock, so memory follows commit order).
-    fn commit_group(&self, disk: &Disk, group: &[(u64, Prepared)]) -> Result<(), StoreError> {
+    /// Writes a group of prepared batches in one transaction (one fsync).
+    fn commit_disk(
+        &self,
+        disk: &Disk,
+        w: &mut Writer,
+        group: &[(u64, Prepared)],
+    ) -> Result<(), StoreError> {
         let path = &disk.db_path;
-        let mut w = disk.writer.lock();
         let Writer {
             conn,
             known_days,
             logs,
             max_ts,
-        } = &mut *w;
+        } = w;
         let mut new_days: Vec<i64> = Vec::new();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -418,8 +542,12 @@ impl Store {
                 *max_ts = (*max_ts).max(r.max_ts);
             }
         }
+        Ok(())
+    }
 
-        let mut mem = self.mem.write();
+    /// Applies a committed group to memory (locked by the caller before it let go of the
+    /// writer, so groups arrive in commit order).
+    fn apply_group(&self, mut mem: RwLockWriteGuard<'_, Mem>, group: &[(u64, Prepared)]) {
         for (_, p) in group {
             for s in &p.new_series {
                 mem.series_mut(s.id).persisted = true;
@@ -427,6 +555,5 @@ impl Store {
             mem.apply(p);
         }
         mem.maybe_evict(self.window_ns);
-        Ok(())
     }
 }
