@@ -181,7 +181,7 @@ fn backtest(tmp: &Path, runs: usize) {
     let events = std::fs::read_to_string(&out).unwrap().lines().count();
     let tocsin = median(times);
     println!(
-        "tocsin replay: {tocsin:.2} s (median of {runs}), peak RSS {:.0} MB, {events} events, sha256 {}",
+        "tocsin replay: {tocsin:.2} s (median of {runs}), peak RSS {:.0} MB, {events} events, sha256 {} (events name the monitor file: compare runs with the same BENCH_DIR)",
         median(rss),
         sha256_short(&out)
     );
@@ -498,8 +498,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    // BENCH_DIR keeps the generated data and outputs (e.g. to compare builds); by default a
+    // temporary directory holds them.
     let scratch = tempfile::tempdir().expect("temp dir");
-    let tmp: PathBuf = scratch.path().to_path_buf();
+    let tmp: PathBuf = match std::env::var_os("BENCH_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => scratch.path().to_path_buf(),
+    };
+    std::fs::create_dir_all(&tmp).expect("bench dir");
     println!(
         "machine: {} cores; tocsin {}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
