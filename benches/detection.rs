@@ -148,6 +148,27 @@ fn sha256_short(path: &Path) -> String {
     hex::encode(sha2::Sha256::digest(&bytes))[..16].to_string()
 }
 
+/// `tocsin replay` of `mons` over `data` from 2024-05-01T00:00:00Z to `to`, events to `out`;
+/// (wall seconds, peak RSS in MB).
+fn replay(mons: &Path, data: &Path, to: &str, out: &Path) -> (f64, f64) {
+    timed(
+        Command::new(TOCSIN)
+            .args(["replay", "--monitors"])
+            .arg(mons)
+            .arg("--metrics")
+            .arg(data)
+            .args([
+                "--precision",
+                "s",
+                "--from",
+                "2024-05-01T00:00:00Z",
+                "--to",
+                to,
+            ])
+            .stdout(std::fs::File::create(out).expect("replay output file")),
+    )
+}
+
 fn backtest(tmp: &Path, runs: usize) {
     println!("== backtest: a day, 1,000 hosts, one point a minute (1.44 M points), one by-host threshold monitor every minute");
     let data = tmp.join("day.lp");
@@ -165,16 +186,7 @@ fn backtest(tmp: &Path, runs: usize) {
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..runs {
-        let (secs, mb) = timed(
-            Command::new(TOCSIN)
-                .args(["replay", "--monitors"])
-                .arg(&mons)
-                .arg("--metrics")
-                .arg(&data)
-                .args(["--precision", "s", "--from", "2024-05-01T00:00:00Z"])
-                .args(["--to", "2024-05-01T23:59:00Z"])
-                .stdout(std::fs::File::create(&out).unwrap()),
-        );
+        let (secs, mb) = replay(&mons, &data, "2024-05-01T23:59:00Z", &out);
         times.push(secs);
         rss.push(mb);
     }
@@ -271,16 +283,7 @@ fn eval(tmp: &Path, runs: usize) {
     let mut rss = Vec::new();
     let out = tmp.join("eval.jsonl");
     for _ in 0..runs {
-        let (secs, mb) = timed(
-            Command::new(TOCSIN)
-                .args(["replay", "--monitors"])
-                .arg(&mons)
-                .arg("--metrics")
-                .arg(&data)
-                .args(["--precision", "s", "--from", "2024-05-01T00:00:00Z"])
-                .args(["--to", "2024-05-01T00:59:00Z"])
-                .stdout(std::fs::File::create(&out).unwrap()),
-        );
+        let (secs, mb) = replay(&mons, &data, "2024-05-01T00:59:00Z", &out);
         rates.push(6_000_000.0 / secs);
         rss.push(mb);
     }
