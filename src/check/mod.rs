@@ -187,7 +187,7 @@ impl Runner {
             )],
             ..Default::default()
         };
-        self.db.commit(&commit)?;
+        self.db.commit(commit)?;
         st.objects.insert(event_ref.to_string(), (tags, state));
         Ok(Some(ev))
     }
@@ -197,14 +197,15 @@ impl Runner {
     fn commit(
         &self,
         st: &mut MonitorState,
-        commit: &Commit,
+        commit: Commit,
         new_states: Vec<(String, Tags, ObjectState)>,
     ) -> Result<Vec<Event>, CheckError> {
+        let deletes: Vec<String> = commit.deletes.iter().map(|(_, r)| r.clone()).collect();
         let events = self.db.commit(commit)?;
         for (r, tags, state) in new_states {
             st.objects.insert(r, (tags, state));
         }
-        for (_, r) in &commit.deletes {
+        for r in &deletes {
             st.objects.remove(r);
         }
         Ok(events)

@@ -455,7 +455,7 @@ impl Runner {
             deletes: out.deletes,
             kv: super::tick_record(m, t, mode),
         };
-        let events = self.db.commit(&commit)?;
+        let events = self.db.commit(commit)?;
         // Only now that the commit holds does the in-memory state move on.
         apply(st, plan, out.changes, out.forgotten);
         Ok(Some(CheckReport {

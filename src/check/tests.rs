@@ -364,3 +364,30 @@ fn only_changed_states_are_stored_with_their_tick() {
     b.runner.run(&b.m, &mut b.st, 240, ExecMode::Async).unwrap();
     assert_eq!(tick(&b).as_deref(), Some("180"));
 }
+
+/// Retention removes a series and frees its id; a series written next may get that id. The
+/// monitor's resolved objects must follow: the new series is its own object with its own tags,
+/// never a continuation of the removed one.
+#[test]
+fn objects_follow_series_that_retention_removed_and_ids_reused() {
+    let mut b = Bench::new(THRESHOLD, None);
+    let day = 86_400;
+    b.series("a", &[(10, 95.0)]);
+    b.step(60);
+    let a_ref = b.st.objects.keys().next().unwrap().clone();
+    b.runner.store.drop_before(day * 1_000_000_000).unwrap();
+    b.series("b", &[(day + 10, 95.0), (day + 70, 95.0)]);
+    assert_eq!(b.step(day + 60), Vec::<String>::new());
+    let evs = b.events(day + 120);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].dimension_tags(), Some(r#"{"host":"b"}"#));
+    let b_obj: Vec<_> =
+        b.st.objects
+            .iter()
+            .filter(|(r, _)| **r != a_ref)
+            .map(|(_, (tags, _))| tags.get("host").cloned())
+            .collect();
+    assert_eq!(b_obj, vec![Some("b".to_string())]);
+    // silent for longer than forget_after by now, a is gone
+    assert!(!b.st.objects.contains_key(&a_ref));
+}

@@ -111,7 +111,7 @@ pub fn store_batch(db: &EventDb, batch: &[CustomEvent]) -> Result<Vec<Stored>, E
         }
         events.push(ev);
     }
-    let fresh = db.commit(&Commit {
+    let fresh = db.commit(Commit {
         events,
         ..Default::default()
     })?;

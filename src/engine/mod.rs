@@ -527,7 +527,7 @@ impl Engine {
                 .deletes
                 .push((issue.monitor.clone(), issue.event_ref.clone()));
         }
-        db.commit(&commit).map_err(|e| e.to_string())?;
+        db.commit(commit).map_err(|e| e.to_string())?;
         Ok(ev)
     }
 }

@@ -224,7 +224,7 @@ mod tests {
     #[test]
     fn sql_and_predicate_agree() {
         let db = EventDb::scratch();
-        db.commit(&Commit {
+        db.commit(Commit {
             events: events(),
             ..Default::default()
         })

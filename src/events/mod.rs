@@ -286,14 +286,14 @@ impl EventDb {
     /// others queue, and whoever gets the connection next writes every queued commit in one
     /// transaction and one fsync, then hands each caller its own new events. If that
     /// transaction fails, every commit of the group fails and none of it is stored.
-    pub fn commit(&self, c: &Commit) -> Result<Vec<Event>, EventDbError> {
+    pub fn commit(&self, c: Commit) -> Result<Vec<Event>, EventDbError> {
         // Most checks of a quiet fleet change nothing stored: no transaction for them (their
         // `kv` is the caller's to write some other way).
         if c.events.is_empty() && c.upserts.is_empty() && c.deletes.is_empty() {
             return Ok(Vec::new());
         }
         let job = std::sync::Arc::new(Job {
-            commit: c.clone(),
+            commit: c,
             done: Mutex::new(None),
         });
         self.queue.lock().push(job.clone());
@@ -544,17 +544,6 @@ impl EventDb {
         }
         tx.commit().map_err(sql("commit"))
     }
-
-    /// Sets one key (see [`EventDb::set_kvs`] for many in one transaction).
-    pub fn set_kv(&self, key: &str, value: &str) -> Result<(), EventDbError> {
-        let conn = self.conn.lock();
-        conn.execute(
-            "INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)",
-            params![key, value],
-        )
-        .map_err(sql("kv set"))?;
-        Ok(())
-    }
 }
 
 /// The schema version this build writes (SQLite's `user_version`).
@@ -775,7 +764,7 @@ mod tests {
     }
 
     fn commit(db: &EventDb, events: Vec<Event>) -> usize {
-        db.commit(&Commit {
+        db.commit(Commit {
             events,
             ..Default::default()
         })
@@ -800,11 +789,11 @@ mod tests {
                             kv: vec![(format!("k{t}"), i.to_string())],
                             ..Default::default()
                         };
-                        let fresh = db.commit(&c).unwrap();
+                        let fresh = db.commit(c.clone()).unwrap();
                         assert_eq!(fresh.len(), 1);
                         assert_eq!(fresh[0].id(), id);
                         // the same commit again stores nothing
-                        assert!(db.commit(&c).unwrap().is_empty());
+                        assert!(db.commit(c).unwrap().is_empty());
                     }
                 })
             })
@@ -1011,13 +1000,13 @@ mod tests {
                 ..Default::default()
             },
         };
-        db.commit(&Commit {
+        db.commit(Commit {
             upserts: vec![("m".into(), o.clone())],
             ..Default::default()
         })
         .unwrap();
         assert_eq!(db.load_states("m").unwrap(), vec![o]);
-        db.commit(&Commit {
+        db.commit(Commit {
             deletes: vec![("m".into(), "r".into())],
             ..Default::default()
         })

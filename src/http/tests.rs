@@ -619,7 +619,7 @@ async fn stream_applies_the_list_filter() {
         stream_event("match-upper", NOW - 30, "CPU HIGH"),
     ];
     let db = h.state.engine.runner.db.clone();
-    db.commit(&Commit {
+    db.commit(Commit {
         events: events.clone(),
         ..Default::default()
     })

@@ -79,7 +79,7 @@ pub fn load(
                             // Perhaps cut inside a string: the rest as one piece decides.
                             Err(_) => {
                                 let rest = parse(&bytes[from..], precision, default_time);
-                                let line = bytecount(&bytes[..from]);
+                                let line = lineproto::count_newlines(&bytes[..from]);
                                 Parsed::Rest(rest.map_err(|mut e| {
                                     e.line += line;
                                     e
@@ -124,10 +124,6 @@ fn chunk_end(rest: &[u8], target: usize) -> usize {
         Some(i) => target + i + 1,
         None => rest.len(),
     }
-}
-
-fn bytecount(chunk: &[u8]) -> usize {
-    chunk.iter().filter(|&&b| b == b'\n').count()
 }
 
 #[cfg(test)]

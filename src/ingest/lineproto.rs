@@ -113,17 +113,7 @@ pub fn parse_with_limits(
     default_time: i64,
     limits: &PointLimits,
 ) -> Result<Vec<Point>, ParseError> {
-    let mut parser = Parser::new(input, precision, default_time, *limits);
-    // Every point ends with a newline except possibly the last, so this bounds the count.
-    let mut points = Vec::with_capacity(count_newlines(input) + 1);
-    loop {
-        parser.skip_blank_and_comments()?;
-        if parser.at_end() {
-            break;
-        }
-        points.push(parser.point()?.into_owned());
-    }
-    Ok(points)
+    parse_all(input, precision, default_time, limits, PointRef::into_owned)
 }
 
 /// [`parse_with_limits`] into points that borrow their strings from `input` (the ingest path:
@@ -134,19 +124,32 @@ pub fn parse_refs_with_limits<'a>(
     default_time: i64,
     limits: &PointLimits,
 ) -> Result<Vec<PointRef<'a>>, ParseError> {
+    parse_all(input, precision, default_time, limits, |p| p)
+}
+
+/// Every point of `input`, each turned into what the caller keeps by `keep`.
+fn parse_all<'a, T>(
+    input: &'a [u8],
+    precision: Precision,
+    default_time: i64,
+    limits: &PointLimits,
+    keep: impl Fn(PointRef<'a>) -> T,
+) -> Result<Vec<T>, ParseError> {
     let mut parser = Parser::new(input, precision, default_time, *limits);
+    // Every point ends with a newline except possibly the last, so this bounds the count.
     let mut points = Vec::with_capacity(count_newlines(input) + 1);
     loop {
         parser.skip_blank_and_comments()?;
         if parser.at_end() {
             break;
         }
-        points.push(parser.point()?);
+        points.push(keep(parser.point()?));
     }
     Ok(points)
 }
 
-fn count_newlines(input: &[u8]) -> usize {
+/// The number of `\n` bytes in `input`.
+pub(crate) fn count_newlines(input: &[u8]) -> usize {
     // Byte-wide counters over chunks that cannot overflow them vectorise well.
     input
         .chunks(255)

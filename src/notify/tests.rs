@@ -31,7 +31,7 @@ fn ev(policy: &str, r: &str, status: &str, date: i64, tags: &str) -> Event {
 }
 
 fn store(db: &EventDb, e: Event) -> Event {
-    db.commit(&Commit {
+    db.commit(Commit {
         events: vec![e],
         ..Default::default()
     })
@@ -281,7 +281,7 @@ statuses = ["critical", "info"]
     e.set(field::SOURCE, "custom");
     store(&db, e.clone());
     assert!(db
-        .commit(&Commit {
+        .commit(Commit {
             events: vec![e],
             ..Default::default()
         })

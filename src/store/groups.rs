@@ -10,6 +10,7 @@
 //! range starts below the memory floor, exactly as [`Store::window`] answers.
 
 use super::query::{Tags, WindowQuery};
+use super::read::range;
 use super::{Store, StoreError};
 use std::collections::BTreeMap;
 
@@ -149,13 +150,6 @@ fn emit_merged(i: usize, merged: &mut [(i64, f64)], f: &mut impl FnMut(usize, &[
     }
     merged.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
     f(i, merged);
-}
-
-/// The points of `points` (sorted) within `[start, end)`.
-fn range(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
-    let lo = points.partition_point(|p| p.0 < start);
-    let hi = points.partition_point(|p| p.0 < end);
-    &points[lo..hi.max(lo)]
 }
 
 /// The first index of `points` (sorted by time) whose time is at least `t`, searched forward

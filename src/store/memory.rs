@@ -228,17 +228,23 @@ pub(super) fn tagset_key<S: AsRef<str>>(buf: &mut String, measurement: &str, tag
     buf.clear();
     let tags = tags.iter().flat_map(|(k, v)| [k.as_ref(), v.as_ref()]);
     for part in std::iter::once(measurement).chain(tags) {
-        let mut n = part.len();
-        loop {
-            buf.push(char::from(b'0' + (n % 10) as u8));
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        buf.push(':');
-        buf.push_str(part);
+        push_part(buf, part);
     }
+}
+
+/// Appends `part` prefixed by its byte length (decimal digits, least significant first) and
+/// `:`, which keeps a sequence of parts injective.
+pub(super) fn push_part(buf: &mut String, part: &str) {
+    let mut n = part.len();
+    loop {
+        buf.push(char::from(b'0' + (n % 10) as u8));
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.push(':');
+    buf.push_str(part);
 }
 
 /// Tags sorted by key with unique keys (the last value wins), borrowing when already so.

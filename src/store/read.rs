@@ -26,7 +26,7 @@ const SEEK_ROWS: i64 = 8;
 const RESERVE_BLOCKS: usize = 32;
 
 /// The points of `points` (sorted) within `[start, end)`.
-fn range(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
+pub(super) fn range(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
     let lo = points.partition_point(|p| p.0 < start);
     let hi = points.partition_point(|p| p.0 < end);
     &points[lo..hi.max(lo)]

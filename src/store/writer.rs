@@ -6,7 +6,7 @@
 use super::codec::{put_log_sample, Sample, LOG_FORMAT};
 use super::compact::maybe_compact;
 use super::disk::{create_day, day_of, log_table, sqlite_err, Disk, Writer};
-use super::memory::{normalized_tags, tagset_key, FastMap, Mem};
+use super::memory::{normalized_tags, push_part, tagset_key, FastMap, Mem};
 use super::{Store, StoreError};
 use crate::model::point::{FieldValue, Point, PointLike};
 use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -70,17 +70,7 @@ fn shape_key(buf: &mut String, tagset: &str, p: &impl PointLike) {
     buf.push_str(tagset);
     buf.push('|');
     for (name, _) in p.fields() {
-        let name = name.as_ref();
-        let mut n = name.len();
-        loop {
-            buf.push(char::from(b'0' + (n % 10) as u8));
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        buf.push(':');
-        buf.push_str(name);
+        push_part(buf, name.as_ref());
     }
 }
 
