@@ -191,3 +191,91 @@ impl Drop for Tocsin {
         }
     }
 }
+
+/// The path of the first of `names` found on `PATH` (e.g. `["prometheus-alertmanager",
+/// "alertmanager"]`), or `None` after printing why the calling test skips.
+pub fn program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for n in names {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(n);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    eprintln!(
+        "skipping: none of {names:?} is on PATH (.ci/run installs them from Debian packages)"
+    );
+    None
+}
+
+/// A helper program (Prometheus, Alertmanager, VictoriaMetrics...) started for a test; killed
+/// when dropped, its stderr kept in a log file for the failure message.
+pub struct Program {
+    child: Option<Child>,
+    /// where its stdout and stderr go
+    pub log: PathBuf,
+}
+
+impl Program {
+    /// Starts `bin` with `args`, logging to `log`.
+    pub fn start(bin: &Path, args: &[String], log: &Path) -> Program {
+        let f = std::fs::File::create(log).unwrap();
+        let child = Command::new(bin)
+            .args(args)
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        Program {
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Polls `url` until it answers 2xx, for at most `secs` seconds; panics with the log.
+    pub fn wait_ready(&self, url: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if ureq::get(url).timeout(Duration::from_secs(2)).call().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{url} did not come up:\n{}", self.log_text());
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// kill -9 and wait (an outage).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `secs` seconds.
+pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
