@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod custom;
+pub mod datasource;
 pub mod detect;
 pub mod engine;
 pub mod events;

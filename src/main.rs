@@ -125,9 +125,10 @@ enum Cmd {
         /// monitors directory or file
         #[arg(long)]
         monitors: PathBuf,
-        /// line protocol file
+        /// line protocol file for monitors over the embedded store (not needed when every
+        /// monitor reads a `[[datasources]]` entry)
         #[arg(long)]
-        metrics: PathBuf,
+        metrics: Option<PathBuf>,
         /// first trigger time (RFC 3339 or Unix seconds)
         #[arg(long)]
         from: String,

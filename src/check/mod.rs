@@ -5,6 +5,7 @@
 //! `tocsin test` all run checks through [`Runner::run`].
 //!
 //! - `query`: a query monitor's check (objects, windows, parallel evaluation)
+//! - `promql`: a datasource monitor's check (PromQL answer → objects, then as `query`)
 //! - `host`: the script host functions bound to one check
 //! - `rules`: the rule-kind maths and rule evaluation
 //! - `render`: the one event renderer
@@ -12,6 +13,7 @@
 
 mod bot;
 mod host;
+mod promql;
 mod query;
 mod render;
 mod rules;
@@ -109,6 +111,8 @@ pub struct Runner {
     pub public_url: Option<String>,
     /// threads a large check splits its objects over
     pub workers: Workers,
+    /// `[[datasources]]` that datasource monitors query
+    pub datasources: Arc<crate::datasource::Datasources>,
 }
 
 impl Runner {
@@ -136,11 +140,11 @@ impl Runner {
         t: i64,
         mode: ExecMode,
     ) -> Result<CheckReport, CheckError> {
-        let (query, rules) = match &m.kind {
-            MonitorKind::Bot { script } => return self.run_bot(m, script, st, t, mode),
-            MonitorKind::Query { query, rules } => (query, rules),
-        };
-        self.run_query(m, query, rules, st, t, mode)
+        match &m.kind {
+            MonitorKind::Bot { script } => self.run_bot(m, script, st, t, mode),
+            MonitorKind::Query { query, rules } => self.run_query(m, query, rules, st, t, mode),
+            MonitorKind::Promql { query, rules } => self.run_promql(m, query, rules, st, t, mode),
+        }
     }
 
     /// Manual recovery of an open round at `t`; returns the stored `manual_ok` event.

@@ -74,19 +74,42 @@ impl Plan {
     }
 }
 
+/// The objects one check has data for, whatever source resolved them: the store's series
+/// groups ([`Plan`]) or a data source's answer (`super::promql`). Indices are the `Seen`s.
+pub(super) trait Objects: Sync {
+    /// the dimension tags of object `g`
+    fn tags(&self, g: usize) -> &Tags;
+    /// the event ref of object `g`
+    fn event_ref(&self, g: usize) -> &str;
+    /// object indices in event-ref order (the order objects are checked in)
+    fn order(&self) -> &[usize];
+}
+
+impl Objects for Plan {
+    fn tags(&self, g: usize) -> &Tags {
+        &self.groups.groups[g].tags
+    }
+    fn event_ref(&self, g: usize) -> &str {
+        &self.refs[g]
+    }
+    fn order(&self) -> &[usize] {
+        &self.order
+    }
+}
+
 /// What one check read for one group (an object with series).
 #[derive(Debug, Clone, Default)]
-struct Seen {
+pub(super) struct Seen {
     /// time (Unix s) of its latest point in the window or the nodata lookback
-    last: Option<i64>,
+    pub(super) last: Option<i64>,
     /// it has points in the window
-    in_window: bool,
+    pub(super) in_window: bool,
     /// it has points in the nodata lookback
-    in_probe: bool,
+    pub(super) in_probe: bool,
     /// `agg` over the window
-    value: Option<f64>,
+    pub(super) value: Option<f64>,
     /// the window's points, kept only when a rule needs Rhai
-    points: Vec<(i64, f64)>,
+    pub(super) points: Vec<(i64, f64)>,
 }
 
 /// Where a changed object state goes once the check has committed.
@@ -111,7 +134,7 @@ struct Item<'a> {
 /// whose only change is a newer `last_seen` is written once the time crosses a multiple of
 /// this (a 24th of `forget_after`, so at most an hour for the default 24 h), not at every
 /// check. After a restart an object may then be forgotten up to that much early.
-fn seen_grain(forget_after: i64) -> i64 {
+pub(super) fn seen_grain(forget_after: i64) -> i64 {
     (forget_after / 24).max(1)
 }
 
@@ -123,21 +146,24 @@ fn worth_storing(old: Option<&ObjectState>, new: &ObjectState, grain: i64) -> bo
 }
 
 /// Everything the objects of one check share.
-struct Pass<'a> {
-    runner: &'a Runner,
-    m: &'a Monitor,
-    rules: &'a Rules,
-    plan: &'a Plan,
-    seen: &'a [Seen],
-    bases: &'a [Baseline],
-    fleet: Option<(f64, f64)>,
-    host: Host<'a>,
-    lookback: Option<i64>,
-    range: (i64, i64),
-    t: i64,
-    mode: ExecMode,
-    keeps_state: bool,
-    grain: i64,
+pub(super) struct Pass<'a> {
+    pub(super) runner: &'a Runner,
+    pub(super) m: &'a Monitor,
+    pub(super) rules: &'a Rules,
+    pub(super) objects: &'a dyn Objects,
+    pub(super) seen: &'a [Seen],
+    pub(super) bases: &'a [Baseline],
+    pub(super) fleet: Option<(f64, f64)>,
+    pub(super) host: Host<'a>,
+    pub(super) lookback: Option<i64>,
+    /// the nodata lookback is judged by when the object was last present (a data source's
+    /// answer has no points to look back over), not by its points in the lookback
+    pub(super) lookback_by_last_seen: bool,
+    pub(super) range: (i64, i64),
+    pub(super) t: i64,
+    pub(super) mode: ExecMode,
+    pub(super) keeps_state: bool,
+    pub(super) grain: i64,
 }
 
 /// What the objects of (a part of) a check produced, in object order.
@@ -175,7 +201,7 @@ impl Pass<'_> {
 
     /// Checks one object: classify, evaluate, step, render; records what changed.
     fn object(&self, item: &Item, out: &mut Outcome) {
-        let (m, plan) = (self.m, self.plan);
+        let (m, objects) = (self.m, self.objects);
         let Item {
             slot,
             event_ref: r,
@@ -184,11 +210,14 @@ impl Pass<'_> {
         } = *item;
         let tags = known
             .map(|(t, _)| t)
-            .or_else(|| group.map(|g| &plan.groups.groups[g].tags))
+            .or_else(|| group.map(|g| objects.tags(g)))
             .expect("an object is known or has data");
         let old = known.map(|(_, s)| s);
         let mut state = old.cloned().unwrap_or_default();
         let data = group.map(|g| &self.seen[g]);
+        let seen_lately = |l: i64| {
+            self.lookback_by_last_seen && old.and_then(|o| o.last_seen).is_some_and(|s| s >= l)
+        };
         if let Some(s) = data.and_then(|d| d.last) {
             state.last_seen = Some(state.last_seen.map_or(s, |x| x.max(s)));
         }
@@ -196,7 +225,9 @@ impl Pass<'_> {
             Presence {
                 known: known.is_some(),
                 in_window: data.is_some_and(|d| d.in_window),
-                in_lookback: self.lookback.map(|_| data.is_some_and(|d| d.in_probe)),
+                in_lookback: self
+                    .lookback
+                    .map(|l| data.is_some_and(|d| d.in_probe) || seen_lately(l)),
             },
             m.settings.nodata,
         );
@@ -275,19 +306,19 @@ impl Pass<'_> {
 }
 
 /// Known objects and groups with data, merged in event-ref order.
-fn items<'a>(st: &'a MonitorState, plan: &'a Plan, seen: &[Seen]) -> Vec<Item<'a>> {
+fn items<'a>(st: &'a MonitorState, plan: &'a dyn Objects, seen: &[Seen]) -> Vec<Item<'a>> {
     let mut known = st.objects.iter().enumerate().peekable();
     let mut groups = plan
-        .order
+        .order()
         .iter()
         .copied()
         .filter(|g| seen[*g].last.is_some())
         .peekable();
-    let mut out = Vec::with_capacity(st.objects.len().max(plan.order.len()));
+    let mut out = Vec::with_capacity(st.objects.len().max(plan.order().len()));
     loop {
         let new = |g: usize| Item {
             slot: Slot::New(g),
-            event_ref: plan.refs[g].as_str(),
+            event_ref: plan.event_ref(g),
             known: None,
             group: Some(g),
         };
@@ -298,7 +329,7 @@ fn items<'a>(st: &'a MonitorState, plan: &'a Plan, seen: &[Seen]) -> Vec<Item<'a
                 new(g)
             }
             (Some((i, (kr, kv))), g) => {
-                let order = g.map(|g| plan.refs[g].as_str().cmp(kr));
+                let order = g.map(|g| plan.event_ref(g).cmp(kr));
                 if order == Some(Ordering::Less) {
                     groups.next();
                     new(g.expect("compared"))
@@ -429,7 +460,7 @@ impl Runner {
             runner: self,
             m,
             rules,
-            plan,
+            objects: plan,
             seen: &seen,
             bases: &bases,
             fleet,
@@ -440,29 +471,39 @@ impl Runner {
                 delay: m.delay,
             },
             lookback,
+            lookback_by_last_seen: false,
             range: (start, end),
             t,
             mode,
             keeps_state: self.db.keeps_state(),
             grain: seen_grain(m.forget_after),
         };
-        let items = items(st, plan, &seen);
-        let out = run_parallel(&pass, &items);
+        self.finish(&pass, st).map(Some)
+    }
+
+    /// The part of a check after the reads, whatever the source: every object checked, one
+    /// commit, and only then the in-memory state moved on.
+    pub(super) fn finish(
+        &self,
+        pass: &Pass,
+        st: &mut MonitorState,
+    ) -> Result<CheckReport, CheckError> {
+        let items = items(st, pass.objects, pass.seen);
+        let out = run_parallel(pass, &items);
         drop(items);
         let commit = Commit {
             events: out.events,
             upserts: out.upserts,
             deletes: out.deletes,
-            kv: super::tick_record(m, t, mode),
+            kv: super::tick_record(pass.m, pass.t, pass.mode),
         };
         let events = self.db.commit(commit)?;
-        // Only now that the commit holds does the in-memory state move on.
-        apply(st, plan, out.changes, out.forgotten);
-        Ok(Some(CheckReport {
+        apply(st, pass.objects, out.changes, out.forgotten);
+        Ok(CheckReport {
             events,
             errors: out.errors,
             objects: out.objects,
-        }))
+        })
     }
 }
 
@@ -490,7 +531,7 @@ fn run_parallel(pass: &Pass, items: &[Item]) -> Outcome {
 /// forgotten objects out.
 fn apply(
     st: &mut MonitorState,
-    plan: &Plan,
+    plan: &dyn Objects,
     changes: Vec<(Slot, ObjectState)>,
     forgotten: Vec<String>,
 ) {
@@ -509,8 +550,9 @@ fn apply(
     fresh.extend(changes);
     for (slot, state) in fresh {
         if let Slot::New(g) = slot {
-            let tags = plan.groups.groups[g].tags.clone();
-            st.objects.insert(plan.refs[g].clone(), (tags, state));
+            let tags = plan.tags(g).clone();
+            st.objects
+                .insert(plan.event_ref(g).to_string(), (tags, state));
         }
     }
     for r in forgotten {

@@ -31,6 +31,7 @@ impl Bench {
             scripts_dir: dir.path(),
             policies: &[],
             engine: &engine,
+            datasources: None,
         };
         let m = parse_monitor(monitor, Path::new("m.toml"), "m", &ctx).expect("monitor parses");
         let runner = Runner {
@@ -40,6 +41,7 @@ impl Bench {
             policies: PolicyNames::new(),
             public_url: None,
             workers: Default::default(),
+            datasources: Default::default(),
         };
         let st = runner.load_state(&m).unwrap();
         Bench {

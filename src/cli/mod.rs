@@ -42,12 +42,15 @@ pub fn check(paths: &[PathBuf], scripts: Option<&Path>, config: Option<&Path>) -
         .unwrap_or_else(|| PathBuf::from("scripts"));
     let engine = ScriptEngine::new(Default::default());
     let policies = cfg.policy_ids();
+    // Without a config there is nothing to check a monitor's datasource against.
+    let datasources = cfg.datasource_ids();
     let loaded = load(
         &paths,
         &LoadContext {
             scripts_dir: &scripts,
             policies: &policies,
             engine: &engine,
+            datasources: config.map(|_| datasources.as_slice()),
         },
     );
     for e in &loaded.errors {
@@ -106,7 +109,7 @@ pub struct ReplayArgs {
     /// monitors directory or file
     pub monitors: PathBuf,
     /// line protocol input
-    pub metrics: PathBuf,
+    pub metrics: Option<PathBuf>,
     /// first trigger time
     pub from: i64,
     /// last trigger time
@@ -132,12 +135,14 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("scripts"));
     let engine = Arc::new(ScriptEngine::new(Default::default()));
     let policies = cfg.policy_ids();
+    let datasources = cfg.datasource_ids();
     let loaded = load(
         std::slice::from_ref(&a.monitors),
         &LoadContext {
             scripts_dir: &scripts,
             policies: &policies,
             engine: &engine,
+            datasources: Some(&datasources),
         },
     );
     if !loaded.errors.is_empty() {
@@ -149,13 +154,30 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
             loaded.errors.len()
         );
     }
-    let bytes = map_file(&a.metrics)?;
     let store = Arc::new(Store::scratch());
-    crate::ingest::file::load(&store, &bytes, a.precision, 0).map_err(|e| match e {
-        crate::ingest::file::LoadError::Parse(e) => anyhow!("{}: {e}", a.metrics.display()),
-        e => anyhow!("{e}"),
-    })?;
-    drop(bytes);
+    match &a.metrics {
+        Some(path) => {
+            let bytes = map_file(path)?;
+            crate::ingest::file::load(&store, &bytes, a.precision, 0).map_err(|e| match e {
+                crate::ingest::file::LoadError::Parse(e) => anyhow!("{}: {e}", path.display()),
+                e => anyhow!("{e}"),
+            })?;
+        }
+        None => {
+            let needs: Vec<&str> = loaded
+                .monitors
+                .iter()
+                .filter(|m| m.promql().is_none())
+                .map(|m| m.id.as_str())
+                .collect();
+            if !needs.is_empty() {
+                bail!(
+                    "--metrics is needed: {} read(s) the embedded store, not a datasource",
+                    needs.join(", ")
+                );
+            }
+        }
+    }
     let runner = Runner {
         store,
         db: Arc::new(EventDb::scratch_events()),
@@ -163,6 +185,11 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         policies: cfg.policy_names(),
         public_url: cfg.public_url.clone(),
         workers: Default::default(),
+        // Datasource monitors read range queries in chunks (vmalert's -replay).
+        datasources: Arc::new(crate::datasource::Datasources::for_replay(
+            &cfg.datasources,
+            a.to,
+        )),
     };
     let ticks = crate::cli::replay::schedule(&loaded.monitors, a.from, a.to);
     let bar = if std::io::stderr().is_terminal() && ticks.len() > 200 {

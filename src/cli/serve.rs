@@ -96,6 +96,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         policies: cfg.policy_names(),
         public_url: cfg.public_url.clone(),
         workers: Default::default(),
+        datasources: Arc::new(crate::datasource::Datasources::new(&cfg.datasources)),
     });
     let engine = Engine::new(
         runner,
@@ -104,6 +105,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             monitors: monitors.clone(),
             scripts,
             policies: cfg.policy_ids(),
+            datasources: cfg.datasource_ids(),
         },
     );
     // Bounded: beyond a million queued points, writers get 429 (Retry-After) instead.

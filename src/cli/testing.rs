@@ -307,10 +307,12 @@ pub fn run_file(path: &Path) -> Result<FileResult, String> {
     };
     let engine = Arc::new(ScriptEngine::new(Default::default()));
     let policy_ids = config.policy_ids();
+    let datasource_ids = config.datasource_ids();
     let ctx = LoadContext {
         scripts_dir: &scripts,
         policies: &policy_ids,
         engine: &engine,
+        datasources: Some(&datasource_ids),
     };
     let paths: Vec<PathBuf> = tf.monitors.iter().map(|m| dir.join(m)).collect();
     let loaded = load(&paths, &ctx);
@@ -392,6 +394,7 @@ fn run_case(
         policies: config.policy_names(),
         public_url: config.public_url.clone(),
         workers: Default::default(),
+        datasources: Default::default(),
     };
     // Resolve expectations.
     let mut expects: Vec<(i64, String, &Expect)> = Vec::new();

@@ -11,10 +11,12 @@ use crate::monitor::Cron;
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 
+mod datasource;
 mod policy;
 #[cfg(test)]
 mod tests;
 
+pub use datasource::{BasicAuth, Datasource};
 pub use policy::{AccessKey, Format, Mute, MuteWindow, Policy, TagFilter, TagValues, Target};
 
 /// Why a config file was refused.
@@ -76,6 +78,9 @@ pub struct Config {
     /// `[limits]`: bounds on what writes may create
     #[serde(default)]
     pub limits: Limits,
+    /// Prometheus-compatible query APIs that monitors may read
+    #[serde(default)]
+    pub datasources: Vec<Datasource>,
 }
 
 impl Default for Config {
@@ -298,7 +303,45 @@ impl Config {
                 ));
             }
         }
+        let mut ids = std::collections::HashSet::new();
+        for d in &cfg.datasources {
+            let line = || {
+                text.match_indices(&format!("{:?}", d.id))
+                    .next()
+                    .map_or(1, |(at, _)| line_of(text, at))
+            };
+            if d.id.is_empty() {
+                return Err(invalid(1, "datasources.id: must not be empty".into()));
+            }
+            if !ids.insert(d.id.as_str()) {
+                let line = text
+                    .match_indices(&format!("{:?}", d.id))
+                    .nth(1)
+                    .map_or(1, |(at, _)| line_of(text, at));
+                return Err(invalid(
+                    line,
+                    format!(
+                        "datasources.id: id {:?} is used twice; ids must be unique",
+                        d.id
+                    ),
+                ));
+            }
+            if d.timeout.get() <= 0 {
+                return Err(invalid(
+                    line(),
+                    format!(
+                        "datasources.timeout: the timeout of {:?} must be longer than 0s",
+                        d.id
+                    ),
+                ));
+            }
+        }
         Ok(cfg)
+    }
+
+    /// Datasource ids.
+    pub fn datasource_ids(&self) -> Vec<String> {
+        self.datasources.iter().map(|d| d.id.clone()).collect()
     }
 
     /// Policy ids.
@@ -307,7 +350,7 @@ impl Config {
     }
 
     /// Policy names by id.
-    pub fn policy_names(&self) -> crate::check::PolicyNames {
+    pub fn policy_names(&self) -> std::collections::HashMap<String, String> {
         self.policies
             .iter()
             .map(|p| (p.id.clone(), p.display_name().to_string()))

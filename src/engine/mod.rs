@@ -91,6 +91,8 @@ pub struct Sources {
     pub scripts: PathBuf,
     /// policy ids from the config
     pub policies: Vec<String>,
+    /// datasource ids from the config
+    pub datasources: Vec<String>,
 }
 
 /// The live engine.
@@ -185,6 +187,7 @@ impl Engine {
             scripts_dir: &self.sources.scripts,
             policies: &self.sources.policies,
             engine: &self.runner.engine,
+            datasources: Some(&self.sources.datasources),
         };
         let loaded = load(std::slice::from_ref(&self.sources.monitors), &ctx);
         for e in &loaded.errors {

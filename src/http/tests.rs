@@ -41,6 +41,7 @@ impl Harness {
             policies: Default::default(),
             public_url: None,
             workers: Default::default(),
+            datasources: Default::default(),
         });
         let engine = Engine::new(
             runner,
@@ -49,6 +50,7 @@ impl Harness {
                 monitors: dir.path().join("monitors"),
                 scripts: dir.path().join("scripts"),
                 policies: vec![],
+                datasources: vec![],
             },
         );
         let ingest = Ingest::start(store, metrics, 1_000_000);

@@ -15,6 +15,9 @@ pub struct LoadContext<'a> {
     pub policies: &'a [String],
     /// the engine that compiles rules and scripts
     pub engine: &'a ScriptEngine,
+    /// known `[[datasources]]` ids; `None` when no config was given (then a monitor's
+    /// `datasource` is not checked against it)
+    pub datasources: Option<&'a [String]>,
 }
 
 /// The outcome of loading: the valid monitors and every error.

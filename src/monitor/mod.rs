@@ -24,6 +24,7 @@ mod schedule;
 mod template;
 pub use load::{load, load_file, monitor_files, LoadContext, Loaded};
 pub use parse::parse_monitor;
+pub use query::check_promql;
 pub use schedule::{parse_cron, Cron, Schedule};
 
 /// A validation error in a monitor file.
@@ -161,6 +162,16 @@ pub struct QuerySpec {
     pub filters: Vec<Filter>,
 }
 
+/// `[query]` with `datasource` and `promql`: an instant query against a `[[datasources]]`
+/// entry at the window end; each series of the result is one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromqlSpec {
+    /// the `[[datasources]]` id
+    pub datasource: String,
+    /// the PromQL expression (checked by a PromQL parser at load time)
+    pub promql: String,
+}
+
 /// A compiled script with the name it was given by (`script` or `rules.script`).
 #[derive(Debug, Clone)]
 pub struct Script {
@@ -199,6 +210,14 @@ pub enum MonitorKind {
     Query {
         /// what is queried
         query: QuerySpec,
+        /// how the result is judged
+        rules: Rules,
+    },
+    /// `custom` and `slo` over a data source: the PromQL result's series are the objects,
+    /// their values the `Result`
+    Promql {
+        /// what is queried
+        query: PromqlSpec,
         /// how the result is judged
         rules: Rules,
     },
@@ -275,6 +294,22 @@ impl Monitor {
     pub fn query(&self) -> Option<&QuerySpec> {
         match &self.kind {
             MonitorKind::Query { query, .. } => Some(query),
+            MonitorKind::Promql { .. } | MonitorKind::Bot { .. } => None,
+        }
+    }
+
+    /// The PromQL query of a data-source monitor.
+    pub fn promql(&self) -> Option<&PromqlSpec> {
+        match &self.kind {
+            MonitorKind::Promql { query, .. } => Some(query),
+            _ => None,
+        }
+    }
+
+    /// The rules, unless this is a bot.
+    pub fn rules(&self) -> Option<&Rules> {
+        match &self.kind {
+            MonitorKind::Query { rules, .. } | MonitorKind::Promql { rules, .. } => Some(rules),
             MonitorKind::Bot { .. } => None,
         }
     }
@@ -301,6 +336,7 @@ mod tests {
             scripts_dir: Path::new("/nonexistent"),
             policies: &[],
             engine: &engine,
+            datasources: None,
         };
         parse_monitor(text, Path::new("m.toml"), "m", &ctx)
     }
@@ -441,6 +477,7 @@ mod tests {
             scripts_dir: &scripts,
             policies: &[],
             engine: &engine,
+            datasources: None,
         };
         let file = dir.join("monitors").join("bot.toml");
         std::fs::write(

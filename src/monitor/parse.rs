@@ -3,8 +3,11 @@
 
 use super::errs::{field_at, Errs};
 use super::load::LoadContext;
+use super::query::Query;
 use super::raw::RawMonitor;
-use super::{parse_cron, Eval, Monitor, MonitorError, MonitorKind, MonitorType, Rules, Schedule};
+use super::{
+    parse_cron, Eval, Monitor, MonitorError, MonitorKind, MonitorType, RuleKind, Rules, Schedule,
+};
 use crate::detect::{NodataAction, Settings};
 use crate::model::event::md5_hex;
 use crate::model::time::parse_duration;
@@ -149,7 +152,7 @@ pub fn parse_monitor(
     let delay = e.duration(&raw.delay, "delay", 0);
     let forget_after = e.duration(&raw.forget_after, "forget_after", 86_400);
 
-    let query = super::query::parse(raw.query.as_ref(), mtype, &mut e);
+    let query = super::query::parse(raw.query.as_ref(), mtype, ctx, &mut e);
     let rules = super::rules::parse(
         raw.rules.as_ref(),
         raw.script.as_ref(),
@@ -165,9 +168,8 @@ pub fn parse_monitor(
     let kind = match (mtype, query, rules.script) {
         (MonitorType::BotObs, _, Some(script)) => Some(MonitorKind::Bot { script }),
         (MonitorType::BotObs, _, None) => None,
-        (_, Some(query), script) => Some(MonitorKind::Query {
-            query,
-            rules: Rules {
+        (_, Some(query), script) => {
+            let rules = Rules {
                 kind: rules.kind,
                 eval: match script {
                     Some(s) => Eval::Script(s),
@@ -175,8 +177,25 @@ pub fn parse_monitor(
                 },
                 recovery: rules.recovery,
                 baseline: rules.baseline,
-            },
-        }),
+            };
+            Some(match query {
+                Query::Store(query) => MonitorKind::Query { query, rules },
+                Query::Promql(query) => {
+                    if rules.kind == RuleKind::Range {
+                        let at = raw.rules.as_ref().map_or(0..0, |r| r.span());
+                        e.at(
+                            at,
+                            "rules.kind",
+                            "kind = \"range\" needs the baseline window's points, which a \
+                             datasource monitor does not read; use threshold, mutation, \
+                             outlier or composite, or compute the band in PromQL"
+                                .into(),
+                        );
+                    }
+                    MonitorKind::Promql { query, rules }
+                }
+            })
+        }
         (_, None, _) => None,
     };
     let Some(kind) = kind.filter(|_| e.list.is_empty()) else {
@@ -194,6 +213,9 @@ pub fn parse_monitor(
             q.where_raw,
             interval
         ),
+        MonitorKind::Promql { query: q, .. } => {
+            format!("promql|{}|{}|{}", q.datasource, q.promql, interval)
+        }
         MonitorKind::Bot { .. } => format!("bot|{id}"),
     });
     Ok(Monitor {

@@ -97,6 +97,8 @@ pub(super) struct RawQuery {
     pub(super) by: Option<Spanned<StrList>>,
     #[serde(rename = "where")]
     pub(super) where_: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub(super) datasource: Option<Spanned<String>>,
+    pub(super) promql: Option<Spanned<String>>,
 }
 
 /// `[rules]`.

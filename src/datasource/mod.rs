@@ -1,0 +1,254 @@
+//! Prometheus-compatible data sources (`[[datasources]]`): Prometheus, VictoriaMetrics,
+//! Mimir, Thanos, or anything else that answers the Prometheus HTTP query API.
+//!
+//! A datasource monitor's check asks for the value of its PromQL expression at the window
+//! end ([`Datasources::at`]); each series of the answer is one object. Live checks send one
+//! instant query per check. A replay sends range queries instead, a chunk of
+//! [`REPLAY_CHUNK_STEPS`] evaluation steps at a time, and answers each tick from the chunk
+//! that covers it: a range query evaluates the expression at `start + k·step` exactly as an
+//! instant query at that time would, so both give the same objects and values.
+//!
+//! - `client`: one API's HTTP calls and JSON answers
+
+mod client;
+
+use crate::config::Datasource;
+use crate::model::Tags;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+
+pub use client::Client;
+
+/// Evaluation steps per range query of a replay: 720 one-minute ticks are 12 hours, well under
+/// Prometheus' 11,000 points per series and VictoriaMetrics' 30,000, and a thousand series of
+/// it are about 12 MB in memory.
+pub const REPLAY_CHUNK_STEPS: i64 = 720;
+
+/// One series of an answer: its labels without `__name__`, its points `(Unix s, value)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// the object's dimension tags
+    pub tags: Tags,
+    /// evaluation times and values, in time order
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Why a data source gave no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DatasourceError {
+    /// the monitor names a data source the config does not have
+    #[error("no datasource {id:?} in the config")]
+    Unknown {
+        /// the id
+        id: String,
+    },
+    /// connection refused, timeout, DNS...
+    #[error("datasource {id:?}: {url}: {message}")]
+    Unreachable {
+        /// the id
+        id: String,
+        /// what was asked
+        url: String,
+        /// the transport error
+        message: String,
+    },
+    /// an HTTP error status
+    #[error("datasource {id:?}: {url} answered HTTP {code}: {message}")]
+    Status {
+        /// the id
+        id: String,
+        /// what was asked
+        url: String,
+        /// the status
+        code: u16,
+        /// the API's error text, or the start of the body
+        message: String,
+    },
+    /// `"status": "error"` in a 200
+    #[error("datasource {id:?}: query failed ({kind}): {message}")]
+    Query {
+        /// the id
+        id: String,
+        /// `errorType`
+        kind: String,
+        /// `error`
+        message: String,
+    },
+    /// an answer that is not the API's JSON
+    #[error("datasource {id:?}: unreadable answer: {message}")]
+    Decode {
+        /// the id
+        id: String,
+        /// what was wrong
+        message: String,
+    },
+}
+
+/// Which of a check's evaluation times a query is for; a replay keeps one chunk per lane so
+/// that the window and the window before it (for `mutation`) do not evict each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// the window end
+    Window,
+    /// the end of the window before it
+    Previous,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ChunkKey {
+    datasource: String,
+    promql: String,
+    step: i64,
+    lane: Lane,
+}
+
+/// A range query's answer: the expression at `start`, `start + step`, ... `end`.
+#[derive(Debug)]
+struct Chunk {
+    start: i64,
+    end: i64,
+    step: i64,
+    series: Vec<Series>,
+}
+
+impl Chunk {
+    fn covers(&self, at: i64) -> bool {
+        self.start <= at && at <= self.end && (at - self.start) % self.step == 0
+    }
+
+    /// The series that have a point at `at`, with that point's value.
+    fn at(&self, at: i64) -> Vec<(Tags, f64)> {
+        self.series
+            .iter()
+            .filter_map(|s| {
+                let i = s.points.partition_point(|p| p.0 < at);
+                s.points
+                    .get(i)
+                    .filter(|p| p.0 == at)
+                    .map(|p| (s.tags.clone(), p.1))
+            })
+            .collect()
+    }
+}
+
+/// Range-query chunks of a replay.
+#[derive(Debug)]
+struct ReplayChunks {
+    /// no chunk reaches past this (the replay's last window end)
+    until: i64,
+    chunks: Mutex<HashMap<ChunkKey, Chunk>>,
+}
+
+/// The configured data sources.
+#[derive(Debug, Default)]
+pub struct Datasources {
+    clients: HashMap<String, Client>,
+    replay: Option<ReplayChunks>,
+}
+
+impl Datasources {
+    /// Live: one instant query per check.
+    pub fn new(cfg: &[Datasource]) -> Datasources {
+        Datasources {
+            clients: cfg.iter().map(|d| (d.id.clone(), Client::new(d))).collect(),
+            replay: None,
+        }
+    }
+
+    /// For a replay whose windows end at or before `until`: monitors with a fixed period are
+    /// answered from range queries.
+    pub fn for_replay(cfg: &[Datasource], until: i64) -> Datasources {
+        Datasources {
+            replay: Some(ReplayChunks {
+                until,
+                chunks: Mutex::default(),
+            }),
+            ..Datasources::new(cfg)
+        }
+    }
+
+    fn client(&self, id: &str) -> Result<&Client, DatasourceError> {
+        self.clients
+            .get(id)
+            .ok_or_else(|| DatasourceError::Unknown { id: id.to_string() })
+    }
+
+    /// The value of `promql` at `at` (Unix s) in data source `id`: the series of the answer
+    /// with their values. `step` is the monitor's fixed period, when it has one.
+    pub fn at(
+        &self,
+        id: &str,
+        promql: &str,
+        at: i64,
+        step: Option<i64>,
+        lane: Lane,
+    ) -> Result<Vec<(Tags, f64)>, DatasourceError> {
+        let client = self.client(id)?;
+        let (Some(replay), Some(step)) = (&self.replay, step.filter(|s| *s > 0)) else {
+            let series = client.instant(promql, at, step)?;
+            return Ok(series
+                .into_iter()
+                .filter_map(|s| s.points.last().map(|p| (s.tags, p.1)))
+                .collect());
+        };
+        let key = ChunkKey {
+            datasource: id.to_string(),
+            promql: promql.to_string(),
+            step,
+            lane,
+        };
+        let mut chunks = replay.chunks.lock();
+        if let Some(c) = chunks.get(&key).filter(|c| c.covers(at)) {
+            return Ok(c.at(at));
+        }
+        let end = (at + (REPLAY_CHUNK_STEPS - 1) * step).min(replay.until.max(at));
+        let end = at + (end - at) / step * step;
+        tracing::debug!(datasource = id, start = at, end, step, "replay range query");
+        let series = client.range(promql, at, end, step)?;
+        let chunk = Chunk {
+            start: at,
+            end,
+            step,
+            series,
+        };
+        let out = chunk.at(at);
+        chunks.insert(key, chunk);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_answers_only_its_steps() {
+        let tags = Tags::from([("host".to_string(), "a".to_string())]);
+        let c = Chunk {
+            start: 60,
+            end: 240,
+            step: 60,
+            series: vec![
+                Series {
+                    tags: tags.clone(),
+                    points: vec![(60, 1.0), (180, 3.0)],
+                },
+                Series {
+                    tags: Tags::new(),
+                    points: vec![(120, 2.0)],
+                },
+            ],
+        };
+        assert!(c.covers(60) && c.covers(240) && !c.covers(90) && !c.covers(300));
+        assert_eq!(c.at(60), vec![(tags.clone(), 1.0)]);
+        assert_eq!(c.at(120), vec![(Tags::new(), 2.0)]);
+        assert_eq!(c.at(240), vec![]);
+    }
+
+    #[test]
+    fn an_unknown_datasource_is_named() {
+        let d = Datasources::new(&[]);
+        let e = d.at("vm", "up", 0, None, Lane::Window).unwrap_err();
+        assert_eq!(e.to_string(), "no datasource \"vm\" in the config");
+    }
+}
