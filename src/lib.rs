@@ -21,5 +21,6 @@ pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod notify;
+pub mod process;
 pub mod script;
 pub mod store;

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tocsin::ingest::lineproto::Precision;
-use tocsin::model::time::parse_time;
+use tocsin::model::time::parse_time_or_ago;
 
 /// mimalloc rather than glibc's malloc: ingest and checks allocate many small, short-lived
 /// values, often freed on another thread than the one that made them (parsed points cross to
@@ -174,7 +174,7 @@ fn precision(p: &str) -> Result<Precision> {
 }
 
 fn time_arg(flag: &str, v: &str) -> Result<i64> {
-    parse_time(v).map_err(|e| anyhow!("{flag}: {e}"))
+    parse_time_or_ago(v, chrono::Utc::now().timestamp()).map_err(|e| anyhow!("{flag}: {e}"))
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -335,14 +335,22 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn main() -> ExitCode {
+    let serving = std::env::args().nth(1).as_deref() == Some("serve");
+    if !serving {
+        // `tocsin events | head -1`: a closed pipe ends a one-shot command quietly, as it
+        // does for other Unix tools, instead of a panic in the middle of a print.
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 // serve logs its work; one-shot commands only warn
-                let serving = std::env::args().nth(1).as_deref() == Some("serve");
                 (if serving { "info" } else { "warn" }).into()
             }),
         )
+        // Colours only for a person at a terminal, not in files and journals.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {

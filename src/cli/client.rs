@@ -1,6 +1,6 @@
 //! Admin commands that talk to a running server: `run`, `events`, `issues`, `recover`.
 
-use crate::model::time::{format_duration, format_time, parse_time};
+use crate::model::time::{format_duration, format_time, parse_time_or_ago};
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
@@ -183,6 +183,19 @@ pub struct EventsArgs {
 pub fn events(c: &Client, a: &EventsArgs, as_json: bool) -> Result<()> {
     let mut p: Vec<(&str, String)> = Vec::new();
     if let Some(v) = &a.status {
+        // Checked here, so a typo is an error and not an empty table.
+        for name in v.split(',').map(str::trim) {
+            if crate::model::event::Status::parse(name).is_none() {
+                bail!(
+                    "--status {name:?}: expected one of {} (several with commas)",
+                    crate::model::event::ALL_STATUSES
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         p.push(("status", v.clone()));
     }
     if let Some(v) = &a.monitor {
@@ -194,7 +207,7 @@ pub fn events(c: &Client, a: &EventsArgs, as_json: bool) -> Result<()> {
     if let Some(v) = &a.since {
         p.push((
             "from",
-            parse_time(v)
+            parse_time_or_ago(v, chrono::Utc::now().timestamp())
                 .map_err(|e| anyhow!("--since: {e}"))?
                 .to_string(),
         ));
@@ -208,6 +221,8 @@ pub fn events(c: &Client, a: &EventsArgs, as_json: bool) -> Result<()> {
         .unwrap_or_default();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&events)?);
+    } else if events.is_empty() {
+        println!("no events match");
     } else {
         print!("{}", events_table(&events));
     }
@@ -228,6 +243,15 @@ pub fn issues(c: &Client, monitor: Option<&str>, as_json: bool) -> Result<()> {
         .unwrap_or_default();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&issues)?);
+        return Ok(());
+    }
+    if issues.is_empty() {
+        println!(
+            "no open issues{}",
+            monitor
+                .map(|m| format!(" for monitor {m}"))
+                .unwrap_or_default()
+        );
         return Ok(());
     }
     print!(

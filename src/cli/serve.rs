@@ -122,12 +122,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, data = %data.display(), monitors = %monitors.display(), "tocsin listening");
-    eprintln!(
-        "tocsin listening on http://{addr} (data {}, monitors {})",
-        data.display(),
-        monitors.display()
-    );
+    // Once, through the log (which goes to stderr), so it is not printed twice.
+    tracing::info!(data = %data.display(), monitors = %monitors.display(), "tocsin listening on http://{addr}");
 
     let scheduler = tokio::spawn(engine.clone().scheduler());
     let delivering = tokio::spawn(worker.clone().run());

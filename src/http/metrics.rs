@@ -82,13 +82,14 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
                 "Outbox deliveries answered 2xx.",
                 dc("delivered"),
             ),
-            (
-                "tocsin_delivery_failures",
-                "Delivery attempts that failed since start.",
-                worker.failures.load(Ordering::Relaxed) as f64,
-            ),
         ]);
         limit.render(&mut text);
+        text.push_str(&format!(
+            "# HELP tocsin_delivery_failures_total Delivery attempts that failed since start.\n\
+             # TYPE tocsin_delivery_failures_total counter\ntocsin_delivery_failures_total {}\n",
+            worker.failures.load(Ordering::Relaxed)
+        ));
+        crate::process::render(&mut text);
         Ok::<_, ApiError>(text)
     })
     .await?;

@@ -97,6 +97,48 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
         })
 }
 
+/// Like [`parse_time`], and also a time relative to `now`: `1h`, `30m`, `2d` (that long ago,
+/// any duration [`parse_duration`] reads), `1h ago` or `-1h` alike.
+pub fn parse_time_or_ago(s: &str, now: i64) -> Result<i64, String> {
+    let t = s.trim();
+    let (rel, marked) = match t.strip_suffix("ago").or_else(|| t.strip_prefix('-')) {
+        Some(r) => (r.trim(), true),
+        None => (t, false),
+    };
+    // A bare integer is Unix seconds; with a unit or marked as ago, it is a duration.
+    if marked || rel.chars().any(|c| c.is_ascii_alphabetic()) {
+        if let Ok(d) = parse_duration(rel) {
+            return Ok(now - d);
+        }
+    }
+    parse_time(t).map_err(|_| {
+        format!(
+            "bad time {t:?}: expected RFC 3339 (2024-05-01T10:00:00Z), Unix seconds, or a time \
+             ago such as 1h, 30m, 2d"
+        )
+    })
+}
+
+#[cfg(test)]
+mod ago_tests {
+    use super::*;
+
+    #[test]
+    fn times_ago_and_absolute_times() {
+        let now = 1_714_557_600;
+        assert_eq!(parse_time_or_ago("1h", now), Ok(now - 3600));
+        assert_eq!(parse_time_or_ago("30m ago", now), Ok(now - 1800));
+        assert_eq!(parse_time_or_ago("-2d", now), Ok(now - 2 * 86_400));
+        assert_eq!(parse_time_or_ago("1714550000", now), Ok(1_714_550_000));
+        assert_eq!(
+            parse_time_or_ago("2024-05-01T10:00:00Z", now),
+            Ok(1_714_557_600)
+        );
+        let e = parse_time_or_ago("yesterday", now).unwrap_err();
+        assert!(e.contains("1h, 30m, 2d"), "{e}");
+    }
+}
+
 /// Formats Unix seconds as RFC 3339 UTC.
 pub fn format_time(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
