@@ -239,7 +239,7 @@ fn live_lines(config: &Path, monitors: &Path, from: i64, to: i64) -> String {
         store: Arc::new(tocsin::store::Store::scratch()),
         db: Arc::new(tocsin::events::EventDb::scratch_events()),
         engine,
-        policies: cfg.policy_names(),
+        policies: cfg.policy_names().into(),
         public_url: cfg.public_url.clone(),
         workers: Default::default(),
         datasources: Arc::new(tocsin::datasource::Datasources::new(&cfg.datasources)),

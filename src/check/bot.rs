@@ -65,7 +65,7 @@ impl Runner {
             };
             let cx = RenderCtx {
                 m,
-                policies: &self.policies,
+                policies: &self.policies.get(),
                 public_url: self.public_url.as_deref(),
                 tags: &rep.dimension_tags,
                 event_ref: &r,

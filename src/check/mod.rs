@@ -71,6 +71,29 @@ fn tick_record(m: &Monitor, t: i64, mode: ExecMode) -> Vec<(String, String)> {
 /// Policy names by id (`df_monitor_id` → `df_monitor_name`).
 pub type PolicyNames = HashMap<String, String>;
 
+/// The policy names checks render with; a config reload replaces them while checks run (a
+/// check keeps the names it started with).
+#[derive(Debug, Default)]
+pub struct PolicyTable(parking_lot::RwLock<Arc<PolicyNames>>);
+
+impl PolicyTable {
+    /// The current names.
+    pub fn get(&self) -> Arc<PolicyNames> {
+        self.0.read().clone()
+    }
+
+    /// Replaces the names (config reload).
+    pub fn set(&self, names: PolicyNames) {
+        *self.0.write() = Arc::new(names);
+    }
+}
+
+impl From<PolicyNames> for PolicyTable {
+    fn from(names: PolicyNames) -> PolicyTable {
+        PolicyTable(parking_lot::RwLock::new(Arc::new(names)))
+    }
+}
+
 /// The in-memory detection state of one monitor.
 #[derive(Debug, Clone, Default)]
 pub struct MonitorState {
@@ -106,7 +129,7 @@ pub struct Runner {
     /// the script engine
     pub engine: Arc<ScriptEngine>,
     /// policy names
-    pub policies: PolicyNames,
+    pub policies: PolicyTable,
     /// base of `df_event_url`
     pub public_url: Option<String>,
     /// threads a large check splits its objects over
@@ -166,7 +189,7 @@ impl Runner {
         };
         let cx = RenderCtx {
             m,
-            policies: &self.policies,
+            policies: &self.policies.get(),
             public_url: self.public_url.as_deref(),
             tags: &tags,
             event_ref,

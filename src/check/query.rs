@@ -270,7 +270,7 @@ impl Pass<'_> {
         if !emits.is_empty() {
             let cx = RenderCtx {
                 m,
-                policies: &self.runner.policies,
+                policies: &self.runner.policies.get(),
                 public_url: self.runner.public_url.as_deref(),
                 tags,
                 event_ref: r,

@@ -38,7 +38,7 @@ impl Bench {
             store: Arc::new(Store::scratch()),
             db: Arc::new(EventDb::scratch()),
             engine,
-            policies: PolicyNames::new(),
+            policies: PolicyNames::new().into(),
             public_url: None,
             workers: Default::default(),
             datasources: Default::default(),

@@ -182,7 +182,7 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         store,
         db: Arc::new(EventDb::scratch_events()),
         engine,
-        policies: cfg.policy_names(),
+        policies: cfg.policy_names().into(),
         public_url: cfg.public_url.clone(),
         workers: Default::default(),
         // Datasource monitors read range queries in chunks (vmalert's -replay).

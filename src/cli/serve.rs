@@ -93,7 +93,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         store: store.clone(),
         db: db.clone(),
         engine: Arc::new(ScriptEngine::new(Default::default())),
-        policies: cfg.policy_names(),
+        policies: cfg.policy_names().into(),
         public_url: cfg.public_url.clone(),
         workers: Default::default(),
         datasources: Arc::new(crate::datasource::Datasources::new(&cfg.datasources)),

@@ -391,7 +391,7 @@ fn run_case(
         store,
         db: Arc::new(EventDb::scratch_events()),
         engine: engine.clone(),
-        policies: config.policy_names(),
+        policies: config.policy_names().into(),
         public_url: config.public_url.clone(),
         workers: Default::default(),
         datasources: Default::default(),

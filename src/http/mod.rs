@@ -9,6 +9,7 @@
 //! | [`events`] | `/api/v1/events`, `/events/:id`, `/events/stats`, `/events/stream`, `/api/v1/deliveries` |
 //! | [`issues`] | `/api/v1/issues`, `/api/v1/issues/recover` |
 //! | [`monitors`] | `/api/v1/monitors`, `/monitors/reload`, `/monitors/:id/run` |
+//! | [`silences`] | `/api/v1/silences`, `/silences/:id` |
 //! | [`metrics`] | `/metrics` |
 //! | [`custom`] | the four custom-event dialects |
 
@@ -20,6 +21,7 @@ pub mod events;
 pub mod issues;
 pub mod metrics;
 pub mod monitors;
+pub mod silences;
 pub mod write;
 
 #[cfg(test)]
@@ -118,6 +120,7 @@ pub fn app(state: AppState) -> Router {
         .merge(events::routes())
         .merge(issues::routes())
         .merge(monitors::routes())
+        .merge(silences::routes())
         .merge(metrics::routes())
         .merge(custom::routes())
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))

@@ -6,6 +6,7 @@
 //! they do not depend on when the commit happens to run.
 
 pub mod payload;
+pub mod silence;
 pub mod worker;
 
 use crate::config::{Config, MuteWindow, Policy, TagFilter};
@@ -171,10 +172,16 @@ pub fn now_ms() -> i64 {
 
 impl EventHook for Notifier {
     fn init(&self, conn: &Connection) -> rusqlite::Result<()> {
-        conn.execute_batch(TABLES)
+        conn.execute_batch(TABLES)?;
+        conn.execute_batch(silence::TABLE)
     }
 
     fn on_event(&self, tx: &Transaction, ev: &mut Event) -> rusqlite::Result<()> {
+        // A runtime silence marks the event whether or not a policy would send it.
+        let silenced = silence::covering(tx, ev)?.is_some();
+        if silenced {
+            ev.set_silent(true);
+        }
         let Some(policy) = self.policy_for(ev) else {
             return Ok(());
         };
@@ -187,7 +194,7 @@ impl EventHook for Notifier {
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
         let monitor = ev.checker_id().unwrap_or("").to_string();
-        let muted = policy.mutes.iter().any(|m| m.covers(date, &monitor, &tags));
+        let muted = silenced || policy.mutes.iter().any(|m| m.covers(date, &monitor, &tags));
         if muted {
             ev.set_silent(true);
         }
