@@ -15,7 +15,10 @@ mod policy;
 #[cfg(test)]
 mod tests;
 
-pub use policy::{AccessKey, Format, Mute, MuteWindow, Policy, TagFilter, TagValues, Target};
+pub use policy::{
+    AccessKey, Format, Mute, MuteWindow, Policy, TagFilter, TagValues, Target,
+    ALERTMANAGER_ALERTS_PATH,
+};
 
 /// Why a config file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

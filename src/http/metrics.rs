@@ -87,6 +87,16 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
                 "Delivery attempts that failed since start.",
                 worker.failures.load(Ordering::Relaxed) as f64,
             ),
+            (
+                "tocsin_alertmanager_resends",
+                "Re-sends of open alerts to alertmanager_api targets answered 2xx since start.",
+                worker.resends.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "tocsin_alertmanager_resend_failures",
+                "Re-sends of open alerts to alertmanager_api targets that failed since start.",
+                worker.resend_failures.load(Ordering::Relaxed) as f64,
+            ),
         ]);
         limit.render(&mut text);
         Ok::<_, ApiError>(text)
