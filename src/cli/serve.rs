@@ -85,9 +85,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let db = Arc::new(EventDb::open(&data).map_err(|e| anyhow!("{e}"))?);
     // Policies plan deliveries inside each event's own transaction (durable outbox).
     let notifier = crate::notify::Notifier::new(&cfg);
+    let alertmanagers = notifier.alertmanager_targets();
     db.set_hook(Arc::new(notifier))
         .map_err(|e| anyhow!("{e}"))?;
-    let worker = crate::notify::worker::Worker::new(db.clone());
+    let worker = crate::notify::worker::Worker::with_alertmanagers(db.clone(), alertmanagers);
     let metrics = Arc::new(Metrics::default());
     let runner = Arc::new(Runner {
         store: store.clone(),

@@ -17,7 +17,10 @@ mod policy;
 mod tests;
 
 pub use datasource::{BasicAuth, Datasource};
-pub use policy::{AccessKey, Format, Mute, MuteWindow, Policy, TagFilter, TagValues, Target};
+pub use policy::{
+    AccessKey, Format, Mute, MuteWindow, Policy, TagFilter, TagValues, Target,
+    ALERTMANAGER_ALERTS_PATH,
+};
 
 /// Why a config file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

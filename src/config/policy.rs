@@ -76,21 +76,29 @@ pub enum Format {
     /// the event as a flat JSON object
     #[default]
     Json,
-    /// Alertmanager webhook v4
+    /// Alertmanager webhook v4 (tocsin as an Alertmanager, for receivers that take its webhooks)
     Alertmanager,
+    /// Alertmanager's own API: postable alerts to `{url}/api/v2/alerts`, re-sent while open
+    AlertmanagerApi,
     /// DingTalk robot markdown message
     Dingtalk,
 }
 
 impl Format {
     /// Every format, in documentation order.
-    pub const ALL: &'static [Format] = &[Format::Json, Format::Alertmanager, Format::Dingtalk];
+    pub const ALL: &'static [Format] = &[
+        Format::Json,
+        Format::Alertmanager,
+        Format::AlertmanagerApi,
+        Format::Dingtalk,
+    ];
 
     /// The name in config files and in the outbox.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Json => "json",
             Format::Alertmanager => "alertmanager",
+            Format::AlertmanagerApi => "alertmanager_api",
             Format::Dingtalk => "dingtalk",
         }
     }
@@ -133,23 +141,108 @@ impl<'de> Deserialize<'de> for HttpUrl {
 
 /// `[[policies.targets]]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawTarget")]
 pub struct Target {
-    /// webhook URL
+    /// webhook URL; for `alertmanager_api`, Alertmanager's base URL (see [`Target::post_url`])
     pub url: HttpUrl,
     /// statuses sent
-    #[serde(default = "default_statuses", deserialize_with = "statuses")]
     pub statuses: Vec<Status>,
     /// only events whose tags match (same key: any value; different keys: all)
     pub tags: Option<TagFilter>,
     /// payload shape
-    #[serde(default)]
     pub format: Format,
     /// HMAC-SHA256 signing secret: adds `X-Tocsin-Signature: sha256=<hex>` of the body
     pub secret: Option<String>,
     /// request timeout
-    #[serde(default = "default_timeout")]
     pub timeout: Seconds,
+    /// `alertmanager_api` only (and always set there, default 1m): how often open alerts are
+    /// posted again
+    pub resend: Option<Seconds>,
+}
+
+/// Where Alertmanager takes alerts, below its base URL.
+pub const ALERTMANAGER_ALERTS_PATH: &str = "/api/v2/alerts";
+
+impl Target {
+    /// The URL requests go to: `url`, or for `alertmanager_api` the base URL with
+    /// `/api/v2/alerts` appended.
+    pub fn post_url(&self) -> String {
+        match self.format {
+            Format::AlertmanagerApi => format!(
+                "{}{ALERTMANAGER_ALERTS_PATH}",
+                self.url.0.trim_end_matches('/')
+            ),
+            _ => self.url.0.clone(),
+        }
+    }
+}
+
+/// `[[policies.targets]]` as written; [`Target`] checks the keys that depend on `format`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: HttpUrl,
+    #[serde(default = "default_statuses", deserialize_with = "statuses")]
+    statuses: Vec<Status>,
+    tags: Option<TagFilter>,
+    #[serde(default)]
+    format: Format,
+    secret: Option<String>,
+    #[serde(default = "default_timeout")]
+    timeout: Seconds,
+    resend: Option<Seconds>,
+}
+
+impl TryFrom<RawTarget> for Target {
+    type Error = String;
+    fn try_from(t: RawTarget) -> Result<Target, String> {
+        let resend = match (t.format, t.resend) {
+            (Format::AlertmanagerApi, r) => {
+                let r = r.unwrap_or(Seconds(60));
+                if r.get() < 1 {
+                    return Err(format!(
+                        "policies.targets.resend: {r} is too short; give at least \"1s\" (default \"1m\")"
+                    ));
+                }
+                check_alertmanager_base(&t.url.0)?;
+                Some(r)
+            }
+            (f, Some(_)) => {
+                return Err(format!(
+                    "policies.targets.resend: only format = \"alertmanager_api\" re-sends alerts; remove resend from this {:?} target ({})",
+                    f.as_str(),
+                    t.url.0
+                ))
+            }
+            (_, None) => None,
+        };
+        Ok(Target {
+            url: t.url,
+            statuses: t.statuses,
+            tags: t.tags,
+            format: t.format,
+            secret: t.secret,
+            timeout: t.timeout,
+            resend,
+        })
+    }
+}
+
+/// An `alertmanager_api` URL is Alertmanager's base URL (a route prefix is fine): tocsin adds
+/// the API path itself, so a URL that already names it, or carries a query, would be wrong.
+fn check_alertmanager_base(url: &str) -> Result<(), String> {
+    let path = url
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+    let named_api = ["/api/v2/alerts", "/api/v2", "/api/v1/alerts", "/api/v1"]
+        .iter()
+        .any(|p| path.trim_end_matches('/').ends_with(p));
+    if named_api || url.contains(['?', '#']) {
+        return Err(format!(
+            "policies.targets.url: {url:?}: format = \"alertmanager_api\" takes Alertmanager's base URL, such as \"http://127.0.0.1:9093\" (tocsin appends {ALERTMANAGER_ALERTS_PATH}), without a query or fragment"
+        ));
+    }
+    Ok(())
 }
 
 /// Every status but `info`.

@@ -154,9 +154,62 @@ fn an_unknown_format_is_refused_naming_it_and_the_valid_ones() {
     );
     assert!(e.starts_with("t.toml:5: policies.targets.format: "), "{e}");
     assert!(
-        e.contains("unknown format \"slack\": expected one of json, alertmanager, dingtalk"),
+        e.contains("unknown format \"slack\": expected one of json, alertmanager, alertmanager_api, dingtalk"),
         "{e}"
     );
+}
+
+#[test]
+fn alertmanager_api_targets_take_a_base_url_and_a_resend() {
+    let t = |body: &str| format!("[[policies]]\nid = \"p\"\n[[policies.targets]]\n{body}");
+    let c = parse(&t(
+        "url = \"http://am:9093/\"\nformat = \"alertmanager_api\"\n",
+    ))
+    .unwrap();
+    let target = &c.policies[0].targets[0];
+    assert_eq!(target.resend, Some(Seconds(60)), "default 1m");
+    assert_eq!(target.post_url(), "http://am:9093/api/v2/alerts");
+    let c = parse(&t(
+        "url = \"https://proxy/am\"\nformat = \"alertmanager_api\"\nresend = \"15s\"\n",
+    ))
+    .unwrap();
+    let target = &c.policies[0].targets[0];
+    assert_eq!(target.resend, Some(Seconds(15)));
+    assert_eq!(target.post_url(), "https://proxy/am/api/v2/alerts");
+    // other formats post to the URL as given and have no resend
+    let c = parse(&t("url = \"http://h/hook/\"\n")).unwrap();
+    assert_eq!(c.policies[0].targets[0].post_url(), "http://h/hook/");
+    assert_eq!(c.policies[0].targets[0].resend, None);
+
+    let e = refused(&t(
+        "url = \"http://am:9093\"\nformat = \"alertmanager_api\"\nresend = \"soon\"\n",
+    ));
+    assert!(e.starts_with("t.toml:6: policies.targets.resend: "), "{e}");
+    let e = refused(&t(
+        "url = \"http://am:9093\"\nformat = \"alertmanager_api\"\nresend = 0\n",
+    ));
+    assert!(
+        e.contains("policies.targets.resend: 0s is too short; give at least \"1s\""),
+        "{e}"
+    );
+    let e = refused(&t("url = \"http://h/hook\"\nresend = \"1m\"\n"));
+    assert!(
+        e.contains("policies.targets.resend: only format = \"alertmanager_api\" re-sends alerts"),
+        "{e}"
+    );
+    for url in [
+        "http://am:9093/api/v2/alerts",
+        "http://am:9093/api/v2/",
+        "http://am:9093/?x=1",
+    ] {
+        let e = refused(&t(&format!(
+            "url = \"{url}\"\nformat = \"alertmanager_api\"\n"
+        )));
+        assert!(
+            e.contains("policies.targets.url: ") && e.contains("takes Alertmanager's base URL"),
+            "{url}: {e}"
+        );
+    }
 }
 
 #[test]

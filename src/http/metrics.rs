@@ -89,6 +89,23 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
              # TYPE tocsin_delivery_failures_total counter\ntocsin_delivery_failures_total {}\n",
             worker.failures.load(Ordering::Relaxed)
         ));
+        for (name, help, v) in [
+            (
+                "tocsin_alertmanager_resends_total",
+                "Re-sends of open alerts to alertmanager_api targets answered 2xx since start.",
+                &worker.resends,
+            ),
+            (
+                "tocsin_alertmanager_resend_failures_total",
+                "Re-sends of open alerts to alertmanager_api targets that failed since start.",
+                &worker.resend_failures,
+            ),
+        ] {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
         crate::process::render(&mut text);
         Ok::<_, ApiError>(text)
     })

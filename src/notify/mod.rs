@@ -3,8 +3,10 @@
 //!
 //! The planner runs as an [`EventHook`] inside the transaction that stores the event, so a
 //! delivery row exists if and only if its event does. Decisions use the event's own `date`, so
-//! they do not depend on when the commit happens to run.
+//! they do not depend on when the commit happens to run. `alertmanager_api` targets also keep
+//! their open alerts there ([`alertmanager`]), for the worker to re-send.
 
+pub mod alertmanager;
 pub mod payload;
 pub mod silence;
 pub mod worker;
@@ -27,6 +29,8 @@ struct TargetPlan {
     format: Format,
     secret: Option<String>,
     timeout_ms: i64,
+    /// `alertmanager_api`: re-send period
+    resend_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +91,23 @@ impl Notifier {
         }
     }
 
+    /// The `alertmanager_api` targets, for the worker's re-sends.
+    pub fn alertmanager_targets(&self) -> Vec<alertmanager::AmTarget> {
+        self.policies
+            .iter()
+            .flat_map(|p| &p.targets)
+            .filter_map(|t| {
+                Some(alertmanager::AmTarget {
+                    key: t.key.clone(),
+                    url: t.url.clone(),
+                    secret: t.secret.clone(),
+                    timeout_ms: t.timeout_ms,
+                    resend_ms: t.resend_ms?,
+                })
+            })
+            .collect()
+    }
+
     /// The policy of an event: its `df_monitor_id`, else (custom events) the `default` policy.
     fn policy_for(&self, ev: &Event) -> Option<&PolicyPlan> {
         let id = ev.policy_id().unwrap_or("default");
@@ -106,12 +127,13 @@ fn compile_policy(p: &Policy) -> PolicyPlan {
                 i,
                 &crate::model::event::md5_hex(&t.url.0)[..8]
             ),
-            url: t.url.0.clone(),
+            url: t.post_url(),
             statuses: t.statuses.clone(),
             tags: t.tags.clone(),
             format: t.format,
             secret: t.secret.clone(),
             timeout_ms: t.timeout.get() * 1000,
+            resend_ms: t.resend.map(|r| r.get() * 1000),
         })
         .collect();
     let mutes = p
@@ -173,7 +195,14 @@ pub fn now_ms() -> i64 {
 impl EventHook for Notifier {
     fn init(&self, conn: &Connection) -> rusqlite::Result<()> {
         conn.execute_batch(TABLES)?;
-        conn.execute_batch(silence::TABLE)
+        conn.execute_batch(silence::TABLE)?;
+        conn.execute_batch(alertmanager::TABLE)?;
+        let keys: Vec<String> = self
+            .alertmanager_targets()
+            .into_iter()
+            .map(|t| t.key)
+            .collect();
+        alertmanager::prune(conn, &keys)
     }
 
     fn on_event(&self, tx: &Transaction, ev: &mut Event) -> rusqlite::Result<()> {
@@ -216,15 +245,17 @@ impl EventHook for Notifier {
             if status.is_recovery() && !r.is_empty() {
                 // Recoveries go to the targets that got (or, muted, would have got) the fault,
                 // whatever their status filter or silent_timeout say.
-                if last.is_none() {
+                let Some((last_status, ..)) = &last else {
                     continue;
-                }
+                };
                 tx.execute(
                     "DELETE FROM notify_sent WHERE target = ?1 AND ref = ?2",
                     params![t.key, r],
                 )?;
+                // Rendered even when muted: for alertmanager_api it also closes the round.
+                let body = render(tx, policy, t, ev, Some(last_status))?;
                 if !muted {
-                    enqueue(tx, policy, t, ev)?;
+                    enqueue(tx, policy, t, ev, body)?;
                 }
                 continue;
             }
@@ -253,9 +284,30 @@ impl EventHook for Notifier {
             } else if muted {
                 continue;
             }
-            enqueue(tx, policy, t, ev)?;
+            let body = render(tx, policy, t, ev, None)?;
+            enqueue(tx, policy, t, ev, body)?;
         }
         Ok(())
+    }
+}
+
+/// The outbox body of an event for a target; `None` when there is nothing to send.
+fn render(
+    tx: &Transaction,
+    policy: &PolicyPlan,
+    t: &TargetPlan,
+    ev: &Event,
+    last_sent: Option<&str>,
+) -> rusqlite::Result<Option<String>> {
+    match (t.format, t.resend_ms) {
+        (Format::AlertmanagerApi, Some(resend)) => alertmanager::plan(
+            tx,
+            &t.key,
+            resend * alertmanager::LEAD_RESENDS,
+            ev,
+            last_sent,
+        ),
+        (f, _) => Ok(payload::render(f, ev, &policy.id, &policy.name)),
     }
 }
 
@@ -264,8 +316,11 @@ fn enqueue(
     policy: &PolicyPlan,
     t: &TargetPlan,
     ev: &Event,
+    body: Option<String>,
 ) -> rusqlite::Result<()> {
-    let body = payload::render(t.format, ev, &policy.id, &policy.name);
+    let Some(body) = body else {
+        return Ok(());
+    };
     let now = now_ms();
     tx.execute(
         "INSERT OR IGNORE INTO outbox(event_id, target, policy, url, format, secret, timeout_ms, body, status, \

@@ -1,22 +1,27 @@
-//! Payload shapes for webhook targets: the flat event, Alertmanager webhook v4, DingTalk.
+//! Payload shapes for webhook targets: the flat event, Alertmanager webhook v4, DingTalk. The
+//! `alertmanager_api` format depends on what the target was sent before (its rounds), so the
+//! planner renders it with [`super::alertmanager::plan`] instead.
 
 use super::Format;
 use crate::model::event::{field, Event, Status};
 use serde_json::{json, Map, Value};
 
-fn rfc3339(secs: i64) -> String {
+/// Unix seconds as RFC 3339 UTC (`2024-05-01T00:00:00Z`).
+pub(crate) fn rfc3339(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
 }
 
-/// Renders the request body for one event.
-pub fn render(format: Format, ev: &Event, policy_id: &str, policy_name: &str) -> String {
-    match format {
+/// Renders the request body for one event; `None` for `alertmanager_api`, which needs the
+/// target's round state.
+pub fn render(format: Format, ev: &Event, policy_id: &str, policy_name: &str) -> Option<String> {
+    Some(match format {
         Format::Json => serde_json::to_string(ev).expect("event serialises"),
         Format::Alertmanager => alertmanager(ev, policy_id).to_string(),
         Format::Dingtalk => dingtalk(ev, policy_name).to_string(),
-    }
+        Format::AlertmanagerApi => return None,
+    })
 }
 
 /// Alertmanager webhook v4: one alert per event; recoveries are `resolved`.

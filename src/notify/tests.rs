@@ -318,6 +318,213 @@ fn payload_shapes() {
         .unwrap()
         .contains("[OK] ok title"));
     let json: serde_json::Value =
-        serde_json::from_str(&payload::render(Format::Json, &e, "p", "P")).unwrap();
+        serde_json::from_str(&payload::render(Format::Json, &e, "p", "P").unwrap()).unwrap();
     assert_eq!(json["df_event_id"], "event-r-ok-2000");
+}
+
+// ---- alertmanager_api ----
+
+const AM: &str = r#"
+[[policies]]
+id = "p"
+[[policies.targets]]
+url = "http://am:9093/"
+format = "alertmanager_api"
+resend = "1m"
+"#;
+
+/// A fault or recovery of round `r` that started at 1000.
+fn am_ev(r: &str, status: &str, date: i64) -> Event {
+    let mut e = ev("p", r, status, date, r#"{"host":"web01"}"#);
+    e.set(field::MONITOR_CHECKER_NAME, "CPU");
+    e.set(field::ISSUE_START_TIME, 1000);
+    e
+}
+
+/// (url, stored body) of every outbox row, in order.
+fn bodies(db: &EventDb) -> Vec<(String, String)> {
+    db.with_conn(|c| {
+        let mut st = c.prepare("SELECT url, body FROM outbox ORDER BY id")?;
+        let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        r.collect()
+    })
+    .unwrap()
+}
+
+/// The body the worker would post now for outbox row `i` (0-based).
+fn posted(db: &EventDb, i: usize, now_ms: i64) -> Vec<serde_json::Value> {
+    let (_, stored) = bodies(db).swap_remove(i);
+    let target = db
+        .with_conn(|c| {
+            c.query_row("SELECT target FROM outbox ORDER BY id LIMIT 1", [], |r| {
+                r.get::<_, String>(0)
+            })
+        })
+        .unwrap();
+    let text = db
+        .with_conn(|c| alertmanager::finish(c, &target, &stored, now_ms))
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn resend_list(db: &EventDb, n: &Notifier, now_ms: i64) -> Vec<serde_json::Value> {
+    let t = &n.alertmanager_targets()[0];
+    db.with_conn(|c| alertmanager::open_alerts(c, t, now_ms))
+        .unwrap()
+        .iter()
+        .flat_map(|b| serde_json::from_str::<Vec<serde_json::Value>>(b).unwrap())
+        .collect()
+}
+
+const NOW_MS: i64 = 1_000_000; // 1970-01-01T00:16:40Z
+
+#[test]
+fn alertmanager_api_fires_changes_level_in_one_post_and_recovers_with_the_old_labels() {
+    let n = Notifier::new(&config(AM));
+    assert_eq!(
+        n.alertmanager_targets(),
+        vec![alertmanager::AmTarget {
+            key: n.policies[0].targets[0].key.clone(),
+            url: "http://am:9093/api/v2/alerts".into(),
+            secret: None,
+            timeout_ms: 10_000,
+            resend_ms: 60_000,
+        }]
+    );
+    let db = db(AM);
+
+    // fire: one alert, endsAt four resends after it is sent
+    store(&db, am_ev("r1", "error", 1000));
+    assert_eq!(bodies(&db)[0].0, "http://am:9093/api/v2/alerts");
+    let p = posted(&db, 0, NOW_MS);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["labels"]["alertname"], "CPU");
+    assert_eq!(p[0]["labels"]["monitor"], "m1");
+    assert_eq!(p[0]["labels"]["severity"], "error");
+    assert_eq!(p[0]["labels"]["host"], "web01");
+    assert_eq!(p[0]["annotations"]["summary"], "error title");
+    assert_eq!(p[0]["annotations"]["df_event_id"], "event-r1-error-1000");
+    assert_eq!(p[0]["startsAt"], "1970-01-01T00:16:40Z");
+    assert_eq!(p[0]["endsAt"], "1970-01-01T00:20:40.000Z", "now + 4 x 1m");
+    // stamped at send time: a retry an hour later is not already expired
+    let later = posted(&db, 0, NOW_MS + 3_600_000);
+    assert_eq!(later[0]["endsAt"], "1970-01-01T01:20:40.000Z");
+    let open = resend_list(&db, &n, NOW_MS);
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["labels"], p[0]["labels"]);
+    assert_eq!(open[0]["endsAt"], "1970-01-01T00:20:40.000Z");
+
+    // a repeat of the level re-fires the same alert, nothing ends
+    store(&db, am_ev("r1", "error", 1030));
+    let p = posted(&db, 1, NOW_MS);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["labels"]["severity"], "error");
+
+    // level change: the old alert ends at the change, the new one fires, in one request
+    store(&db, am_ev("r1", "critical", 1060));
+    let p = posted(&db, 2, NOW_MS);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0]["labels"]["severity"], "error");
+    assert_eq!(
+        p[0]["endsAt"], "1970-01-01T00:17:40Z",
+        "ended at the change"
+    );
+    assert_eq!(p[1]["labels"]["severity"], "critical");
+    assert_eq!(p[1]["startsAt"], "1970-01-01T00:16:40Z", "same round start");
+    assert_eq!(p[1]["endsAt"], "1970-01-01T00:20:40.000Z");
+    let open = resend_list(&db, &n, NOW_MS);
+    assert_eq!(open.len(), 1, "one alert per round");
+    assert_eq!(open[0]["labels"]["severity"], "critical");
+    // an out-of-order retry of the first fire no longer fires the error level
+    assert!(posted(&db, 0, NOW_MS).is_empty());
+
+    // recovery: the last level sent, ended at the recovery time, with the recovery's annotations
+    let mut ok = am_ev("r1", "ok", 1120);
+    ok.set(field::SUB_STATUS, "critical");
+    store(&db, ok);
+    let p = posted(&db, 3, NOW_MS);
+    assert_eq!(p.len(), 1);
+    assert_eq!(
+        p[0]["labels"]["severity"], "critical",
+        "not ok: matched by labels"
+    );
+    assert_eq!(p[0]["labels"]["alertname"], "CPU");
+    assert_eq!(p[0]["endsAt"], "1970-01-01T00:18:40Z");
+    assert_eq!(p[0]["annotations"]["df_event_id"], "event-r1-ok-1120");
+    assert!(
+        resend_list(&db, &n, NOW_MS).is_empty(),
+        "nothing left to re-send"
+    );
+    // a late retry of the change still ends the error level, and fires nothing
+    let p = posted(&db, 2, NOW_MS);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["labels"]["severity"], "error");
+}
+
+#[test]
+fn alertmanager_api_mutes_send_nothing_and_the_recovery_after_ends_the_muted_level() {
+    let db = db(&format!(
+        "{AM}[[policies.mutes]]\nstart = \"1000\"\nend = \"2000\"\n"
+    ));
+    store(&db, am_ev("r1", "warning", 1500));
+    assert!(bodies(&db).is_empty(), "muted faults are not sent");
+    let open: i64 = db
+        .with_conn(|c| c.query_row("SELECT COUNT(*) FROM am_open", [], |r| r.get(0)))
+        .unwrap();
+    assert_eq!(open, 0, "nor re-sent");
+    store(&db, am_ev("r1", "ok", 2500));
+    let p = posted(&db, 0, NOW_MS);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["labels"]["severity"], "warning");
+    assert_eq!(p[0]["endsAt"], "1970-01-01T00:41:40Z");
+}
+
+#[test]
+fn alertmanager_api_events_without_a_round_fire_once_and_are_not_re_sent() {
+    let cfg = r#"
+[[policies]]
+id = "default"
+[[policies.targets]]
+url = "http://am:9093"
+format = "alertmanager_api"
+resend = "10s"
+statuses = ["info", "ok", "critical"]
+"#;
+    let n = Notifier::new(&config(cfg));
+    let db = db(cfg);
+    let mut e = ev("x", "", "info", 10, "{}");
+    e.0.remove(field::MONITOR_ID);
+    e.0.remove(field::MONITOR_CHECKER_ID);
+    e.set(field::SOURCE, "custom");
+    e.set(field::EVENT_NAME, "deploy");
+    store(&db, e.clone());
+    let p = posted(&db, 0, NOW_MS);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["labels"]["alertname"], "deploy");
+    assert_eq!(p[0]["labels"]["severity"], "info");
+    assert_eq!(p[0]["endsAt"], "1970-01-01T00:17:20.000Z", "now + 4 x 10s");
+    assert!(resend_list(&db, &n, NOW_MS).is_empty());
+    // an ok without a round ends nothing, so nothing is sent
+    let mut ok = e;
+    ok.set(field::EVENT_ID, "event-ok");
+    ok.set(field::STATUS, "ok");
+    store(&db, ok);
+    assert_eq!(bodies(&db).len(), 1);
+}
+
+#[test]
+fn alertmanager_api_open_alerts_of_removed_targets_are_forgotten() {
+    let db = db(AM);
+    store(&db, am_ev("r1", "critical", 1000));
+    let count = |db: &EventDb| -> i64 {
+        db.with_conn(|c| c.query_row("SELECT COUNT(*) FROM am_open", [], |r| r.get(0)))
+            .unwrap()
+    };
+    assert_eq!(count(&db), 1);
+    // the same target again (a restart): kept
+    db.set_hook(Arc::new(Notifier::new(&config(AM)))).unwrap();
+    assert_eq!(count(&db), 1);
+    db.set_hook(Arc::new(Notifier::new(&config(TWO_TARGETS))))
+        .unwrap();
+    assert_eq!(count(&db), 0);
 }

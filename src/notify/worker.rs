@@ -2,7 +2,13 @@
 //! backoff and jitter (1 s … 5 min) until delivered or expired. Each delivery runs on its own
 //! blocking task, with at most two in flight per target, so a slow or dead target never holds
 //! up checks, ingest or other targets. Rows survive restarts: what was pending is retried.
+//!
+//! `alertmanager_api` targets also get their open alerts re-sent every `resend` (direct POSTs;
+//! see [`super::alertmanager`]). Everything posted to one such target goes out one request at a
+//! time, with the open-alert table read under the same lock, so a re-send read before a
+//! recovery committed cannot reach Alertmanager after that recovery.
 
+use super::alertmanager::{self, AmTarget};
 use crate::events::EventDb;
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
@@ -108,6 +114,7 @@ struct Job {
     event_id: String,
     target: String,
     url: String,
+    format: String,
     secret: Option<String>,
     timeout_ms: i64,
     body: String,
@@ -125,7 +132,16 @@ pub struct Worker {
     pub delivered: AtomicU64,
     /// attempts that failed since start
     pub failures: AtomicU64,
+    /// re-sends of open alerts answered 2xx since start
+    pub resends: AtomicU64,
+    /// re-sends of open alerts that failed since start
+    pub resend_failures: AtomicU64,
     wake: tokio::sync::Notify,
+    /// `alertmanager_api` targets: the target, when its next re-send is due (Unix ms), whether
+    /// one is running
+    alertmanagers: Mutex<Vec<(AmTarget, i64, bool)>>,
+    /// one lock per `alertmanager_api` target key: its requests go out one at a time
+    am_locks: HashMap<String, Arc<Mutex<()>>>,
 }
 
 const PER_TARGET: usize = 2;
@@ -133,6 +149,13 @@ const PER_TARGET: usize = 2;
 impl Worker {
     /// A worker over the event store's outbox.
     pub fn new(db: Arc<EventDb>) -> Arc<Worker> {
+        Worker::with_alertmanagers(db, Vec::new())
+    }
+
+    /// A worker that also re-sends the open alerts of these `alertmanager_api` targets, the
+    /// first time as soon as it runs (after a restart Alertmanager may be close to letting them
+    /// expire).
+    pub fn with_alertmanagers(db: Arc<EventDb>, targets: Vec<AmTarget>) -> Arc<Worker> {
         Arc::new(Worker {
             db,
             in_flight: Mutex::new(HashSet::new()),
@@ -140,7 +163,14 @@ impl Worker {
             stopping: AtomicBool::new(false),
             delivered: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            resends: AtomicU64::new(0),
+            resend_failures: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
+            am_locks: targets
+                .iter()
+                .map(|t| (t.key.clone(), Arc::default()))
+                .collect(),
+            alertmanagers: Mutex::new(targets.into_iter().map(|t| (t, 0, false)).collect()),
         })
     }
 
@@ -158,8 +188,8 @@ impl Worker {
                 .db
                 .with_conn(|c| {
                     let mut st = c.prepare_cached(
-                        "SELECT id, event_id, target, url, secret, timeout_ms, body, attempts, expires_at FROM outbox \
-                         WHERE status IN ('pending', 'failed') AND next_at <= ?1 ORDER BY next_at LIMIT 256",
+                        "SELECT id, event_id, target, url, format, secret, timeout_ms, body, attempts, expires_at FROM outbox \
+                         WHERE status IN ('pending', 'failed') AND next_at <= ?1 ORDER BY next_at, id LIMIT 256",
                     )?;
                     let rows = st.query_map(params![now], |r| {
                         Ok(Job {
@@ -167,11 +197,12 @@ impl Worker {
                             event_id: r.get(1)?,
                             target: r.get(2)?,
                             url: r.get(3)?,
-                            secret: r.get(4)?,
-                            timeout_ms: r.get(5)?,
-                            body: r.get(6)?,
-                            attempts: r.get(7)?,
-                            expires_at: r.get(8)?,
+                            format: r.get(4)?,
+                            secret: r.get(5)?,
+                            timeout_ms: r.get(6)?,
+                            body: r.get(7)?,
+                            attempts: r.get(8)?,
+                            expires_at: r.get(9)?,
                         })
                     })?;
                     rows.collect::<Result<Vec<_>, _>>()
@@ -204,6 +235,7 @@ impl Worker {
                 let me = self.clone();
                 tokio::task::spawn_blocking(move || me.deliver(job));
             }
+            self.start_resends(now);
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 _ = self.wake.notified() => {}
@@ -211,27 +243,79 @@ impl Worker {
         }
     }
 
-    fn deliver(&self, job: Job) {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_millis(job.timeout_ms.max(100) as u64))
-            .build();
-        let mut req = agent
-            .post(&job.url)
-            .set("Content-Type", "application/json")
-            .set("User-Agent", concat!("tocsin/", env!("CARGO_PKG_VERSION")))
-            .set("X-Tocsin-Event-Id", &job.event_id)
-            .set("X-Tocsin-Delivery-Id", &job.id.to_string());
-        if let Some(secret) = &job.secret {
-            req = req.set(
-                "X-Tocsin-Signature",
-                &format!("sha256={}", sign(secret, job.body.as_bytes())),
-            );
+    /// Starts the re-sends that are due, each on its own blocking task.
+    fn start_resends(self: &Arc<Self>, now: i64) {
+        let mut ams = self.alertmanagers.lock();
+        for (i, (t, next, running)) in ams.iter_mut().enumerate() {
+            if *running || *next > now {
+                continue;
+            }
+            *running = true;
+            let (me, t) = (self.clone(), t.clone());
+            tokio::task::spawn_blocking(move || {
+                me.resend(&t);
+                let mut ams = me.alertmanagers.lock();
+                ams[i].1 = super::now_ms() + t.resend_ms;
+                ams[i].2 = false;
+            });
         }
-        let (code, err) = match req.send_string(&job.body) {
-            Ok(r) => (Some(r.status() as i64), None),
-            Err(ureq::Error::Status(c, _)) => (Some(c as i64), Some(format!("HTTP {c}"))),
-            Err(e) => (None, Some(e.to_string())),
+    }
+
+    /// Posts the open alerts of one `alertmanager_api` target. A failure waits for the next
+    /// re-send: `endsAt` is several re-sends ahead.
+    fn resend(&self, t: &AmTarget) {
+        let lock = self.am_locks.get(&t.key).cloned().unwrap_or_default();
+        let _one_at_a_time = lock.lock();
+        let bodies = match self
+            .db
+            .with_conn(|c| alertmanager::open_alerts(c, t, super::now_ms()))
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(url = %t.url, "open alerts not read: {e}");
+                return;
+            }
         };
+        for body in bodies {
+            let (_, err) = post(&t.url, t.timeout_ms, t.secret.as_deref(), &[], &body);
+            match err {
+                None => self.resends.fetch_add(1, Ordering::Relaxed),
+                Some(e) => {
+                    tracing::warn!(url = %t.url, "re-sending open alerts failed: {e}");
+                    self.resend_failures.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        }
+    }
+
+    fn deliver(&self, job: Job) {
+        // alertmanager_api: one request at a time per target, its body finished under the lock
+        // (endsAt stamped now; alerts whose round moved on dropped).
+        let lock = (job.format == super::Format::AlertmanagerApi.as_str())
+            .then(|| self.am_locks.get(&job.target).cloned().unwrap_or_default());
+        let guard = lock.as_ref().map(|l| l.lock());
+        let body = match &guard {
+            Some(_) => self
+                .db
+                .with_conn(|c| alertmanager::finish(c, &job.target, &job.body, super::now_ms()))
+                .unwrap_or_else(|e| {
+                    tracing::warn!(event = %job.event_id, "alertmanager body not finished: {e}");
+                    job.body.clone()
+                }),
+            None => job.body.clone(),
+        };
+        let id = job.id.to_string();
+        let (code, err) = post(
+            &job.url,
+            job.timeout_ms,
+            job.secret.as_deref(),
+            &[
+                ("X-Tocsin-Event-Id", &job.event_id),
+                ("X-Tocsin-Delivery-Id", &id),
+            ],
+            &body,
+        );
+        drop(guard);
         let now = super::now_ms();
         let attempts = job.attempts + 1;
         let res = match &err {
@@ -269,6 +353,48 @@ impl Worker {
             *n = n.saturating_sub(1);
         }
         self.wake.notify_one();
+    }
+}
+
+/// POSTs a JSON body with the target's timeout and signature: the HTTP status if answered, and
+/// the error unless it was 2xx.
+fn post(
+    url: &str,
+    timeout_ms: i64,
+    secret: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (Option<i64>, Option<String>) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_millis(timeout_ms.max(100) as u64))
+        .build();
+    let mut req = agent
+        .post(url)
+        .set("Content-Type", "application/json")
+        .set("User-Agent", concat!("tocsin/", env!("CARGO_PKG_VERSION")));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    if let Some(secret) = secret {
+        req = req.set(
+            "X-Tocsin-Signature",
+            &format!("sha256={}", sign(secret, body.as_bytes())),
+        );
+    }
+    match req.send_string(body) {
+        Ok(r) => (Some(r.status() as i64), None),
+        Err(ureq::Error::Status(c, r)) => {
+            // Alertmanager says why it refused (e.g. a label it takes as invalid).
+            let why = r.into_string().unwrap_or_default();
+            let why = why.trim();
+            let msg = if why.is_empty() {
+                format!("HTTP {c}")
+            } else {
+                format!("HTTP {c}: {}", why.chars().take(300).collect::<String>())
+            };
+            (Some(c as i64), Some(msg))
+        }
+        Err(e) => (None, Some(e.to_string())),
     }
 }
 
