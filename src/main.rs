@@ -145,6 +145,11 @@ enum Cmd {
         #[arg(long, default_value = "n")]
         precision: String,
     },
+    /// Silence objects at run time: add, list, expire (like `amtool silence`).
+    Silence {
+        #[command(subcommand)]
+        cmd: SilenceCmd,
+    },
     /// Load line protocol into the store (offline: stop the server first).
     Write {
         /// line protocol file
@@ -159,6 +164,46 @@ enum Cmd {
 }
 
 /// Options shared by commands that talk to a running server.
+#[derive(Subcommand)]
+enum SilenceCmd {
+    /// Add a silence (admin token): e.g. `--match monitor=host-cpu --match host=web01 --duration 1h`
+    Add {
+        /// `key=value`: `monitor`, `status` or a dimension tag; all must match (repeat it)
+        #[arg(long = "match", required = true)]
+        matchers: Vec<String>,
+        /// how long, e.g. 1h, 30m (or give --end)
+        #[arg(long)]
+        duration: Option<String>,
+        /// start: RFC 3339, Unix seconds or a time ago such as 10m (default now)
+        #[arg(long)]
+        start: Option<String>,
+        /// end instead of --duration
+        #[arg(long)]
+        end: Option<String>,
+        /// who adds it
+        #[arg(long)]
+        created_by: String,
+        /// why
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List active and pending silences (`--all`: expired ones too)
+    List {
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// End a silence now (admin token)
+    Expire {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
 #[derive(clap::Args)]
 struct ServerArgs {
     /// server URL
@@ -266,6 +311,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &a,
                 server.json,
             )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Silence { cmd } => {
+            use tocsin::cli::client::Client;
+            use tocsin::cli::silence;
+            match cmd {
+                SilenceCmd::Add {
+                    matchers,
+                    duration,
+                    start,
+                    end,
+                    created_by,
+                    comment,
+                    server,
+                } => silence::add(
+                    &Client::new(&server.server),
+                    &silence::AddArgs {
+                        matchers,
+                        duration,
+                        start,
+                        end,
+                        created_by,
+                        comment,
+                    },
+                    server.json,
+                )?,
+                SilenceCmd::List { all, server } => {
+                    silence::list(&Client::new(&server.server), all, server.json)?
+                }
+                SilenceCmd::Expire { id, server } => {
+                    silence::expire(&Client::new(&server.server), &id, server.json)?
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check {

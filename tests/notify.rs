@@ -353,3 +353,100 @@ fn alertmanager_and_dingtalk_payloads_and_a_hanging_target_does_not_delay_others
     );
     assert_ne!(am[1].body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
 }
+
+#[test]
+fn a_runtime_silence_holds_back_deliveries_and_a_reload_applies_a_changed_target() {
+    let rport = free_port();
+    let rx = Receiver::start(rport);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("monitors")).unwrap();
+    std::fs::write(dir.path().join("monitors/m1.toml"), monitor("m1", "oncall")).unwrap();
+    let t = Tocsin::start(
+        dir.path(),
+        &format!(
+            "admin_token = \"adm\"\n[host_input]\nenabled = false\n[[policies]]\nid = \"oncall\"\n[[policies.targets]]\nurl = \"http://127.0.0.1:{rport}/hook\"\n"
+        ),
+    );
+    let run = |t: &Tocsin, id: &str| -> Vec<Value> {
+        next_second();
+        t.run(id, Some("adm"))["events"].as_array().unwrap().clone()
+    };
+    let cli = |args: &[&str]| {
+        let o = t.cli(args, Some("adm"));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // Without the admin token a silence is refused.
+    let (code, _) = t.post(
+        "/api/v1/silences",
+        br#"{"matchers":{"host":"web01"},"duration":"1h","created_by":"ann"}"#,
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(code, 401);
+    let added = cli(&[
+        "silence",
+        "add",
+        "--match",
+        "monitor=m1",
+        "--match",
+        "host=web01",
+        "--duration",
+        "1h",
+        "--created-by",
+        "ann",
+        "--comment",
+        "disk swap",
+    ]);
+    let id = added.split_whitespace().next().unwrap().to_string();
+    assert!(
+        id.starts_with("silence-") && added.contains("active"),
+        "{added}"
+    );
+    assert!(cli(&["silence", "list"]).contains(&id));
+    let monitors = t.get("/api/v1/monitors");
+    assert_eq!(
+        monitors["monitors"][0]["silences"][0]["id"],
+        id.as_str(),
+        "{monitors}"
+    );
+
+    // Silenced: stored with df_is_silent, nothing sent.
+    write(&t, 95.0);
+    let e = run(&t, "m1");
+    assert_eq!(e[0]["df_status"], "critical");
+    assert_eq!(e[0]["df_is_silent"], "true");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(rx.got("hook").is_empty(), "a silenced fault was delivered");
+
+    // Expired: the next change is sent, to the configured target.
+    assert!(cli(&["silence", "expire", &id]).contains("expired"));
+    assert!(cli(&["silence", "list"]).contains("no silences"));
+    write(&t, 60.0);
+    let e = run(&t, "m1");
+    assert_eq!(e[0]["df_status"], "warning");
+    assert_eq!(e[0]["df_is_silent"], "false");
+    let got = rx.wait_for("hook", 1, 15);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body["df_status"], "warning");
+
+    // A changed target applies at reload, without a restart.
+    let cfg_path = dir.path().join("tocsin.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, cfg.replace("/hook\"", "/other\"")).unwrap();
+    let (code, body) = t.post_token("/api/v1/monitors/reload", b"", Some("adm"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"config_reloaded\":true"), "{body}");
+    write(&t, 95.0);
+    let e = run(&t, "m1");
+    assert_eq!(e[0]["df_status"], "critical");
+    let other = rx.wait_for("other", 1, 15);
+    assert_eq!(other.len(), 1, "the new target got nothing");
+    assert_eq!(rx.got("hook").len(), 1, "the old target still got events");
+
+    // A broken config is refused at reload and the running policies stay.
+    std::fs::write(&cfg_path, "[[policies]]\nid = 3\n").unwrap();
+    let (code, body) = t.post_token("/api/v1/monitors/reload", b"", Some("adm"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("config not reloaded"), "{body}");
+    assert!(body.contains("\"config_reloaded\":false"), "{body}");
+}

@@ -66,6 +66,12 @@ impl Client {
         self.answer(path, r.call())
     }
 
+    /// DELETE.
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        let r = self.auth(self.agent.delete(&format!("{}{path}", self.base)));
+        self.answer(path, r.call())
+    }
+
     /// POST a JSON body.
     pub fn post(&self, path: &str, body: Value) -> Result<Value> {
         let r = self.auth(self.agent.post(&format!("{}{path}", self.base)));
@@ -73,7 +79,7 @@ impl Client {
     }
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {

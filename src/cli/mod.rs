@@ -3,6 +3,7 @@
 pub mod client;
 pub mod replay;
 pub mod serve;
+pub mod silence;
 pub mod testing;
 
 use crate::check::Runner;

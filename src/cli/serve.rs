@@ -109,6 +109,24 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             datasources: cfg.datasource_ids(),
         },
     );
+    // Reload (API, SIGHUP) applies the config's policies, targets and mutes again; the outbox
+    // and everything else stay (listen, tokens, data sources and limits need a restart).
+    if let Some(path) = args.config.clone() {
+        let (db, worker, runner) = (db.clone(), worker.clone(), engine.runner.clone());
+        engine.set_config_reloader(Box::new(move || {
+            let cfg = crate::config::Config::load(&path).map_err(|e| e.to_string())?;
+            let notifier = crate::notify::Notifier::new(&cfg);
+            let alertmanagers = notifier.alertmanager_targets();
+            db.set_hook(Arc::new(notifier)).map_err(|e| e.to_string())?;
+            worker.set_alertmanagers(alertmanagers);
+            runner.policies.set(cfg.policy_names());
+            tracing::info!(
+                policies = cfg.policies.len(),
+                "config reloaded: policies, targets and mutes"
+            );
+            Ok(cfg.policy_ids())
+        }));
+    }
     // Bounded: beyond a million queued points, writers get 429 (Retry-After) instead.
     let ingest = Ingest::start(store.clone(), metrics.clone(), 1_000_000);
     let clock: crate::model::SharedClock = Arc::new(crate::model::SystemClock);
@@ -149,7 +167,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 return;
             };
             while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading monitors");
+                tracing::info!("SIGHUP: reloading the config's policies and the monitors");
                 let e2 = e.clone();
                 let _ = tokio::task::spawn_blocking(move || e2.reload()).await;
             }

@@ -103,7 +103,9 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     errors: RwLock<Vec<MonitorError>>,
-    sources: Sources,
+    sources: RwLock<Sources>,
+    /// re-reads the config's policies at each reload (set by `serve`); answers the policy ids
+    config_reloader: RwLock<Option<ConfigReloader>>,
     /// checks running or about to run; counted only through a [`CountGuard`]
     in_flight: Arc<AtomicUsize>,
     stopping: AtomicBool,
@@ -112,6 +114,10 @@ pub struct Engine {
     /// are written together once per scheduler pass (one fsync), not one per check
     done_ticks: Mutex<Vec<(String, i64)>>,
 }
+
+/// Applies the config file again (policies, targets, mutes) and answers the policy ids, or
+/// why the file was refused (then nothing of it was applied).
+pub type ConfigReloader = Box<dyn Fn() -> Result<Vec<String>, String> + Send + Sync>;
 
 /// The outcome of a reload.
 #[derive(Debug, Clone, Serialize)]
@@ -126,6 +132,9 @@ pub struct ReloadReport {
     pub removed: Vec<String>,
     /// errors, as `file:line: field: message`
     pub errors: Vec<String>,
+    /// whether the config's policies, targets and mutes were applied again (false without a
+    /// config file, or when it was refused: see `errors`)
+    pub config_reloaded: bool,
 }
 
 /// What to recover by hand.
@@ -170,7 +179,8 @@ impl Engine {
             metrics,
             slots: RwLock::new(BTreeMap::new()),
             errors: RwLock::new(Vec::new()),
-            sources,
+            sources: RwLock::new(sources),
+            config_reloader: RwLock::new(None),
             in_flight: Arc::new(AtomicUsize::new(0)),
             stopping: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
@@ -183,13 +193,28 @@ impl Engine {
     /// Loads monitor files again. Unchanged monitors keep their slot (state, health); changed
     /// and new ones restore their state from the store, so no open round is lost.
     pub fn reload(&self) -> ReloadReport {
+        let mut config_errors = Vec::new();
+        let mut config_reloaded = false;
+        if let Some(f) = self.config_reloader.read().as_ref() {
+            match f() {
+                Ok(ids) => {
+                    self.sources.write().policies = ids;
+                    config_reloaded = true;
+                }
+                Err(e) => {
+                    tracing::error!("config not reloaded, the old policies stay: {e}");
+                    config_errors.push(format!("config not reloaded: {e}"));
+                }
+            }
+        }
+        let sources = self.sources.read().clone();
         let ctx = LoadContext {
-            scripts_dir: &self.sources.scripts,
-            policies: &self.sources.policies,
+            scripts_dir: &sources.scripts,
+            policies: &sources.policies,
             engine: &self.runner.engine,
-            datasources: Some(&self.sources.datasources),
+            datasources: Some(&sources.datasources),
         };
-        let loaded = load(std::slice::from_ref(&self.sources.monitors), &ctx);
+        let loaded = load(std::slice::from_ref(&sources.monitors), &ctx);
         for e in &loaded.errors {
             tracing::error!("monitor not loaded: {e}");
         }
@@ -199,7 +224,11 @@ impl Engine {
             unchanged: vec![],
             changed: vec![],
             removed: vec![],
-            errors: loaded.errors.iter().map(|e| e.to_string()).collect(),
+            errors: config_errors
+                .into_iter()
+                .chain(loaded.errors.iter().map(|e| e.to_string()))
+                .collect(),
+            config_reloaded,
         };
         let old = self.slots.read().clone();
         let mut next = BTreeMap::new();
@@ -258,6 +287,12 @@ impl Engine {
             "monitors loaded"
         );
         report
+    }
+
+    /// Makes every later [`Engine::reload`] apply the config again first (see
+    /// [`ConfigReloader`]).
+    pub fn set_config_reloader(&self, f: ConfigReloader) {
+        *self.config_reloader.write() = Some(f);
     }
 
     fn first_due(&self, m: &Monitor, now: i64) -> Option<i64> {

@@ -20,7 +20,25 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/monitors/:id/run", post(run_monitor))
 }
 
-async fn list_monitors(State(st): State<AppState>) -> Json<Value> {
+async fn list_monitors(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    let db = st.engine.runner.db.clone();
+    let now = st.clock.now_secs();
+    let silences = blocking(move || {
+        db.with_conn(|c| crate::notify::silence::list(c, now, false, 10_000))
+            .map_err(ApiError::internal)
+    })
+    .await?;
+    // A silence without a `monitor` matcher may cover any monitor's objects.
+    let silences_of = |id: &str| -> Vec<Value> {
+        silences
+            .iter()
+            .filter(|s| s.matchers.get("monitor").is_none_or(|m| m == id))
+            .map(|s| {
+                json!({"id": s.id, "matchers": s.matchers, "start": s.start, "end": s.end,
+                       "state": crate::notify::silence::state(s, now), "created_by": s.created_by})
+            })
+            .collect()
+    };
     let list: Vec<Value> = st
         .engine
         .slots()
@@ -41,6 +59,7 @@ async fn list_monitors(State(st): State<AppState>) -> Json<Value> {
                 "last_run": h.last_run, "last_error": h.last_error, "last_duration_ms": h.last_duration_ms,
                 "next_run": h.next_run, "runs": h.runs, "errors": h.errors,
                 "skipped_ticks": st.engine.metrics.skipped(&m.id),
+                "silences": silences_of(&m.id),
             })
         })
         .collect();
@@ -50,7 +69,7 @@ async fn list_monitors(State(st): State<AppState>) -> Json<Value> {
         .iter()
         .map(|e| e.to_string())
         .collect();
-    Json(json!({"monitors": list, "errors": errors}))
+    Ok(Json(json!({"monitors": list, "errors": errors})))
 }
 
 async fn run_monitor(

@@ -141,7 +141,7 @@ pub struct Worker {
     /// one is running
     alertmanagers: Mutex<Vec<(AmTarget, i64, bool)>>,
     /// one lock per `alertmanager_api` target key: its requests go out one at a time
-    am_locks: HashMap<String, Arc<Mutex<()>>>,
+    am_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 const PER_TARGET: usize = 2;
@@ -166,12 +166,38 @@ impl Worker {
             resends: AtomicU64::new(0),
             resend_failures: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
-            am_locks: targets
-                .iter()
-                .map(|t| (t.key.clone(), Arc::default()))
-                .collect(),
+            am_locks: Mutex::new(
+                targets
+                    .iter()
+                    .map(|t| (t.key.clone(), Arc::default()))
+                    .collect(),
+            ),
             alertmanagers: Mutex::new(targets.into_iter().map(|t| (t, 0, false)).collect()),
         })
+    }
+
+    /// The lock that orders the requests to one `alertmanager_api` target.
+    fn am_lock(&self, key: &str) -> Arc<Mutex<()>> {
+        self.am_locks
+            .lock()
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Replaces the `alertmanager_api` targets after a config reload: a target that stays
+    /// keeps its re-send timing, a new one is re-sent to at once, a removed one no more.
+    pub fn set_alertmanagers(&self, targets: Vec<AmTarget>) {
+        let mut ams = self.alertmanagers.lock();
+        let next = targets
+            .into_iter()
+            .map(|t| match ams.iter().find(|(old, _, _)| old.key == t.key) {
+                Some((_, due, running)) => (t, *due, *running),
+                None => (t, 0, false),
+            })
+            .collect();
+        *ams = next;
+        self.wake.notify_one();
     }
 
     /// Stops taking new deliveries (in-flight ones finish on their own).
@@ -264,7 +290,7 @@ impl Worker {
     /// Posts the open alerts of one `alertmanager_api` target. A failure waits for the next
     /// re-send: `endsAt` is several re-sends ahead.
     fn resend(&self, t: &AmTarget) {
-        let lock = self.am_locks.get(&t.key).cloned().unwrap_or_default();
+        let lock = self.am_lock(&t.key);
         let _one_at_a_time = lock.lock();
         let bodies = match self
             .db
@@ -292,7 +318,7 @@ impl Worker {
         // alertmanager_api: one request at a time per target, its body finished under the lock
         // (endsAt stamped now; alerts whose round moved on dropped).
         let lock = (job.format == super::Format::AlertmanagerApi.as_str())
-            .then(|| self.am_locks.get(&job.target).cloned().unwrap_or_default());
+            .then(|| self.am_lock(&job.target));
         let guard = lock.as_ref().map(|l| l.lock());
         let body = match &guard {
             Some(_) => self
