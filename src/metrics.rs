@@ -241,7 +241,8 @@ impl SeriesLimitFigures {
     }
 }
 
-fn escape(s: &str) -> String {
+/// Escapes a label value for the text exposition format.
+pub fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

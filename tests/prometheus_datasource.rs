@@ -341,6 +341,13 @@ fn live_checks_read_the_datasource_and_survive_its_outage() {
             .any(|l| l == "tocsin_check_errors_total{monitor=\"vm-cpu\"} 1"),
         "{metrics}"
     );
+    // Three queries: two answered, one refused by the outage.
+    for want in [
+        "tocsin_datasource_queries_total{datasource=\"vm\",outcome=\"ok\"} 2",
+        "tocsin_datasource_queries_total{datasource=\"vm\",outcome=\"error\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == want), "{want}:\n{metrics}");
+    }
     t.stop();
 }
 

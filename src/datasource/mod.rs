@@ -16,6 +16,7 @@ use crate::config::Datasource;
 use crate::model::Tags;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use client::Client;
 
@@ -139,10 +140,20 @@ struct ReplayChunks {
     chunks: Mutex<HashMap<ChunkKey, Chunk>>,
 }
 
+/// What one data source answered since start (for `/metrics`).
+#[derive(Debug, Default)]
+struct Stats {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// time spent in queries, microseconds
+    micros: AtomicU64,
+}
+
 /// The configured data sources.
 #[derive(Debug, Default)]
 pub struct Datasources {
     clients: HashMap<String, Client>,
+    stats: HashMap<String, Stats>,
     replay: Option<ReplayChunks>,
 }
 
@@ -151,6 +162,10 @@ impl Datasources {
     pub fn new(cfg: &[Datasource]) -> Datasources {
         Datasources {
             clients: cfg.iter().map(|d| (d.id.clone(), Client::new(d))).collect(),
+            stats: cfg
+                .iter()
+                .map(|d| (d.id.clone(), Stats::default()))
+                .collect(),
             replay: None,
         }
     }
@@ -173,9 +188,69 @@ impl Datasources {
             .ok_or_else(|| DatasourceError::Unknown { id: id.to_string() })
     }
 
+    /// Appends `tocsin_datasource_queries_total{datasource, outcome}` and
+    /// `tocsin_datasource_query_seconds_total{datasource}` to `out`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        if self.stats.is_empty() {
+            return;
+        }
+        let mut ids: Vec<&String> = self.stats.keys().collect();
+        ids.sort();
+        let _ = writeln!(
+            out,
+            "# HELP tocsin_datasource_queries_total Queries sent to each data source, by outcome.\n\
+             # TYPE tocsin_datasource_queries_total counter"
+        );
+        for id in &ids {
+            let s = &self.stats[*id];
+            for (outcome, n) in [("ok", &s.ok), ("error", &s.failed)] {
+                let _ = writeln!(
+                    out,
+                    "tocsin_datasource_queries_total{{datasource=\"{}\",outcome=\"{outcome}\"}} {}",
+                    crate::metrics::escape(id),
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tocsin_datasource_query_seconds_total Time spent waiting for each data source.\n\
+             # TYPE tocsin_datasource_query_seconds_total counter"
+        );
+        for id in &ids {
+            let micros = self.stats[*id].micros.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "tocsin_datasource_query_seconds_total{{datasource=\"{}\"}} {}",
+                crate::metrics::escape(id),
+                micros as f64 / 1e6
+            );
+        }
+    }
+
     /// The value of `promql` at `at` (Unix s) in data source `id`: the series of the answer
     /// with their values. `step` is the monitor's fixed period, when it has one.
     pub fn at(
+        &self,
+        id: &str,
+        promql: &str,
+        at: i64,
+        step: Option<i64>,
+        lane: Lane,
+    ) -> Result<Vec<(Tags, f64)>, DatasourceError> {
+        let started = std::time::Instant::now();
+        let out = self.ask(id, promql, at, step, lane);
+        if let Some(s) = self.stats.get(id) {
+            let n = if out.is_ok() { &s.ok } else { &s.failed };
+            n.fetch_add(1, Ordering::Relaxed);
+            s.micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+        out
+    }
+
+    fn ask(
         &self,
         id: &str,
         promql: &str,

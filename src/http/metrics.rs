@@ -106,6 +106,7 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
                 v.load(Ordering::Relaxed)
             ));
         }
+        engine.runner.datasources.render(&mut text);
         crate::process::render(&mut text);
         Ok::<_, ApiError>(text)
     })
