@@ -238,7 +238,11 @@ impl Program {
     pub fn wait_ready(&self, url: &str, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < deadline {
-            if ureq::get(url).timeout(Duration::from_secs(2)).call().is_ok() {
+            if ureq::get(url)
+                .timeout(Duration::from_secs(2))
+                .call()
+                .is_ok()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
