@@ -27,9 +27,63 @@ pub struct Metrics {
     pub ingest_throttled: AtomicU64,
     /// custom events accepted
     pub custom_events: AtomicU64,
+    /// what Prometheus remote write requests carried: stored samples and what was left out
+    pub remote_write: RemoteWriteFigures,
     monitors: Mutex<BTreeMap<String, MonitorFigures>>,
     events: Mutex<BTreeMap<String, u64>>,
     lags: Mutex<Lags>,
+}
+
+/// Prometheus remote write (`POST /api/v1/write`): samples stored, and what accepted requests
+/// carried that tocsin does not store, by kind (`tocsin_remote_write_ignored_total{what}`).
+#[derive(Debug, Default)]
+pub struct RemoteWriteFigures {
+    /// samples stored
+    pub samples: AtomicU64,
+    /// staleness markers (the NaN Prometheus writes when a series disappears)
+    pub stale: AtomicU64,
+    /// other NaN samples (tocsin stores finite numbers only)
+    pub nan: AtomicU64,
+    /// +Inf and -Inf samples
+    pub infinite: AtomicU64,
+    /// native histogram samples
+    pub histograms: AtomicU64,
+    /// exemplars
+    pub exemplars: AtomicU64,
+    /// metric metadata entries
+    pub metadata: AtomicU64,
+}
+
+impl RemoteWriteFigures {
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP tocsin_remote_write_samples_total Samples stored from Prometheus remote \
+             write.\n# TYPE tocsin_remote_write_samples_total counter\n\
+             tocsin_remote_write_samples_total {}",
+            self.samples.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tocsin_remote_write_ignored_total What accepted remote write requests \
+             carried that is not stored, by kind.\n\
+             # TYPE tocsin_remote_write_ignored_total counter"
+        );
+        for (what, n) in [
+            ("stale", &self.stale),
+            ("nan", &self.nan),
+            ("infinite", &self.infinite),
+            ("histogram", &self.histograms),
+            ("exemplar", &self.exemplars),
+            ("metadata", &self.metadata),
+        ] {
+            let _ = writeln!(
+                out,
+                "tocsin_remote_write_ignored_total{{what=\"{what}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 /// How late scheduled checks started: the latest [`LAG_WINDOW`] lags for the quantiles, and
@@ -139,6 +193,7 @@ impl Metrics {
             "Custom events accepted.",
             self.custom_events.load(Ordering::Relaxed),
         );
+        self.remote_write.render(&mut out);
         let mons = self.monitors.lock().clone();
         let labelled = |out: &mut String,
                         name: &str,
@@ -268,6 +323,21 @@ mod tests {
         assert!(text.contains("tocsin_check_duration_seconds_sum{monitor=\"cpu\"} 0.75"));
         assert!(text.contains("tocsin_events_total{status=\"critical\"} 2"));
         assert!(text.contains("tocsin_open_issues 3"));
+    }
+
+    #[test]
+    fn renders_remote_write_figures() {
+        let m = Metrics::default();
+        m.remote_write.samples.fetch_add(7, Ordering::Relaxed);
+        m.remote_write.stale.fetch_add(2, Ordering::Relaxed);
+        let text = m.render(&[]);
+        assert!(
+            text.contains("\ntocsin_remote_write_samples_total 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE tocsin_remote_write_ignored_total counter\n"));
+        assert!(text.contains("\ntocsin_remote_write_ignored_total{what=\"stale\"} 2\n"));
+        assert!(text.contains("\ntocsin_remote_write_ignored_total{what=\"histogram\"} 0\n"));
     }
 
     #[test]

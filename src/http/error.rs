@@ -3,6 +3,7 @@
 //! add `field` and `rule`, batch items add `index`, parse errors add `line` and `column`.
 
 use crate::custom::Invalid;
+use crate::ingest::remote_write::RemoteWriteError;
 use crate::ingest::IngestError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -69,6 +70,10 @@ pub enum ApiError {
         /// what to send instead
         want: &'static str,
     },
+    /// 415: a protocol version or body encoding the endpoint does not take (the message says
+    /// what to send instead)
+    #[error("{0}")]
+    Unsupported(String),
     /// 422: well-formed data the store refuses because it would break a configured limit
     /// (e.g. a new series past `max_series`); nothing of the request was stored
     #[error("{message}")]
@@ -120,7 +125,9 @@ impl ApiError {
             | ApiError::Parse { .. } => StatusCode::BAD_REQUEST,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) | ApiError::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType { .. } | ApiError::Unsupported(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::Limit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -186,6 +193,16 @@ impl From<IngestError> for ApiError {
             },
             IngestError::Refused { limit, message } => ApiError::Limit { message, limit },
             IngestError::Store(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<RemoteWriteError> for ApiError {
+    fn from(e: RemoteWriteError) -> ApiError {
+        match e {
+            RemoteWriteError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            e if e.is_unsupported() => ApiError::Unsupported(e.to_string()),
+            e => ApiError::BadRequest(e.to_string()),
         }
     }
 }

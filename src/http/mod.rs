@@ -5,7 +5,7 @@
 //!
 //! | file | routes |
 //! |---|---|
-//! | [`write`] | `/v1/write/metric`, `/write`, `/api/v2/write` (behind admission) |
+//! | [`write`] | `/v1/write/metric`, `/write`, `/api/v2/write`, `/api/v1/write` (behind admission) |
 //! | [`events`] | `/api/v1/events`, `/events/:id`, `/events/stats`, `/events/stream`, `/api/v1/deliveries` |
 //! | [`issues`] | `/api/v1/issues`, `/api/v1/issues/recover` |
 //! | [`monitors`] | `/api/v1/monitors`, `/monitors/reload`, `/monitors/:id/run` |

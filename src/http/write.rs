@@ -1,7 +1,8 @@
-//! Metric writes: DataKit `POST /v1/write/metric` and InfluxDB `POST /write`,
-//! `POST /api/v2/write`. Admission ([`admit_write`]) checks the token, then takes one of
-//! [`INGEST_SLOTS`] before the body is read, so memory stays bounded under any load and an
-//! unauthenticated client cannot take slots.
+//! Metric writes: DataKit `POST /v1/write/metric`, InfluxDB `POST /write`,
+//! `POST /api/v2/write`, and Prometheus remote write 1.0 `POST /api/v1/write`
+//! ([`crate::ingest::remote_write`]). Admission ([`admit_write`]) checks the token, then takes
+//! one of [`INGEST_SLOTS`] before the body is read, so memory stays bounded under any load and
+//! an unauthenticated client cannot take slots.
 
 use super::auth::check_token;
 use super::body::Body;
@@ -9,7 +10,7 @@ use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::ingest::lineproto::{Point, Precision};
 use crate::ingest::{
-    decode_body, echo_json, parse_body_refs, parse_body_with, Ingest, IngestError,
+    decode_body, echo_json, parse_body_refs, parse_body_with, remote_write, Ingest, IngestError,
 };
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -29,6 +30,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/write/metric", post(write_datakit))
         .route("/write", post(write_influx))
         .route("/api/v2/write", post(write_influx))
+        .route("/api/v1/write", post(write_prometheus))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admit_write,
@@ -158,4 +160,40 @@ async fn write_influx(
     let ingest = st.ingest.clone();
     super::blocking(move || reader.store(&body, &ingest)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Prometheus remote write 1.0: 204 once the samples are durable.
+async fn write_prometheus(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<StatusCode> {
+    let metrics = st.engine.metrics.clone();
+    let rejected = move |e: remote_write::RemoteWriteError| {
+        metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+        ApiError::from(e)
+    };
+    let header = |name| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("(not ASCII)"))
+    };
+    remote_write::check_headers(
+        header(header::CONTENT_TYPE.as_str()),
+        header(header::CONTENT_ENCODING.as_str()),
+        header("x-prometheus-remote-write-version"),
+    )
+    .map_err(&rejected)?;
+    let max_body = st.max_body;
+    let limits = st.engine.runner.store.point_limits();
+    let ingest = st.ingest.clone();
+    let figures = st.engine.metrics.clone();
+    super::blocking(move || {
+        let req = remote_write::decode(&body, max_body).map_err(&rejected)?;
+        let batch = remote_write::points(&req, &limits).map_err(&rejected)?;
+        let n = ingest.write_blocking(&batch.points)?;
+        batch.ignored.record(n, &figures.remote_write);
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }

@@ -6,6 +6,7 @@
 pub mod file;
 pub mod hostinput;
 pub mod lineproto;
+pub mod remote_write;
 
 #[cfg(test)]
 mod limit_tests;
