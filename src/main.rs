@@ -51,7 +51,7 @@ enum Cmd {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Query events on the running server.
+    /// Query events on the running server (sends TOCSIN_READ_TOKEN, else TOCSIN_ADMIN_TOKEN).
     Events {
         /// status (critical, ok, nodata, ...)
         #[arg(long)]
@@ -71,7 +71,8 @@ enum Cmd {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// List unrecovered issues on the running server.
+    /// List unrecovered issues on the running server (sends TOCSIN_READ_TOKEN, else
+    /// TOCSIN_ADMIN_TOKEN).
     Issues {
         /// only this monitor
         #[arg(long)]

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The read token of every [`Server`]: the helpers read events and issues with it (reads need
+/// it, or the admin token, as soon as any token is configured).
+const READ_TOKEN: &str = "reader";
+
 /// A tocsin in a temporary directory, with JSON-answering helpers for the event centre.
 struct Server {
     t: Tocsin, // dropped (killed) before the directory is removed
@@ -23,7 +27,7 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let t = Tocsin::start(
             dir.path(),
-            &format!("{config}\n[host_input]\nenabled = false\n"),
+            &format!("read_token = \"{READ_TOKEN}\"\n{config}\n[host_input]\nenabled = false\n"),
         );
         let url = t.url.clone();
         Server { t, url, _dir: dir }
@@ -44,7 +48,7 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> Value {
-        self.t.get(path)
+        self.t.get_token(path, Some(READ_TOKEN))
     }
 
     fn custom_events(&self) -> Vec<Value> {

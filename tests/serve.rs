@@ -253,6 +253,64 @@ fn tokens_guard_ingest_and_admin() {
 }
 
 #[test]
+fn cli_reads_send_the_read_token_or_the_admin_token() {
+    let (_dir, s) = setup(
+        "ingest_token = \"in-secret\"\nadmin_token = \"ad-secret\"\nread_token = \"rd-secret\"\n",
+    );
+    let line = format!("cpu,host=a usage=99 {}", now() - 10);
+    let (code, _) = s.post_token(
+        "/v1/write/metric?precision=s",
+        line.as_bytes(),
+        Some("in-secret"),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        s.run("m1", Some("ad-secret"))["events"][0]["df_status"],
+        "critical"
+    );
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    for args in [["events", "--json"], ["issues", "--json"]] {
+        let o = s.cli_env(&args, &[]);
+        assert!(!o.status.success(), "{args:?} without a token");
+        assert!(
+            text(&o).contains("401") && text(&o).contains("TOCSIN_READ_TOKEN"),
+            "{}",
+            text(&o)
+        );
+        let o = s.cli_env(&args, &[("TOCSIN_READ_TOKEN", "in-secret")]);
+        assert!(!o.status.success(), "the ingest token does not read");
+        assert!(
+            text(&o).contains("403") && text(&o).contains("TOCSIN_READ_TOKEN is wrong"),
+            "{}",
+            text(&o)
+        );
+        for env in [
+            ("TOCSIN_READ_TOKEN", "rd-secret"),
+            ("TOCSIN_ADMIN_TOKEN", "ad-secret"),
+        ] {
+            let o = s.cli_env(&args, &[env]);
+            assert!(o.status.success(), "{args:?} {env:?}: {}", text(&o));
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(
+                v[0]["df_status"].as_str().or(v[0]["status"].as_str()),
+                Some("critical"),
+                "{v}"
+            );
+        }
+    }
+    // the read token does not run monitors: admin requests send the admin token only
+    let o = s.cli_env(&["run", "m1"], &[("TOCSIN_READ_TOKEN", "rd-secret")]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("TOCSIN_ADMIN_TOKEN"), "{}", text(&o));
+}
+
+#[test]
 fn refuses_public_listen_without_tokens_and_unreachable_server_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_tocsin"))

@@ -7,32 +7,55 @@ use serde_json::{json, Value};
 /// A connection to a running server.
 pub struct Client {
     base: String,
-    token: Option<String>,
+    admin: Option<String>,
+    read: Option<String>,
     agent: ureq::Agent,
 }
 
+/// Which token a request sends, and the variable that holds it (for the error hints).
+#[derive(Clone, Copy)]
+enum Use {
+    Read,
+    Admin,
+}
+
+fn env_token(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|t| !t.is_empty())
+}
+
 impl Client {
-    /// A client for `server` (e.g. `http://127.0.0.1:9530`), using `TOCSIN_ADMIN_TOKEN` if set.
+    /// A client for `server` (e.g. `http://127.0.0.1:9530`). Admin requests (run, recover)
+    /// send `TOCSIN_ADMIN_TOKEN`; reads (events, issues) send `TOCSIN_READ_TOKEN`, else the
+    /// admin token, which reads too. Tokens come from the environment only, not from flags,
+    /// so they stay out of process lists and shell history.
     pub fn new(server: &str) -> Client {
         Client {
             base: server.trim_end_matches('/').to_string(),
-            token: std::env::var("TOCSIN_ADMIN_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
+            admin: env_token("TOCSIN_ADMIN_TOKEN"),
+            read: env_token("TOCSIN_READ_TOKEN"),
             agent: ureq::AgentBuilder::new()
                 .timeout(std::time::Duration::from_secs(60))
                 .build(),
         }
     }
 
-    fn auth(&self, r: ureq::Request) -> ureq::Request {
-        match &self.token {
+    fn auth(&self, r: ureq::Request, what: Use) -> ureq::Request {
+        let token = match what {
+            Use::Read => self.read.as_ref().or(self.admin.as_ref()),
+            Use::Admin => self.admin.as_ref(),
+        };
+        match token {
             Some(t) => r.set("Authorization", &format!("Bearer {t}")),
             None => r,
         }
     }
 
-    fn answer(&self, what: &str, res: Result<ureq::Response, ureq::Error>) -> Result<Value> {
+    fn answer(
+        &self,
+        what: &str,
+        token: Use,
+        res: Result<ureq::Response, ureq::Error>,
+    ) -> Result<Value> {
         match res {
             Ok(r) => r
                 .into_json::<Value>()
@@ -43,9 +66,12 @@ impl Client {
                     .ok()
                     .and_then(|v| v.get("error").and_then(Value::as_str).map(String::from))
                     .unwrap_or(body);
-                let hint = match code {
-                    401 => " (set TOCSIN_ADMIN_TOKEN)",
-                    403 => " (TOCSIN_ADMIN_TOKEN is wrong)",
+                let hint = match (code, token) {
+                    (401, Use::Admin) => " (set TOCSIN_ADMIN_TOKEN)",
+                    (403, Use::Admin) => " (TOCSIN_ADMIN_TOKEN is wrong)",
+                    (401, Use::Read) => " (set TOCSIN_READ_TOKEN or TOCSIN_ADMIN_TOKEN)",
+                    (403, Use::Read) if self.read.is_some() => " (TOCSIN_READ_TOKEN is wrong)",
+                    (403, Use::Read) => " (TOCSIN_ADMIN_TOKEN is wrong)",
                     _ => "",
                 };
                 bail!("{what}: server answered {code}: {msg}{hint}")
@@ -57,25 +83,28 @@ impl Client {
         }
     }
 
-    /// GET with query parameters.
+    /// GET with query parameters (a read: the read token, else the admin token).
     pub fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Value> {
-        let mut r = self.auth(self.agent.get(&format!("{}{path}", self.base)));
+        let mut r = self.auth(self.agent.get(&format!("{}{path}", self.base)), Use::Read);
         for (k, v) in params {
             r = r.query(k, v);
         }
-        self.answer(path, r.call())
+        self.answer(path, Use::Read, r.call())
     }
 
-    /// DELETE.
+    /// DELETE (an admin request: the admin token).
     pub fn delete(&self, path: &str) -> Result<Value> {
-        let r = self.auth(self.agent.delete(&format!("{}{path}", self.base)));
-        self.answer(path, r.call())
+        let r = self.auth(
+            self.agent.delete(&format!("{}{path}", self.base)),
+            Use::Admin,
+        );
+        self.answer(path, Use::Admin, r.call())
     }
 
-    /// POST a JSON body.
+    /// POST a JSON body (an admin request: the admin token).
     pub fn post(&self, path: &str, body: Value) -> Result<Value> {
-        let r = self.auth(self.agent.post(&format!("{}{path}", self.base)));
-        self.answer(path, r.send_json(body))
+        let r = self.auth(self.agent.post(&format!("{}{path}", self.base)), Use::Admin);
+        self.answer(path, Use::Admin, r.send_json(body))
     }
 }
 

@@ -133,6 +133,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let state = AppState {
         ingest_token: cfg.ingest_token.clone(),
         admin_token: cfg.admin_token.clone(),
+        read_token: cfg.read_token.clone(),
         max_body: cfg.max_body_bytes,
         access_keys: cfg.access_keys.clone(),
         ..AppState::new(engine.clone(), ingest.clone(), worker.clone(), clock)

@@ -57,10 +57,13 @@ pub struct Config {
     pub monitors: Option<PathBuf>,
     /// scripts directory (absent: the command's default)
     pub scripts: Option<PathBuf>,
-    /// Bearer token for write and event endpoints
+    /// token for write and event endpoints
     pub ingest_token: Option<String>,
-    /// Bearer token for recover, run and reload
+    /// Bearer token for recover, run and reload; reads too
     pub admin_token: Option<String>,
+    /// token for the read endpoints (events, issues, monitors, deliveries); when any token is
+    /// set, reads need this one or the admin token
+    pub read_token: Option<String>,
     /// base of `df_event_url`
     pub public_url: Option<String>,
     /// retention ages

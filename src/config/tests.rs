@@ -9,6 +9,7 @@ monitors = "./monitors"
 scripts = "./scripts"
 ingest_token = "in"
 admin_token = "ad"
+read_token = "rd"
 public_url = "http://tocsin.example:9530"
 max_body_bytes = 1024
 [retention]
@@ -62,6 +63,14 @@ fn a_full_config_reads_into_typed_values() {
     assert_eq!(c.scripts, Some(PathBuf::from("./scripts")));
     assert_eq!(c.public_url.as_deref(), Some("http://tocsin.example:9530"));
     assert_eq!(c.max_body_bytes, 1024);
+    assert_eq!(
+        (
+            c.ingest_token.as_deref(),
+            c.admin_token.as_deref(),
+            c.read_token.as_deref()
+        ),
+        (Some("in"), Some("ad"), Some("rd"))
+    );
     assert_eq!(c.retention.metrics, Seconds(2 * 86_400));
     assert_eq!(c.retention.events, Seconds(3600));
     assert_eq!(

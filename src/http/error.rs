@@ -22,6 +22,16 @@ pub enum ApiError {
     /// 404: no such thing
     #[error("{0}")]
     NotFound(String),
+    /// 405: the path exists, the method does not
+    #[error("{method} is not allowed on {path}: it takes {}", allow.join(", "))]
+    MethodNotAllowed {
+        /// the method sent
+        method: String,
+        /// the path
+        path: String,
+        /// the methods the path takes (the `Allow` header)
+        allow: Vec<String>,
+    },
     /// 400: a request-wide problem
     #[error("{0}")]
     BadRequest(String),
@@ -119,6 +129,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_)
             | ApiError::Field { .. }
             | ApiError::Invalid(_)
@@ -159,6 +170,9 @@ impl ApiError {
             ApiError::Limit { limit, .. } => {
                 body["limit"] = json!(limit);
             }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                body["allow"] = json!(allow);
+            }
             _ => {}
         }
         body
@@ -168,9 +182,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status(), Json(self.body())).into_response();
-        if let ApiError::Busy { retry_after, .. } = self {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        match &self {
+            ApiError::Busy { retry_after, .. } => {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                if let Ok(v) = HeaderValue::from_str(&allow.join(",")) {
+                    r.headers_mut().insert(header::ALLOW, v);
+                }
+            }
+            _ => {}
         }
         r
     }

@@ -1,10 +1,12 @@
 //! The event centre's read side: `GET /api/v1/events` (list), `/events/:id`, `/events/stats`,
 //! `/events/stream` (server-sent events, the same filter as the list) and
-//! `/api/v1/deliveries` (the notification outbox of those events).
+//! `/api/v1/deliveries` (the notification outbox of those events, URLs redacted by
+//! [`super::redact`]). Every route is a read: behind [`super::auth::admit_read`].
 
 use super::error::{ApiError, ApiResult};
 use super::{blocking, heavy_read, AppState};
 use crate::events::EventQuery;
+use crate::model::event::{Status, ALL_STATUSES};
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
@@ -15,14 +17,18 @@ use std::collections::HashMap;
 /// Largest `limit` of a list.
 pub const MAX_LIMIT: usize = 10_000;
 
-/// The event and delivery routes.
-pub fn routes() -> Router<AppState> {
+/// The event and delivery routes, behind the read token.
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/events/stats", get(event_stats))
         .route("/api/v1/events/stream", get(event_stream))
         .route("/api/v1/events/:id", get(get_event))
         .route("/api/v1/deliveries", get(list_deliveries))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::auth::admit_read,
+        ))
 }
 
 fn time_param(name: &str, v: Option<&String>) -> ApiResult<Option<i64>> {
@@ -48,6 +54,24 @@ pub(super) fn num_param(name: &str, v: Option<&String>) -> ApiResult<Option<usiz
         .transpose()
 }
 
+/// A `status` filter: one of the event statuses, else 400 naming the value (an unknown status
+/// would match nothing and look like "no events").
+pub(super) fn status_param(v: Option<&String>) -> ApiResult<Option<String>> {
+    v.filter(|s| !s.is_empty())
+        .map(|s| {
+            Status::parse(s)
+                .map(|st| st.as_str().to_string())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = ALL_STATUSES.iter().map(|st| st.as_str()).collect();
+                    ApiError::field(
+                        "status",
+                        format!("{s:?} is not one of {}", names.join(", ")),
+                    )
+                })
+        })
+        .transpose()
+}
+
 /// The filter of the query string (`status`, `source`, `monitor`, `ref`, `from`, `to`, `q`,
 /// `limit`, `offset`).
 pub fn event_query(p: &HashMap<String, String>) -> ApiResult<EventQuery> {
@@ -57,7 +81,7 @@ pub fn event_query(p: &HashMap<String, String>) -> ApiResult<EventQuery> {
         return Err(ApiError::field("limit", format!("at most {MAX_LIMIT}")));
     }
     Ok(EventQuery {
-        status: s("status"),
+        status: status_param(p.get("status"))?,
         source: s("source"),
         monitor: s("monitor"),
         event_ref: s("ref"),
@@ -132,10 +156,16 @@ async fn list_deliveries(
         .unwrap_or(100)
         .min(MAX_LIMIT);
     let db = st.engine.runner.db.clone();
-    let list = heavy_read(&st, move || {
+    let mut list = heavy_read(&st, move || {
         crate::notify::worker::list(&db, &statuses, limit).map_err(ApiError::internal)
     })
     .await?;
+    // Target URLs can carry secrets (a DingTalk access_token, user:password): the API shows
+    // them redacted; the worker still posts to the real URL.
+    for d in &mut list {
+        d.url = super::redact::url(&d.url);
+        d.last_error = d.last_error.as_deref().map(super::redact::urls_in);
+    }
     Ok(Json(json!({"count": list.len(), "deliveries": list})))
 }
 

@@ -1,5 +1,6 @@
-//! Open issues: `GET /api/v1/issues` (the unrecovered-issue table) and manual recovery
-//! `POST /api/v1/issues/recover` (admin token, JSON body).
+//! Open issues: `GET /api/v1/issues` (the unrecovered-issue table; a read, behind
+//! [`super::auth::admit_read`]) and manual recovery `POST /api/v1/issues/recover` (admin
+//! token, JSON body).
 
 use super::auth::{check_token, require_json};
 use super::body::Body;
@@ -16,10 +17,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// The issue routes.
-pub fn routes() -> Router<AppState> {
+/// The issue routes: the list behind the read token, recovery behind the admin token.
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/issues", get(list_issues))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::auth::admit_read,
+        ))
         .route("/api/v1/issues/recover", post(recover))
 }
 
@@ -27,6 +32,7 @@ async fn list_issues(
     State(st): State<AppState>,
     Query(p): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
+    let status = super::events::status_param(p.get("status"))?;
     let db = st.engine.runner.db.clone();
     let monitor = p.get("monitor").filter(|s| !s.is_empty()).cloned();
     let now = st.clock.now_secs();
@@ -35,8 +41,8 @@ async fn list_issues(
             .map_err(ApiError::internal)
     })
     .await?;
-    if let Some(s) = p.get("status").filter(|s| !s.is_empty()) {
-        issues.retain(|i| &i.status == s);
+    if let Some(s) = status {
+        issues.retain(|i| i.status == s);
     }
     if let Some(s) = p.get("source").filter(|s| !s.is_empty()) {
         issues.retain(|i| &i.source == s);

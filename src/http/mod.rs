@@ -6,21 +6,27 @@
 //! | file | routes |
 //! |---|---|
 //! | [`write`] | `/v1/write/metric`, `/write`, `/api/v2/write`, `/api/v1/write` (behind admission) |
+//! | [`influx`] | `/ping`, `/health`, `/query` (what InfluxDB clients probe) |
 //! | [`events`] | `/api/v1/events`, `/events/:id`, `/events/stats`, `/events/stream`, `/api/v1/deliveries` |
 //! | [`issues`] | `/api/v1/issues`, `/api/v1/issues/recover` |
 //! | [`monitors`] | `/api/v1/monitors`, `/monitors/reload`, `/monitors/:id/run` |
 //! | [`silences`] | `/api/v1/silences`, `/silences/:id` |
 //! | [`metrics`] | `/metrics` |
 //! | [`custom`] | the four custom-event dialects |
+//!
+//! Reads (events, issues, monitors, deliveries) sit behind [`auth::admit_read`]. Unknown
+//! paths answer 404 and unknown methods 405, both with the JSON error body.
 
 pub mod auth;
 pub mod body;
 pub mod custom;
 pub mod error;
 pub mod events;
+pub mod influx;
 pub mod issues;
 pub mod metrics;
 pub mod monitors;
+pub mod redact;
 pub mod silences;
 pub mod write;
 
@@ -38,7 +44,9 @@ use crate::ingest::Ingest;
 use crate::model::SharedClock;
 use crate::notify::worker::Worker;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -58,8 +66,10 @@ pub struct AppState {
     pub clock: SharedClock,
     /// token for write and event endpoints
     pub ingest_token: Option<String>,
-    /// token for recover, run and reload
+    /// token for recover, run and reload (reads too)
     pub admin_token: Option<String>,
+    /// token for the read endpoints (events, issues, monitors, deliveries)
+    pub read_token: Option<String>,
     /// largest body accepted
     pub max_body: usize,
     /// how long a request body may take to arrive (then 408)
@@ -101,6 +111,7 @@ impl AppState {
             clock,
             ingest_token: None,
             admin_token: None,
+            read_token: None,
             max_body: DEFAULT_MAX_BODY,
             body_timeout: BODY_READ_TIMEOUT,
             access_keys: Vec::new(),
@@ -115,21 +126,58 @@ impl AppState {
 /// The application: every route, with the body limit and the state.
 pub fn app(state: AppState) -> Router {
     let limit = state.max_body;
-    Router::new()
+    let routes = Router::new()
         .merge(write::routes(&state))
-        .merge(events::routes())
-        .merge(issues::routes())
-        .merge(monitors::routes())
-        .merge(silences::routes())
+        .merge(influx::routes(&state))
+        .merge(events::routes(&state))
+        .merge(issues::routes(&state))
+        .merge(monitors::routes(&state))
+        .merge(silences::routes(&state))
         .merge(metrics::routes())
         .merge(custom::routes())
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route(
-            "/ping",
-            get(|| async { StatusCode::NO_CONTENT }).head(|| async { StatusCode::NO_CONTENT }),
-        )
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .with_state(state);
+    // The 405 body is filled in around the router, not inside it: axum adds the Allow header
+    // that the body names only once the method router has answered, after inner layers ran.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn(method_not_allowed_json))
+}
+
+/// Unknown paths: 404 with the JSON error body.
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for {method} {}: the endpoints are listed in docs/api.md",
+        uri.path()
+    ))
+}
+
+/// Gives axum's empty 405 (a known path, another method) the JSON error body, naming the
+/// methods of its `Allow` header.
+async fn method_not_allowed_json(req: axum::extract::Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return resp;
+    }
+    let allow = resp
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    ApiError::MethodNotAllowed {
+        method,
+        path,
+        allow,
+    }
+    .into_response()
 }
 
 /// Runs a heavy read off the async runtime once one of the [`HEAVY_READS`] turns is free;

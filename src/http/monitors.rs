@@ -1,4 +1,5 @@
-//! Monitors: `GET /api/v1/monitors` (health of each), and with the admin token
+//! Monitors: `GET /api/v1/monitors` (health of each; a read, behind
+//! [`super::auth::admit_read`]), and with the admin token
 //! `POST /api/v1/monitors/:id/run` and `POST /api/v1/monitors/reload`.
 
 use super::auth::check_token;
@@ -12,10 +13,14 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
-/// The monitor routes.
-pub fn routes() -> Router<AppState> {
+/// The monitor routes: the list behind the read token, run and reload behind the admin token.
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/monitors", get(list_monitors))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::auth::admit_read,
+        ))
         .route("/api/v1/monitors/reload", post(reload))
         .route("/api/v1/monitors/:id/run", post(run_monitor))
 }

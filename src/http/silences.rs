@@ -14,11 +14,16 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// The silence routes.
-pub fn routes() -> Router<AppState> {
+/// The silence routes: behind the read rule (the admin token passes it too); adding and
+/// expiring check the admin token as well.
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/silences", get(list).post(create))
         .route("/api/v1/silences/:id", get(one).delete(expire))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::auth::admit_read,
+        ))
 }
 
 /// A silence with its state at `now`.

@@ -84,6 +84,18 @@ impl Harness {
             .await
     }
 
+    /// GET with `Authorization: Bearer <token>` (reads need the read or admin token once any
+    /// token is configured).
+    async fn get_as(&self, uri: &str, token: &str) -> (StatusCode, Value) {
+        self.send(
+            Request::get(uri)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
     async fn post(&self, uri: &str, headers: &[(&str, &str)], body: &str) -> (StatusCode, Value) {
         let mut r = Request::post(uri);
         for (k, v) in headers {
@@ -291,18 +303,24 @@ async fn issues_and_manual_recovery() {
         .await;
     assert_eq!(code, StatusCode::OK);
     h.clock.advance_secs(50);
-    let (code, v) = h.get("/api/v1/issues").await;
+    let (code, v) = h.get_as("/api/v1/issues", "adm").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(v["count"], 1);
     assert_eq!(
         v["issues"][0]["duration"], 150,
         "duration at the app clock's now"
     );
-    assert_eq!(h.get("/api/v1/issues?status=warning").await.1["count"], 0);
-    assert_eq!(h.get("/api/v1/issues?q=disk").await.1["count"], 1);
+    assert_eq!(
+        h.get_as("/api/v1/issues?status=warning", "adm").await.1["count"],
+        0
+    );
+    assert_eq!(h.get_as("/api/v1/issues?q=disk", "adm").await.1["count"], 1);
     // the same text match as the event list: ASCII case folded
-    assert_eq!(h.get("/api/v1/issues?q=DISK%20Full").await.1["count"], 1);
-    assert_eq!(h.get("/api/v1/issues?q=cpu").await.1["count"], 0);
+    assert_eq!(
+        h.get_as("/api/v1/issues?q=DISK%20Full", "adm").await.1["count"],
+        1
+    );
+    assert_eq!(h.get_as("/api/v1/issues?q=cpu", "adm").await.1["count"], 0);
     let r = v["issues"][0]["event_ref"].as_str().unwrap().to_string();
     let who = json!({"refs": [r], "user_id": "u1", "user_name": "Ann", "user_email": "a@x"});
     let auth = ("authorization", "Bearer adm");
@@ -331,7 +349,7 @@ async fn issues_and_manual_recovery() {
     assert_eq!(code, StatusCode::OK, "{v}");
     assert_eq!(v["recovered"], 1);
     assert_eq!(v["events"][0]["df_status"], "manual_ok");
-    assert_eq!(h.get("/api/v1/issues").await.1["count"], 0);
+    assert_eq!(h.get_as("/api/v1/issues", "adm").await.1["count"], 0);
 }
 
 #[tokio::test]
@@ -360,7 +378,10 @@ async fn unknown_monitor_is_404_and_lists_are_empty() {
 
 #[tokio::test]
 async fn guance_dialect_needs_json_and_token() {
-    let h = Harness::with(|s| s.ingest_token = Some("tok".into()));
+    let h = Harness::with(|s| {
+        s.ingest_token = Some("tok".into());
+        s.read_token = Some("rd".into());
+    });
     let auth = ("authorization", "Bearer tok");
     let body = guance(NOW, "critical", "CPU").to_string();
     assert_eq!(
@@ -400,7 +421,10 @@ async fn guance_dialect_needs_json_and_token() {
         )
         .await;
     let id = v["content"]["df_event_id"].as_str().unwrap().to_string();
-    assert_eq!(h.get(&format!("/api/v1/events/{id}")).await.1["date"], NOW);
+    assert_eq!(
+        h.get_as(&format!("/api/v1/events/{id}"), "rd").await.1["date"],
+        NOW
+    );
 }
 
 #[tokio::test]
@@ -424,7 +448,10 @@ async fn huawei_dialect_validates_against_the_app_clock() {
 
 #[tokio::test]
 async fn alibaba_dialect_answers_in_its_shape() {
-    let h = Harness::with(|s| s.ingest_token = Some("tok".into()));
+    let h = Harness::with(|s| {
+        s.ingest_token = Some("tok".into());
+        s.read_token = Some("rd".into());
+    });
     let q = "/?Action=PutCustomEvent&EventInfo.1.EventName=deploy&EventInfo.1.Content=v2";
     let (code, v) = h.post(q, &[], "").await;
     assert_eq!(
@@ -444,7 +471,7 @@ async fn alibaba_dialect_answers_in_its_shape() {
         (code, v["Code"].as_str()),
         (StatusCode::NOT_FOUND, Some("InvalidAction.NotFound"))
     );
-    let (_, v) = h.get("/api/v1/events?source=custom").await;
+    let (_, v) = h.get_as("/api/v1/events?source=custom", "rd").await;
     assert_eq!(v["events"][0]["df_title"], "deploy");
     assert_eq!(v["events"][0]["date"], NOW, "no Time: the app clock's time");
 }
@@ -672,4 +699,278 @@ async fn heavy_reads_beyond_the_bound_wait_then_get_429() {
     let (code, body) = h.get("/api/v1/events?limit=10000").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["count"], 0);
+}
+
+// ------------------------------------------------------------------ InfluxDB drop-in
+
+/// The status and headers of a request whose body is not read (a stream, a HEAD).
+async fn head_of(h: &Harness, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap) {
+    let resp = app(h.state.clone()).oneshot(req).await.unwrap();
+    (resp.status(), resp.headers().clone())
+}
+
+/// Installs the notifier (no policies), which creates the outbox `/api/v1/deliveries` lists.
+fn with_outbox(h: &Harness) {
+    let notifier = crate::notify::Notifier::new(&crate::config::Config::default());
+    h.state
+        .engine
+        .runner
+        .db
+        .set_hook(Arc::new(notifier))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn influx_probes_answer_like_influxdb() {
+    let h = Harness::with(|s| s.ingest_token = Some("tok".into()));
+    for method in ["GET", "HEAD"] {
+        let req = Request::builder()
+            .method(method)
+            .uri("/ping")
+            .body(Body::empty())
+            .unwrap();
+        let (code, headers) = head_of(&h, req).await;
+        assert_eq!(code, StatusCode::NO_CONTENT, "{method} /ping, open");
+        assert_eq!(headers["x-influxdb-version"], influx::INFLUXDB_VERSION);
+        assert_eq!(headers["x-influxdb-build"], "OSS");
+    }
+    let (code, v) = h.get("/ping?verbose=true").await;
+    assert_eq!((code, v), (StatusCode::OK, json!({"version": "1.8.10"})));
+    let (code, v) = h.get("/health").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        (&v["name"], &v["status"], &v["checks"], &v["version"]),
+        (
+            &json!("influxdb"),
+            &json!("pass"),
+            &json!([]),
+            &json!("1.8.10")
+        )
+    );
+    assert_eq!(v["message"], "ready for queries and writes");
+    assert!(v["commit"].as_str().unwrap().starts_with("tocsin-"), "{v}");
+}
+
+#[tokio::test]
+async fn query_answers_writers_behind_the_ingest_token() {
+    let h = Harness::with(|s| s.ingest_token = Some("tok".into()));
+    let (code, v) = h.get("/query?q=SHOW%20DATABASES").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{v}");
+    let (code, _) = h.get("/query?q=SHOW%20DATABASES&u=x&p=nope").await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    // the v1 clients: q in the query string, the token as the password
+    let (code, v) = h
+        .get("/query?q=SHOW%20DATABASES&db=glances&u=x&p=tok")
+        .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["results"][0]["series"][0]["values"],
+        json!([["tocsin"], ["glances"]])
+    );
+    // Telegraf: a form body
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "telegraf:tok")
+    );
+    let (code, v) = h
+        .post(
+            "/query",
+            &[
+                ("authorization", basic.as_str()),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            "q=CREATE+DATABASE+%22telegraf%22%3B+SHOW+DATABASES",
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["results"][0], json!({"statement_id": 0}));
+    assert_eq!(v["results"][1]["statement_id"], 1);
+    let auth = ("authorization", "Token tok");
+    let (code, v) = h
+        .post("/query?q=SELECT%20*%20FROM%20cpu", &[auth], "")
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("SELECT * FROM cpu") && e.contains("only accepts writes"),
+        "{e}"
+    );
+    assert_eq!(
+        v.as_object().unwrap().len(),
+        1,
+        "InfluxDB's error shape: {v}"
+    );
+    let (code, v) = h.post("/query", &[auth], "").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"], "missing required parameter \"q\"");
+}
+
+#[tokio::test]
+async fn every_write_endpoint_takes_every_influxdb_auth_form() {
+    let h = Harness::with(|s| s.ingest_token = Some("tok".into()));
+    let basic = |up: &str| {
+        format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, up)
+        )
+    };
+    let good: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (vec![("authorization", "Bearer tok".into())], ""),
+        (vec![("authorization", "Token tok".into())], ""),
+        (vec![("authorization", basic("anyone:tok"))], ""),
+        (vec![], "u=anyone&p=tok"),
+    ];
+    for path in ["/write", "/api/v2/write", "/v1/write/metric"] {
+        for (headers, query) in &good {
+            let uri = format!("{path}?precision=s&{query}");
+            let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (code, v) = h.post(&uri, &hs, "cpu v=1 1700000000\n").await;
+            assert!(code.is_success(), "{uri} {headers:?}: {code} {v}");
+        }
+        let (code, v) = h.post(path, &[], "cpu v=1\n").await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(
+            v["error"].as_str().unwrap().contains("u=<any>&p=<token>"),
+            "{v}"
+        );
+        for (k, val) in [
+            ("authorization", "Token nope".to_string()),
+            ("authorization", basic("tok:nope")),
+        ] {
+            let (code, v) = h.post(path, &[(k, val.as_str())], "cpu v=1\n").await;
+            assert_eq!(code, StatusCode::FORBIDDEN, "{path} {val}: {v}");
+        }
+        let (code, _) = h
+            .post(&format!("{path}?u=tok&p=nope"), &[], "cpu v=1\n")
+            .await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+    }
+}
+
+#[tokio::test]
+async fn reads_need_the_read_or_admin_token_once_tokens_are_set() {
+    let h = Harness::with(|s| {
+        s.ingest_token = Some("in".into());
+        s.admin_token = Some("ad".into());
+        s.read_token = Some("rd".into());
+    });
+    with_outbox(&h);
+    let reads = [
+        "/api/v1/events",
+        "/api/v1/events/stats",
+        "/api/v1/events/event-none",
+        "/api/v1/issues",
+        "/api/v1/monitors",
+        "/api/v1/deliveries",
+        "/api/v1/events/stream",
+    ];
+    let status = |uri: &str, token: Option<&str>| {
+        let mut r = Request::get(uri);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        head_of(&h, r.body(Body::empty()).unwrap())
+    };
+    for uri in reads {
+        assert_eq!(status(uri, None).await.0, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(
+            status(uri, Some("in")).await.0,
+            StatusCode::FORBIDDEN,
+            "{uri}"
+        );
+        assert_eq!(
+            status(uri, Some("wrong")).await.0,
+            StatusCode::FORBIDDEN,
+            "{uri}"
+        );
+        let want = if uri.ends_with("event-none") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(status(uri, Some("rd")).await.0, want, "{uri}");
+        assert_eq!(status(uri, Some("ad")).await.0, want, "{uri}");
+    }
+    let (_, v) = h.get("/api/v1/events").await;
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("read_token or the admin_token"),
+        "{v}"
+    );
+    // probes, liveness and the Prometheus scrape stay open
+    for uri in ["/healthz", "/ping", "/health", "/metrics"] {
+        assert!(status(uri, None).await.0.is_success(), "{uri}");
+    }
+    // the read token is no admin token
+    let (code, _) = h
+        .post(
+            "/api/v1/monitors/reload",
+            &[("authorization", "Bearer rd")],
+            "",
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn reads_stay_open_without_any_token() {
+    let h = Harness::new();
+    with_outbox(&h);
+    for uri in [
+        "/api/v1/events",
+        "/api/v1/issues",
+        "/api/v1/monitors",
+        "/api/v1/deliveries",
+    ] {
+        assert_eq!(h.get(uri).await.0, StatusCode::OK, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_json() {
+    let h = Harness::new();
+    let (code, v) = h.get("/api/v1/nope").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(
+        v,
+        json!({"error": "no route for GET /api/v1/nope: the endpoints are listed in docs/api.md"})
+    );
+    let (code, v) = h.post("/healthz", &[], "").await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        v,
+        json!({"error": "POST is not allowed on /healthz: it takes GET, HEAD", "allow": ["GET", "HEAD"]})
+    );
+    let (code, headers) = head_of(&h, Request::get("/write").body(Body::empty()).unwrap()).await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers[header::ALLOW], "POST");
+    let (_, v) = h.get("/write").await;
+    assert_eq!(v["error"], "GET is not allowed on /write: it takes POST");
+    assert_eq!(v["allow"], json!(["POST"]));
+}
+
+#[tokio::test]
+async fn unknown_status_filters_are_400_naming_the_value() {
+    let h = Harness::new();
+    for uri in [
+        "/api/v1/events?status=bogus",
+        "/api/v1/events/stats?by=source&status=bogus",
+        "/api/v1/events/stream?status=bogus",
+        "/api/v1/issues?status=bogus",
+    ] {
+        let (code, v) = h.get(uri).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(v["field"], "status", "{uri}");
+        let e = v["error"].as_str().unwrap();
+        assert!(
+            e.contains("\"bogus\"") && e.contains("critical") && e.contains("manual_ok"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        h.get("/api/v1/events?status=nodata_ok").await.0,
+        StatusCode::OK
+    );
 }

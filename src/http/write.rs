@@ -4,7 +4,7 @@
 //! one of [`INGEST_SLOTS`] before the body is read, so memory stays bounded under any load and
 //! an unauthenticated client cannot take slots.
 
-use super::auth::check_token;
+use super::auth::check_write_token;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
@@ -44,14 +44,16 @@ struct WriteParams {
     echo: Option<String>,
 }
 
-/// Admission for write requests, before their body is read: the token first (a request
-/// without one takes no slot), then beyond [`INGEST_SLOTS`] in flight, 429 with Retry-After.
-async fn admit_write(
+/// Admission for write requests, before their body is read: the token first, in any form
+/// InfluxDB clients send ([`check_write_token`]; a request without one takes no slot), then
+/// beyond [`INGEST_SLOTS`] in flight, 429 with Retry-After.
+pub(super) async fn admit_write(
     State(st): State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Err(e) = check_token(req.headers(), st.ingest_token.as_deref()) {
+    if let Err(e) = check_write_token(req.headers(), req.uri().query(), st.ingest_token.as_deref())
+    {
         return e.into_response();
     }
     match st.ingest_slots.clone().try_acquire_owned() {

@@ -283,3 +283,39 @@ pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+impl Tocsin {
+    /// GET with an optional bearer token: the status and the body text (errors included).
+    pub fn get_status(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut r = ureq::get(&format!("{}{path}", self.url)).timeout(Duration::from_secs(20));
+        if let Some(t) = token {
+            r = r.set("Authorization", &format!("Bearer {t}"));
+        }
+        match r.call() {
+            Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+
+    /// GET a JSON answer with an optional bearer token (reads need the read or admin token
+    /// once any token is configured); panics unless 200.
+    pub fn get_token(&self, path: &str, token: Option<&str>) -> Value {
+        let (code, body) = self.get_status(path, token);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// Runs a CLI command against this server with the given environment (e.g.
+    /// `TOCSIN_READ_TOKEN`); every `TOCSIN_*_TOKEN` not given is removed.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+        c.args(args).arg("--server").arg(&self.url);
+        c.env_remove("TOCSIN_ADMIN_TOKEN")
+            .env_remove("TOCSIN_READ_TOKEN");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+}
