@@ -403,7 +403,7 @@ fn a_runtime_silence_holds_back_deliveries_and_a_reload_applies_a_changed_target
         "{added}"
     );
     assert!(cli(&["silence", "list"]).contains(&id));
-    let monitors = t.get("/api/v1/monitors");
+    let monitors = t.get_token("/api/v1/monitors", Some("adm"));
     assert_eq!(
         monitors["monitors"][0]["silences"][0]["id"],
         id.as_str(),
