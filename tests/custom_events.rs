@@ -8,8 +8,6 @@ mod common;
 use common::Tocsin;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The read token of every [`Server`]: the helpers read events and issues with it (reads need
 /// it, or the admin token, as soon as any token is configured).
@@ -886,60 +884,14 @@ fn access_keys_require_signatures() {
 
 // ---------------------------------------------------------------- the official SDKs
 
+/// The interpreter of the virtualenv with the cloud SDKs, or `None` (the test skips).
 fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("TOCSIN_PY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sdk-venv/bin/python")
-        });
-    let ok = Command::new(&py)
-        .args([
-            "-c",
-            "import aliyunsdkcms, aliyunsdkcore, huaweicloudsdkces, cloudevents, requests",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Some(py)
-    } else {
-        eprintln!(
-            "skipping: {} lacks the cloud SDKs; run .ci/run to install the SDKs (or set TOCSIN_PY)",
-            py.display()
-        );
-        None
-    }
+    common::python::python("aliyunsdkcms, aliyunsdkcore, huaweicloudsdkces, cloudevents, requests")
 }
 
-/// Runs a script of tests/sdk with a time limit; returns (exit code, stdout).
+/// Runs a script of tests/sdk with a time limit; returns (exit code, everything printed).
 fn run_sdk(py: &Path, script: &str, args: &[&str]) -> (i32, String) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
-    let mut child = Command::new(py)
-        .arg(dir.join(script))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return (st.code().unwrap_or(-1), text);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{script} did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::python::sdk_script(py, script, args, 90)
 }
 
 const KEYS: &str = "[[access_keys]]\nid = \"AKTOCSIN\"\nsecret = \"sk-right\"\n";

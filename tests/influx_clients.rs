@@ -10,11 +10,11 @@
 
 mod common;
 
+use common::python::{python, run_bounded, sdk_script};
 use common::{eventually, free_port, Tocsin, COUNTER};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 const INGEST: &str = "in-secret";
 const ADMIN: &str = "ad-secret";
@@ -35,70 +35,9 @@ fn server(dir: &Path, extra: &str, monitors: &[(&str, &str)]) -> Tocsin {
     )
 }
 
-/// The virtualenv's interpreter if it can import `modules`; else `None` after saying why the
-/// calling test skips.
-fn python(modules: &str) -> Option<PathBuf> {
-    let py = std::env::var_os("TOCSIN_PY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sdk-venv/bin/python")
-        });
-    let ok = Command::new(&py)
-        .args(["-c", &format!("import {modules}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Some(py)
-    } else {
-        eprintln!(
-            "skipping: {} cannot import {modules}; run .ci/run to install the clients (or set TOCSIN_PY)",
-            py.display()
-        );
-        None
-    }
-}
-
-/// Runs `program args` with `env`, for at most `secs`; the exit code and everything printed.
-fn run_bounded(program: &Path, args: &[&str], env: &[(&str, &Path)], secs: u64) -> (i32, String) {
-    let mut c = Command::new(program);
-    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return (st.code().unwrap_or(-1), text);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{} {args:?} did not finish within {secs} s",
-                program.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs `tests/sdk/<script>` with the virtualenv's interpreter, for at most 30 s.
 fn script(py: &Path, name: &str, args: &[&str]) -> (i32, String) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sdk")
-        .join(name);
-    let mut all = vec![path.to_str().unwrap()];
-    all.extend_from_slice(args);
-    run_bounded(py, &all, &[], 30)
+    sdk_script(py, name, args, 30)
 }
 
 fn host_port(t: &Tocsin) -> (String, String) {

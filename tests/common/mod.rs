@@ -2,6 +2,8 @@
 //! free loopback port with its own data, monitors and scripts directories.
 #![allow(dead_code)] // each test crate uses a different part of it
 
+pub mod python;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
