@@ -101,7 +101,7 @@ impl Runner {
                 commit.deletes.push((m.id.clone(), r.clone()));
             }
         }
-        report.events = self.commit(st, commit, new_states)?;
+        report.events = self.commit(m, st, commit, new_states)?;
         Ok(report)
     }
 }

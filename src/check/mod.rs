@@ -107,6 +107,9 @@ pub struct MonitorState {
     hints: Vec<usize>,
     /// the same for the baseline window of `mutation` and `range`
     base_hints: Vec<usize>,
+    /// on a shared backend, the version of the stored state this one was read at or last
+    /// committed (see `Commit::fence`)
+    pub version: i64,
 }
 
 /// What one check did.
@@ -141,6 +144,13 @@ pub struct Runner {
 impl Runner {
     /// Restores a monitor's state from the event store.
     pub fn load_state(&self, m: &Monitor) -> Result<MonitorState, CheckError> {
+        // Read before the states: a change committed in between makes the next commit fail
+        // and read again, never pass on an older state.
+        let version = if self.db.is_shared() {
+            self.db.state_version(&m.id)?
+        } else {
+            0
+        };
         let objects = self
             .db
             .load_states(&m.id)?
@@ -150,13 +160,68 @@ impl Runner {
         Ok(MonitorState {
             objects,
             fingerprint: m.fingerprint.clone(),
+            version,
             ..Default::default()
         })
+    }
+
+    /// On a shared backend, reads the monitor's stored state again when another replica
+    /// changed it since this one read or wrote it (a manual recovery there, or a check of a
+    /// replica that owned the monitor before).
+    pub fn sync_state(&self, m: &Monitor, st: &mut MonitorState) -> Result<(), CheckError> {
+        if !self.db.is_shared() || !self.db.keeps_state() {
+            return Ok(());
+        }
+        if self.db.state_version(&m.id)? != st.version {
+            let fresh = self.load_state(m)?;
+            st.objects = fresh.objects;
+            st.version = fresh.version;
+        }
+        Ok(())
+    }
+
+    /// Commits a check's changes; on a shared backend fenced at the state's version, which
+    /// then moves one on.
+    fn store_commit(
+        &self,
+        m: &Monitor,
+        st: &mut MonitorState,
+        mut commit: Commit,
+    ) -> Result<Vec<Event>, CheckError> {
+        let shared = self.db.is_shared() && self.db.keeps_state();
+        let writes =
+            !(commit.events.is_empty() && commit.upserts.is_empty() && commit.deletes.is_empty());
+        if shared {
+            commit.fence = Some((m.id.clone(), st.version));
+        }
+        let events = self.db.commit(commit)?;
+        if shared && writes {
+            st.version += 1;
+        }
+        Ok(events)
     }
 
     /// Runs one check of `m` at trigger time `t`. On success the state is advanced and the
     /// events are stored; on error nothing changes.
     pub fn run(
+        &self,
+        m: &Monitor,
+        st: &mut MonitorState,
+        t: i64,
+        mode: ExecMode,
+    ) -> Result<CheckReport, CheckError> {
+        self.sync_state(m, st)?;
+        match self.run_once(m, st, t, mode) {
+            // Another replica changed the state while this check ran: once more on its state.
+            Err(CheckError::Store(crate::events::EventDbError::Conflict { .. })) => {
+                self.sync_state(m, st)?;
+                self.run_once(m, st, t, mode)
+            }
+            r => r,
+        }
+    }
+
+    fn run_once(
         &self,
         m: &Monitor,
         st: &mut MonitorState,
@@ -179,6 +244,7 @@ impl Runner {
         t: i64,
         user: &RecoverUser,
     ) -> Result<Option<Event>, CheckError> {
+        self.sync_state(m, st)?;
         let Some((tags, state)) = st.objects.get(event_ref) else {
             return Ok(None);
         };
@@ -214,7 +280,7 @@ impl Runner {
             )],
             ..Default::default()
         };
-        self.db.commit(commit)?;
+        self.store_commit(m, st, commit)?;
         st.objects.insert(event_ref.to_string(), (tags, state));
         Ok(Some(ev))
     }
@@ -223,12 +289,13 @@ impl Runner {
     /// in-memory state, so a failed commit leaves everything as it was. Returns the new events.
     fn commit(
         &self,
+        m: &Monitor,
         st: &mut MonitorState,
         commit: Commit,
         new_states: Vec<(String, Tags, ObjectState)>,
     ) -> Result<Vec<Event>, CheckError> {
         let deletes: Vec<String> = commit.deletes.iter().map(|(_, r)| r.clone()).collect();
-        let events = self.db.commit(commit)?;
+        let events = self.store_commit(m, st, commit)?;
         for (r, tags, state) in new_states {
             st.objects.insert(r, (tags, state));
         }

@@ -496,8 +496,9 @@ impl Runner {
             upserts: out.upserts,
             deletes: out.deletes,
             kv: super::tick_record(pass.m, pass.t, pass.mode),
+            fence: None,
         };
-        let events = self.db.commit(commit)?;
+        let events = self.store_commit(pass.m, st, commit)?;
         apply(st, pass.objects, out.changes, out.forgotten);
         Ok(CheckReport {
             events,

@@ -85,7 +85,7 @@ pub struct Stored {
 /// the batch meets it, then stepped with each event of the key in batch order.
 pub fn store_batch(db: &EventDb, batch: &[CustomEvent]) -> Result<Vec<Stored>, EventDbError> {
     // Two batches for one round key must not both read "no open round" and both open it.
-    let _rounds = db.round_lock();
+    let _rounds = db.round_lock()?;
     let mut states: HashMap<String, ObjectState> = HashMap::new();
     let mut events = Vec::with_capacity(batch.len());
     for ce in batch {

@@ -6,8 +6,8 @@
 //! Text (`q`) matches a substring of the title or the message, ignoring ASCII case: that is
 //! what SQLite's `LIKE` does, and the predicate folds case the same way.
 
+use super::sql::{Dialect, Value as SqlValue};
 use crate::model::event::Event;
-use rusqlite::types::Value as SqlValue;
 
 /// Filters for event queries (every field optional), plus paging for stored events.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -63,9 +63,15 @@ pub fn contains_ascii_ci(hay: &str, needle: &str) -> bool {
         .contains(&needle.to_ascii_lowercase())
 }
 
+/// `title` and `message` with A-Z folded to a-z and nothing else (PostgreSQL).
+const ASCII_LOWER_TITLE: &str =
+    "translate(title, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')";
+const ASCII_LOWER_MESSAGE: &str =
+    "translate(message, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')";
+
 impl EventQuery {
     /// The `WHERE` clause (empty, or starting with a space) and its numbered arguments.
-    pub fn to_sql(&self) -> (String, Vec<SqlValue>) {
+    pub fn to_sql(&self, dialect: Dialect) -> (String, Vec<SqlValue>) {
         let mut clauses = Vec::new();
         let mut args: Vec<SqlValue> = Vec::new();
         let mut add = |clause: &str, v: SqlValue| {
@@ -85,10 +91,10 @@ impl EventQuery {
             add("ref = ?", SqlValue::Text(s.clone()));
         }
         if let Some(t) = self.from {
-            add("date >= ?", SqlValue::Integer(t));
+            add("date >= ?", SqlValue::Int(t));
         }
         if let Some(t) = self.to {
-            add("date <= ?", SqlValue::Integer(t));
+            add("date <= ?", SqlValue::Int(t));
         }
         if let Some(text) = &self.text {
             // `%` and `_` are literal in `q`: escape them for LIKE.
@@ -98,11 +104,22 @@ impl EventQuery {
                     .replace('%', "\\%")
                     .replace('_', "\\_")
             );
-            args.push(SqlValue::Text(pat));
-            let n = args.len();
-            clauses.push(format!(
-                "(title LIKE ?{n} ESCAPE '\\' OR message LIKE ?{n} ESCAPE '\\')"
-            ));
+            let n = args.len() + 1;
+            clauses.push(match dialect {
+                // SQLite's LIKE folds ASCII case only, as the predicate does.
+                Dialect::Sqlite => {
+                    args.push(SqlValue::Text(pat));
+                    format!("(title LIKE ?{n} ESCAPE '\\' OR message LIKE ?{n} ESCAPE '\\')")
+                }
+                // PostgreSQL's LIKE keeps case and ILIKE folds more than ASCII (by locale):
+                // fold A-Z on both sides instead.
+                Dialect::Postgres => {
+                    args.push(SqlValue::Text(pat.to_ascii_lowercase()));
+                    format!(
+                        "({ASCII_LOWER_TITLE} LIKE ?{n} ESCAPE '\\' OR {ASCII_LOWER_MESSAGE} LIKE ?{n} ESCAPE '\\')"
+                    )
+                }
+            });
         }
         if clauses.is_empty() {
             (String::new(), args)
@@ -129,7 +146,7 @@ impl EventQuery {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::events::{Commit, EventDb};
 
@@ -223,7 +240,11 @@ mod tests {
 
     #[test]
     fn sql_and_predicate_agree() {
-        let db = EventDb::scratch();
+        sql_and_predicate_agree_on(&EventDb::scratch());
+    }
+
+    /// The stored events a filter selects are the ones its predicate accepts.
+    pub(crate) fn sql_and_predicate_agree_on(db: &EventDb) {
         db.commit(Commit {
             events: events(),
             ..Default::default()

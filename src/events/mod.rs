@@ -1,31 +1,49 @@
-//! Event storage: events, the unrecovered-issue table and detection state, in one SQLite file
-//! (`<data>/tocsin.db`, WAL). A check's events, issue rows and new object states are committed
-//! in one transaction, and event ids are deterministic, so a re-run after a crash is harmless.
+//! Event storage: events, the unrecovered-issue table, detection state, kv and the delivery
+//! outbox, behind one interface ([`EventDb`]) with two backends: the embedded SQLite file
+//! (`<data>/tocsin.db`, WAL; [`lite`]) and a PostgreSQL server shared by several replicas
+//! ([`pg`]). A check's events, issue rows, new object states and deliveries are committed in
+//! one transaction, and event ids are deterministic, so a re-run after a crash (or a tick run
+//! twice during a hand-over between replicas) stores nothing twice.
+//!
+//! - `sql`: the dialect-neutral statement layer both backends implement
+//! - `schema`: tables, version, migrations
+//! - `lite`, `pg`: the connections (SQLite groups concurrent commits; PostgreSQL pools)
 
 pub mod filter;
+mod lite;
+pub mod pg;
+#[cfg(test)]
+pub(crate) mod pg_test_server;
+pub mod schema;
+pub mod sql;
+#[cfg(test)]
+mod tests;
 
 pub use filter::EventQuery;
+pub use schema::SCHEMA_VERSION;
+pub use sql::{Dialect, Sql, SqlError};
 
+use crate::args;
 use crate::detect::{ObjectState, Round};
 use crate::model::event::{field, Event, Status};
 use crate::model::Tags;
 use parking_lot::Mutex;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Errors of the event store.
 #[derive(Debug, thiserror::Error)]
 pub enum EventDbError {
-    /// SQLite failed.
+    /// A statement failed.
     #[error("event store {what}: {source}")]
     Sql {
         /// what was being done
         what: &'static str,
-        /// the SQLite error
+        /// the database error
         #[source]
-        source: rusqlite::Error,
+        source: SqlError,
     },
     /// The grouped transaction that carried this commit failed (another caller ran it).
     #[error("event store: write failed: {message}")]
@@ -41,10 +59,29 @@ pub enum EventDbError {
         /// what was wrong
         message: String,
     },
+    /// Another replica changed a monitor's stored state since this one read it.
+    #[error("event store: the state of monitor {monitor} was changed by another replica (version {found}, expected {expected}); it is read again")]
+    Conflict {
+        /// the monitor
+        monitor: String,
+        /// the version this replica based its change on
+        expected: i64,
+        /// the version stored
+        found: i64,
+    },
 }
 
-fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> EventDbError {
+fn sql(what: &'static str) -> impl FnOnce(SqlError) -> EventDbError {
     move |source| EventDbError::Sql { what, source }
+}
+
+impl From<SqlError> for EventDbError {
+    fn from(source: SqlError) -> EventDbError {
+        EventDbError::Sql {
+            what: "transaction",
+            source,
+        }
+    }
 }
 
 /// The state of one object of a monitor, as stored.
@@ -70,6 +107,10 @@ pub struct Commit {
     /// small values (see [`EventDb::set_kvs`]) that belong with this change, e.g. the tick
     /// of the check that made it; written only with a commit that changes something else
     pub kv: Vec<(String, String)>,
+    /// on a shared backend: `(monitor, version)` — the commit applies only while the
+    /// monitor's stored state is still at that version (then moves it one on); otherwise it
+    /// fails with [`EventDbError::Conflict`] and nothing of it is stored
+    pub fence: Option<(String, i64)>,
 }
 
 /// One row of the unrecovered-issue table.
@@ -121,115 +162,88 @@ impl IssueRow {
     }
 }
 
-/// Runs inside the commit transaction for every new event, before it is stored: it may change
-/// the event (e.g. mark it silent) and write rows of its own (e.g. outbox deliveries), so that
-/// they commit or roll back together with the event.
+/// Runs inside the commit transaction for every new event, right after it is stored: it may
+/// change the event (e.g. mark it silent; the stored body follows) and write rows of its own
+/// (e.g. outbox deliveries), so that they commit or roll back together with the event.
 pub trait EventHook: Send + Sync {
-    /// Creates the hook's tables.
-    fn init(&self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Prepares the hook's rows when it is installed (e.g. forgets targets no longer
+    /// configured).
+    fn init(&self, c: &mut dyn Sql) -> Result<(), SqlError>;
     /// Called for each new event.
-    fn on_event(&self, tx: &rusqlite::Transaction, ev: &mut Event) -> rusqlite::Result<()>;
+    fn on_event(&self, tx: &mut dyn Sql, ev: &mut Event) -> Result<(), SqlError>;
 }
 
-/// A commit waiting in [`EventDb::commit`]'s group, and its outcome once written.
-struct Job {
-    commit: Commit,
-    done: Mutex<Option<Result<Vec<Event>, String>>>,
+enum Backend {
+    Sqlite(lite::Lite),
+    Postgres(pg::Pool),
 }
 
 /// The event store.
 pub struct EventDb {
-    conn: Mutex<Connection>,
-    hook: parking_lot::RwLock<Option<std::sync::Arc<dyn EventHook>>>,
+    backend: Backend,
+    hook: parking_lot::RwLock<Option<Arc<dyn EventHook>>>,
     live: tokio::sync::broadcast::Sender<Event>,
     rounds: Mutex<()>,
-    /// commits waiting for the connection (see [`EventDb::commit`])
-    queue: Mutex<Vec<std::sync::Arc<Job>>>,
     /// whether detection state is stored (false for replays and `tocsin test`, which keep
     /// state in memory only and start from nothing)
     keeps_state: bool,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events(
-    id TEXT PRIMARY KEY,
-    date INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    source TEXT NOT NULL,
-    monitor TEXT NOT NULL DEFAULT '',
-    ref TEXT NOT NULL DEFAULT '',
-    title TEXT NOT NULL DEFAULT '',
-    message TEXT NOT NULL DEFAULT '',
-    name TEXT NOT NULL DEFAULT '',
-    grp TEXT NOT NULL DEFAULT '',
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_date ON events(date);
-CREATE INDEX IF NOT EXISTS events_monitor ON events(monitor, date);
-CREATE INDEX IF NOT EXISTS events_ref ON events(ref, date);
-CREATE TABLE IF NOT EXISTS issues(
-    ref TEXT PRIMARY KEY,
-    monitor TEXT NOT NULL,
-    source TEXT NOT NULL,
-    dimension_tags TEXT NOT NULL,
-    status TEXT NOT NULL,
-    start INTEGER NOT NULL,
-    fault_id TEXT NOT NULL,
-    last_event_id TEXT NOT NULL,
-    last_date INTEGER NOT NULL,
-    title TEXT NOT NULL,
-    message TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS object_state(
-    monitor TEXT NOT NULL,
-    ref TEXT NOT NULL,
-    tags TEXT NOT NULL,
-    state TEXT NOT NULL,
-    PRIMARY KEY(monitor, ref)
-);
-CREATE TABLE IF NOT EXISTS kv(
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-";
+/// Held while a writer reads a custom-event round and commits its next step (see
+/// [`EventDb::round_lock`]).
+pub struct RoundGuard<'a> {
+    _local: parking_lot::MutexGuard<'a, ()>,
+    _shared: Option<pg::AdvisoryLock<'a>>,
+}
 
 impl EventDb {
     /// Opens (creating) `<dir>/tocsin.db`.
     pub fn open(dir: &Path) -> Result<EventDb, EventDbError> {
-        std::fs::create_dir_all(dir).map_err(|e| EventDbError::Corrupt {
-            table: "directory",
-            message: format!("cannot create {}: {e}", dir.display()),
-        })?;
-        let conn = Connection::open(dir.join("tocsin.db")).map_err(sql("open"))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
-        )
-        .map_err(sql("configure"))?;
-        Self::init(conn)
+        Self::with_backend(Backend::Sqlite(lite::Lite::open(dir)?))
+    }
+
+    /// Connects to a PostgreSQL server shared by several replicas (`postgresql://...`),
+    /// creating or migrating the schema.
+    pub fn connect(url: &str) -> Result<EventDb, EventDbError> {
+        Self::with_backend(Backend::Postgres(pg::Pool::connect(url)?))
     }
 
     /// An in-memory store (events, issues and detection state), e.g. for tests of the API.
     pub fn scratch() -> EventDb {
-        let conn = Connection::open_in_memory().expect("in-memory SQLite opens");
-        Self::init(conn).expect("schema applies to an in-memory database")
+        Self::with_backend(Backend::Sqlite(lite::Lite::scratch()))
+            .expect("schema applies to an in-memory database")
     }
 
     /// An in-memory store of events and issues only, for `replay` and `tocsin test`: their
     /// detection state lives in memory for one run, so checks skip writing it
     /// ([`EventDb::keeps_state`] is false).
-    ///
-    /// SQLite's private temporary database (an empty file name) rather than `:memory:`: an
-    /// in-memory database walks its whole page cache at every commit, so a long replay's
-    /// commits got slower as its events piled up. Nothing here needs to survive the process,
-    /// so writes are not synced.
     pub fn scratch_events() -> EventDb {
-        let conn = Connection::open("").expect("a temporary SQLite database opens");
-        conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
-            .expect("a temporary database takes its pragmas");
         EventDb {
             keeps_state: false,
-            ..Self::init(conn).expect("schema applies to a temporary database")
+            ..Self::with_backend(Backend::Sqlite(lite::Lite::temporary()))
+                .expect("schema applies to a temporary database")
         }
+    }
+
+    fn with_backend(backend: Backend) -> Result<EventDb, EventDbError> {
+        let db = EventDb {
+            backend,
+            hook: parking_lot::RwLock::new(None),
+            live: tokio::sync::broadcast::channel(4096).0,
+            rounds: Mutex::new(()),
+            keeps_state: true,
+        };
+        db.with_tx(schema::migrate).map_err(|e| match e {
+            EventDbError::Sql {
+                source: SqlError::Other(message),
+                ..
+            } => EventDbError::Corrupt {
+                table: "schema",
+                message,
+            },
+            e => e,
+        })?;
+        Ok(db)
     }
 
     /// Whether checks should write detection state here (see [`EventDb::scratch_events`]).
@@ -237,22 +251,23 @@ impl EventDb {
         self.keeps_state
     }
 
-    fn init(mut conn: Connection) -> Result<EventDb, EventDbError> {
-        conn.execute_batch(SCHEMA).map_err(sql("migrate"))?;
-        migrate(&mut conn)?;
-        Ok(EventDb {
-            conn: Mutex::new(conn),
-            hook: parking_lot::RwLock::new(None),
-            live: tokio::sync::broadcast::channel(4096).0,
-            rounds: Mutex::new(()),
-            keeps_state: true,
-            queue: Mutex::new(Vec::new()),
-        })
+    /// Whether several replicas share this store (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The database behind the store.
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
     }
 
     /// Installs the hook that sees every new event inside its transaction.
-    pub fn set_hook(&self, hook: std::sync::Arc<dyn EventHook>) -> Result<(), EventDbError> {
-        hook.init(&self.conn.lock()).map_err(sql("hook tables"))?;
+    pub fn set_hook(&self, hook: Arc<dyn EventHook>) -> Result<(), EventDbError> {
+        self.with_tx(|c| hook.init(c))
+            .map_err(|e| retag(e, "hook tables"))?;
         *self.hook.write() = Some(hook);
         Ok(())
     }
@@ -265,110 +280,93 @@ impl EventDb {
 
     /// Serialises read-the-open-round-then-commit for writers that decide rounds from the
     /// issue table (custom events): hold it from the first [`EventDb::issue`] read to the
-    /// [`EventDb::commit`], so two writers cannot both open one round. Monitors do not need
-    /// it: each keeps its rounds in its own state, under its own lock.
-    pub fn round_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
-        self.rounds.lock()
+    /// [`EventDb::commit`], so two writers cannot both open one round (on PostgreSQL, also
+    /// across replicas). Monitors do not need it: each keeps its rounds in its own state.
+    pub fn round_lock(&self) -> Result<RoundGuard<'_>, EventDbError> {
+        let local = self.rounds.lock();
+        let shared = match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(p.advisory_lock(7310102).map_err(sql("round lock"))?),
+        };
+        Ok(RoundGuard {
+            _local: local,
+            _shared: shared,
+        })
     }
 
-    /// Runs `f` with the connection (for the hook's own queries).
+    /// Runs `f` on a connection (autocommit).
     pub fn with_conn<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, SqlError>,
     ) -> Result<T, EventDbError> {
-        f(&mut self.conn.lock()).map_err(sql("query"))
+        match &self.backend {
+            Backend::Sqlite(l) => l.with_conn::<T, SqlError>(f),
+            Backend::Postgres(p) => p.with_conn::<T, SqlError>(f),
+        }
+        .map_err(sql("query"))
+    }
+
+    /// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise.
+    pub fn with_tx<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, SqlError>,
+    ) -> Result<T, EventDbError> {
+        match &self.backend {
+            Backend::Sqlite(l) => l.with_tx::<T, SqlError>(f),
+            Backend::Postgres(p) => p.with_tx::<T, SqlError>(f),
+        }
+        .map_err(sql("transaction"))
+    }
+
+    /// Whether the backend answers (for `/healthz`): a trivial query, or why it failed.
+    pub fn ping(&self) -> Result<(), String> {
+        self.with_conn(|c| c.int("SELECT 1", &[]))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Writes a check's events, issue rows and states in one transaction. Returns the events
     /// that were new (an id already stored is skipped, with its issue update).
     ///
-    /// Commits from several threads are grouped: while one transaction is in flight, the
-    /// others queue, and whoever gets the connection next writes every queued commit in one
-    /// transaction and one fsync, then hands each caller its own new events. If that
-    /// transaction fails, every commit of the group fails and none of it is stored.
+    /// On SQLite, commits from several threads are grouped: while one transaction is in
+    /// flight, the others queue, and whoever gets the connection next writes every queued
+    /// commit in one transaction and one fsync, then hands each caller its own new events. If
+    /// that transaction fails, every commit of the group fails and none of it is stored.
     pub fn commit(&self, c: Commit) -> Result<Vec<Event>, EventDbError> {
         // Most checks of a quiet fleet change nothing stored: no transaction for them (their
         // `kv` is the caller's to write some other way).
         if c.events.is_empty() && c.upserts.is_empty() && c.deletes.is_empty() {
             return Ok(Vec::new());
         }
-        let job = std::sync::Arc::new(Job {
-            commit: c,
-            done: Mutex::new(None),
-        });
-        self.queue.lock().push(job.clone());
-        let mut conn = self.conn.lock();
-        if let Some(done) = job.done.lock().take() {
-            // An earlier holder of the connection wrote it with its group.
-            return done.map_err(|message| EventDbError::Group { message });
-        }
-        let jobs = std::mem::take(&mut *self.queue.lock());
-        let result = self.write_group(&mut conn, &jobs);
-        // Results are handed out before the connection is released: a waiting caller checks
-        // for its result as soon as it holds the connection.
-        let mut mine = None;
-        let mut published = Vec::new();
-        match result {
-            Ok(all) => {
-                for (j, fresh) in jobs.iter().zip(all) {
-                    published.extend(fresh.iter().cloned());
-                    if std::sync::Arc::ptr_eq(j, &job) {
-                        mine = Some(Ok(fresh));
-                    } else {
-                        *j.done.lock() = Some(Ok(fresh));
-                    }
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for j in jobs.iter().filter(|j| !std::sync::Arc::ptr_eq(j, &job)) {
-                    *j.done.lock() = Some(Err(message.clone()));
-                }
-                mine = Some(Err(e));
-            }
-        }
-        drop(conn);
-        for ev in published {
-            // Nobody listening is fine.
-            let _ = self.live.send(ev);
-        }
-        mine.expect("the caller's commit is in its own group")
-    }
-
-    /// One transaction for a group of commits; each commit's new events, in order.
-    fn write_group(
-        &self,
-        conn: &mut Connection,
-        jobs: &[std::sync::Arc<Job>],
-    ) -> Result<Vec<Vec<Event>>, EventDbError> {
         let hook = self.hook.read().clone();
-        let tx = conn.transaction().map_err(sql("begin"))?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            out.push(write_one(&tx, hook.as_deref(), &job.commit)?);
+        let fresh = match &self.backend {
+            Backend::Sqlite(l) => l.commit(c, |tx, c| write_one(tx, hook.as_deref(), c))?,
+            Backend::Postgres(p) => p.with_tx(|tx| write_one(tx, hook.as_deref(), &c))?,
+        };
+        for ev in &fresh {
+            // Nobody listening is fine.
+            let _ = self.live.send(ev.clone());
         }
-        tx.commit().map_err(sql("commit"))?;
-        Ok(out)
+        Ok(fresh)
     }
 
     /// The stored object states of a monitor.
     pub fn load_states(&self, monitor: &str) -> Result<Vec<StoredObject>, EventDbError> {
-        let conn = self.conn.lock();
-        let mut st = conn
-            .prepare("SELECT ref, tags, state FROM object_state WHERE monitor = ?1 ORDER BY ref")
-            .map_err(sql("prepare load"))?;
-        let rows = st
-            .query_map(params![monitor], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
+        let rows = self
+            .with_conn(|c| {
+                c.rows(
+                    "SELECT ref, tags, state FROM object_state WHERE monitor = ?1 ORDER BY ref",
+                    args![monitor],
+                )
             })
-            .map_err(sql("load states"))?;
+            .map_err(|e| retag(e, "load states"))?;
         let mut out = Vec::new();
-        for row in rows {
-            let (event_ref, tags, state) = row.map_err(sql("read state"))?;
+        for r in rows {
+            let (event_ref, tags, state) = (
+                r.text(0).map_err(sql("read state"))?,
+                r.text(1).map_err(sql("read state"))?,
+                r.text(2).map_err(sql("read state"))?,
+            );
             let tags: Tags = serde_json::from_str(&tags).map_err(|e| EventDbError::Corrupt {
                 table: "object_state",
                 message: format!("tags of {event_ref}: {e}"),
@@ -387,49 +385,36 @@ impl EventDb {
         Ok(out)
     }
 
+    /// The version of a monitor's stored state on a shared backend (0 before any change;
+    /// see [`Commit::fence`]).
+    pub fn state_version(&self, monitor: &str) -> Result<i64, EventDbError> {
+        self.with_conn(|c| state_version(c, monitor))
+            .map_err(|e| retag(e, "state version"))
+    }
+
     /// Events matching the query, newest first.
     pub fn events(&self, q: &EventQuery) -> Result<Vec<Event>, EventDbError> {
-        let (where_sql, args) = q.to_sql();
+        let (where_sql, args) = q.to_sql(self.dialect());
         let limit = q.limit.unwrap_or(100).min(10_000);
         let offset = q.offset.unwrap_or(0);
         let sql_text = format!(
             "SELECT body FROM events{where_sql} ORDER BY date DESC, id DESC LIMIT {limit} OFFSET {offset}"
         );
-        let conn = self.conn.lock();
-        let mut st = conn.prepare(&sql_text).map_err(sql("prepare query"))?;
-        let rows = st
-            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                r.get::<_, String>(0)
-            })
-            .map_err(sql("query events"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let body = row.map_err(sql("read event"))?;
-            let ev: Event = serde_json::from_str(&body).map_err(|e| EventDbError::Corrupt {
-                table: "events",
-                message: e.to_string(),
-            })?;
-            out.push(ev);
-        }
-        Ok(out)
+        let rows = self
+            .with_conn(|c| c.rows(&sql_text, &args))
+            .map_err(|e| retag(e, "query events"))?;
+        rows.iter()
+            .map(|r| decode_event(&r.text(0).map_err(sql("read event"))?))
+            .collect()
     }
 
     /// One event by id.
     pub fn event(&self, id: &str) -> Result<Option<Event>, EventDbError> {
-        let conn = self.conn.lock();
-        let body: Option<String> = conn
-            .query_row("SELECT body FROM events WHERE id = ?1", params![id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(sql("get event"))?;
-        body.map(|b| {
-            serde_json::from_str(&b).map_err(|e| EventDbError::Corrupt {
-                table: "events",
-                message: e.to_string(),
-            })
-        })
-        .transpose()
+        let row = self
+            .with_conn(|c| c.row("SELECT body FROM events WHERE id = ?1", args![id]))
+            .map_err(|e| retag(e, "get event"))?;
+        row.map(|r| decode_event(&r.text(0).map_err(sql("read event"))?))
+            .transpose()
     }
 
     /// Counts of events matching `q` grouped by `by` (`source`, `status`, `name`, `group`,
@@ -450,55 +435,59 @@ impl EventDb {
                 })
             }
         };
-        let (where_sql, args) = q.to_sql();
-        let conn = self.conn.lock();
-        let mut st = conn
-            .prepare(&format!(
-                "SELECT {col}, COUNT(*) FROM events{where_sql} GROUP BY {col}"
-            ))
-            .map_err(sql("prepare stats"))?;
-        let rows = st
-            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })
-            .map_err(sql("stats"))?;
-        rows.collect::<Result<BTreeMap<_, _>, _>>()
+        let (where_sql, args) = q.to_sql(self.dialect());
+        let text = format!("SELECT {col}, COUNT(*) FROM events{where_sql} GROUP BY {col}");
+        let rows = self
+            .with_conn(|c| c.rows(&text, &args))
+            .map_err(|e| retag(e, "stats"))?;
+        rows.iter()
+            .map(|r| Ok((r.text(0)?, r.int(1)?)))
+            .collect::<Result<BTreeMap<_, _>, SqlError>>()
             .map_err(sql("stats"))
     }
 
     /// The unrecovered-issue table, durations computed at `now`.
     pub fn issues(&self, monitor: Option<&str>, now: i64) -> Result<Vec<IssueRow>, EventDbError> {
-        let conn = self.conn.lock();
-        let mut st = conn
-            .prepare_cached(&format!(
-                "SELECT {ISSUE_COLUMNS} FROM issues WHERE (?1 IS NULL OR monitor = ?1) ORDER BY start, ref"
-            ))
-            .map_err(sql("prepare issues"))?;
-        let rows = st
-            .query_map(params![monitor], |r| issue_row(r, now))
-            .map_err(sql("issues"))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sql("issues"))
+        let rows = self
+            .with_conn(|c| match monitor {
+                Some(m) => c.rows(
+                    &format!(
+                        "SELECT {ISSUE_COLUMNS} FROM issues WHERE monitor = ?1 ORDER BY start, ref"
+                    ),
+                    args![m],
+                ),
+                None => c.rows(
+                    &format!("SELECT {ISSUE_COLUMNS} FROM issues ORDER BY start, ref"),
+                    &[],
+                ),
+            })
+            .map_err(|e| retag(e, "issues"))?;
+        rows.iter()
+            .map(|r| issue_row(r, now))
+            .collect::<Result<_, _>>()
+            .map_err(sql("issues"))
     }
 
     /// The open issue of one event ref, if any (durations at `now`). A primary-key lookup, so
     /// its cost does not grow with the number of open issues.
     pub fn issue(&self, event_ref: &str, now: i64) -> Result<Option<IssueRow>, EventDbError> {
-        let conn = self.conn.lock();
-        conn.prepare_cached(&format!(
-            "SELECT {ISSUE_COLUMNS} FROM issues WHERE ref = ?1"
-        ))
-        .and_then(|mut st| {
-            st.query_row(params![event_ref], |r| issue_row(r, now))
-                .optional()
-        })
-        .map_err(sql("issue"))
+        let row = self
+            .with_conn(|c| {
+                c.row(
+                    &format!("SELECT {ISSUE_COLUMNS} FROM issues WHERE ref = ?1"),
+                    args![event_ref],
+                )
+            })
+            .map_err(|e| retag(e, "issue"))?;
+        row.map(|r| issue_row(&r, now))
+            .transpose()
+            .map_err(sql("issue"))
     }
 
     /// Number of events stored.
     pub fn event_count(&self) -> Result<i64, EventDbError> {
-        let conn = self.conn.lock();
-        conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-            .map_err(sql("count"))
+        self.with_conn(|c| c.int("SELECT COUNT(*) FROM events", &[]))
+            .map_err(|e| retag(e, "count"))
     }
 
     /// Deletes events older than `cutoff` (date < cutoff) in bounded chunks; returns how many.
@@ -506,14 +495,14 @@ impl EventDb {
         let mut total = 0;
         loop {
             // Small chunks keep the write lock short so checks and ingest are not stalled.
-            let n = {
-                let conn = self.conn.lock();
-                conn.execute(
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE date < ?1 LIMIT 5000)",
-                    params![cutoff],
-                )
-                .map_err(sql("retention"))?
-            };
+            let n = self
+                .with_conn(|c| {
+                    c.exec(
+                        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE date < ?1 LIMIT 5000)",
+                        args![cutoff],
+                    )
+                })
+                .map_err(|e| retag(e, "retention"))? as usize;
             total += n;
             if n < 5000 {
                 return Ok(total);
@@ -523,88 +512,58 @@ impl EventDb {
 
     /// Reads a small value kept across restarts.
     pub fn get_kv(&self, key: &str) -> Result<Option<String>, EventDbError> {
-        let conn = self.conn.lock();
-        conn.query_row("SELECT value FROM kv WHERE key = ?1", params![key], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(sql("kv get"))
+        let row = self
+            .with_conn(|c| c.row("SELECT value FROM kv WHERE key = ?1", args![key]))
+            .map_err(|e| retag(e, "kv get"))?;
+        row.map(|r| r.text(0)).transpose().map_err(sql("kv get"))
     }
 
     /// Stores small values kept across restarts, in one transaction.
     pub fn set_kvs(&self, pairs: &[(String, String)]) -> Result<(), EventDbError> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction().map_err(sql("begin"))?;
-        for (k, v) in pairs {
-            tx.execute(
-                "INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)",
-                params![k, v],
-            )
-            .map_err(sql("kv set"))?;
-        }
-        tx.commit().map_err(sql("commit"))
+        self.with_tx(|c| {
+            for (k, v) in pairs {
+                set_kv(c, k, v)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| retag(e, "kv set"))
     }
 }
 
-/// The schema version this build writes (SQLite's `user_version`).
-///
-/// - 0: the first layout.
-/// - 1: object states no longer carry the round's `last_status`, `last_event_id` and
-///   `last_date` (never read); stored states are rewritten without them.
-pub const SCHEMA_VERSION: i64 = 1;
-
-/// Brings a database of an older schema version up to [`SCHEMA_VERSION`], in one
-/// transaction. A database of a newer version is refused rather than half understood.
-fn migrate(conn: &mut Connection) -> Result<(), EventDbError> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sql("read schema version"))?;
-    if version > SCHEMA_VERSION {
-        return Err(EventDbError::Corrupt {
-            table: "schema",
-            message: format!(
-                "the database has schema version {version}; this build reads up to {SCHEMA_VERSION} (use a newer tocsin)"
-            ),
-        });
+/// The backend's error under a name saying what was being done.
+fn retag(e: EventDbError, what: &'static str) -> EventDbError {
+    match e {
+        EventDbError::Sql { source, .. } => EventDbError::Sql { what, source },
+        e => e,
     }
-    if version == SCHEMA_VERSION {
-        return Ok(());
-    }
-    let tx = conn.transaction().map_err(sql("begin migration"))?;
-    if version < 1 {
-        rewrite_states(&tx)?;
-    }
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(sql("write schema version"))?;
-    tx.commit().map_err(sql("commit migration"))
 }
 
-/// Re-serialises every stored object state in the current form (fields no longer part of
-/// [`ObjectState`] are dropped on the way through).
-fn rewrite_states(tx: &rusqlite::Transaction) -> Result<(), EventDbError> {
-    let rows: Vec<(String, String, String)> = {
-        let mut st = tx
-            .prepare("SELECT monitor, ref, state FROM object_state")
-            .map_err(sql("migrate states"))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(sql("migrate states"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sql("migrate states"))?
-    };
-    let mut up = tx
-        .prepare("UPDATE object_state SET state = ?3 WHERE monitor = ?1 AND ref = ?2")
-        .map_err(sql("migrate states"))?;
-    for (monitor, event_ref, old) in rows {
-        let state: ObjectState = serde_json::from_str(&old).map_err(|e| EventDbError::Corrupt {
-            table: "object_state",
-            message: format!("state of {monitor}/{event_ref}: {e}"),
-        })?;
-        let new = serde_json::to_string(&state).expect("state serialises");
-        up.execute(params![monitor, event_ref, new])
-            .map_err(sql("migrate states"))?;
-    }
+fn decode_event(body: &str) -> Result<Event, EventDbError> {
+    serde_json::from_str(body).map_err(|e| EventDbError::Corrupt {
+        table: "events",
+        message: e.to_string(),
+    })
+}
+
+fn set_kv(c: &mut dyn Sql, k: &str, v: &str) -> Result<(), SqlError> {
+    c.exec(
+        "INSERT INTO kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        args![k, v],
+    )?;
     Ok(())
+}
+
+fn state_version(c: &mut dyn Sql, monitor: &str) -> Result<i64, SqlError> {
+    if c.dialect() == Dialect::Sqlite {
+        return Ok(0);
+    }
+    Ok(c.row(
+        "SELECT version FROM state_versions WHERE monitor = ?1",
+        args![monitor],
+    )?
+    .map(|r| r.int(0))
+    .transpose()?
+    .unwrap_or(0))
 }
 
 /// The columns [`issue_row`] reads, in its order.
@@ -612,105 +571,128 @@ const ISSUE_COLUMNS: &str =
     "ref, monitor, source, dimension_tags, status, start, fault_id, last_event_id, last_date, title, message";
 
 /// One issue row selected with [`ISSUE_COLUMNS`], its duration computed at `now`.
-fn issue_row(r: &rusqlite::Row, now: i64) -> rusqlite::Result<IssueRow> {
-    let start: i64 = r.get(5)?;
+fn issue_row(r: &sql::Row, now: i64) -> Result<IssueRow, SqlError> {
+    let start = r.int(5)?;
     Ok(IssueRow {
-        event_ref: r.get(0)?,
-        monitor: r.get(1)?,
-        source: r.get(2)?,
-        dimension_tags: r.get(3)?,
-        status: r.get(4)?,
+        event_ref: r.text(0)?,
+        monitor: r.text(1)?,
+        source: r.text(2)?,
+        dimension_tags: r.text(3)?,
+        status: r.text(4)?,
         issue_start: start,
         duration: (now - start).max(0),
-        fault_id: r.get(6)?,
-        last_event_id: r.get(7)?,
-        last_date: r.get(8)?,
-        title: r.get(9)?,
-        message: r.get(10)?,
+        fault_id: r.text(6)?,
+        last_event_id: r.text(7)?,
+        last_date: r.int(8)?,
+        title: r.text(9)?,
+        message: r.text(10)?,
     })
 }
 
 /// Writes one commit inside `tx`; returns its new events.
 fn write_one(
-    tx: &rusqlite::Transaction,
+    tx: &mut dyn Sql,
     hook: Option<&dyn EventHook>,
     c: &Commit,
 ) -> Result<Vec<Event>, EventDbError> {
+    if let Some((monitor, expected)) = &c.fence {
+        // The row lock (PostgreSQL) holds off a concurrent writer of the same monitor until
+        // this transaction ends; it then sees the new version and fails.
+        let found = tx
+            .row(
+                "SELECT version FROM state_versions WHERE monitor = ?1 FOR UPDATE",
+                args![monitor],
+            )
+            .and_then(|r| r.map(|r| r.int(0)).transpose())
+            .map_err(sql("state version"))?
+            .unwrap_or(0);
+        if found != *expected {
+            return Err(EventDbError::Conflict {
+                monitor: monitor.clone(),
+                expected: *expected,
+                found,
+            });
+        }
+        tx.exec(
+            "INSERT INTO state_versions(monitor, version) VALUES (?1, ?2) \
+             ON CONFLICT(monitor) DO UPDATE SET version = excluded.version",
+            args![monitor, expected + 1],
+        )
+        .map_err(sql("state version"))?;
+    }
     let mut fresh = Vec::new();
     for ev in &c.events {
-        let exists: bool = tx
-            .prepare_cached("SELECT 1 FROM events WHERE id = ?1")
-            .and_then(|mut st| st.exists(params![ev.id()]))
-            .map_err(sql("lookup event"))?;
-        if exists {
+        // Stored first: only the transaction that stored an id plans its deliveries, even
+        // when two replicas commit the same event at once.
+        let body = serde_json::to_string(ev).expect("event serialises");
+        if !insert_event(tx, ev, &body)? {
             continue;
         }
         let mut ev = ev.clone();
         if let Some(h) = hook {
             h.on_event(tx, &mut ev).map_err(sql("event hook"))?;
+            let after = serde_json::to_string(&ev).expect("event serialises");
+            if after != body {
+                tx.exec(
+                    "UPDATE events SET body = ?2 WHERE id = ?1",
+                    args![ev.id(), after],
+                )
+                .map_err(sql("event hook"))?;
+            }
         }
-        if insert_event(tx, &ev)? {
-            apply_issue(tx, &ev)?;
-            fresh.push(ev);
-        }
+        apply_issue(tx, &ev)?;
+        fresh.push(ev);
     }
-    {
-        let mut up = tx
-                .prepare_cached("INSERT OR REPLACE INTO object_state(monitor, ref, tags, state) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(sql("prepare state"))?;
-        for (monitor, o) in &c.upserts {
-            let tags = serde_json::to_string(&o.tags).expect("tags serialise");
-            let state = serde_json::to_string(&o.state).expect("state serialises");
-            up.execute(params![monitor, o.event_ref, tags, state])
-                .map_err(sql("write state"))?;
-        }
-        let mut del = tx
-            .prepare_cached("DELETE FROM object_state WHERE monitor = ?1 AND ref = ?2")
-            .map_err(sql("prepare delete"))?;
-        for (monitor, r) in &c.deletes {
-            del.execute(params![monitor, r])
-                .map_err(sql("delete state"))?;
-        }
-        let mut kv = tx
-            .prepare_cached("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)")
-            .map_err(sql("prepare kv"))?;
-        for (k, v) in &c.kv {
-            kv.execute(params![k, v]).map_err(sql("kv set"))?;
-        }
+    for (monitor, o) in &c.upserts {
+        let tags = serde_json::to_string(&o.tags).expect("tags serialise");
+        let state = serde_json::to_string(&o.state).expect("state serialises");
+        tx.exec(
+            "INSERT INTO object_state(monitor, ref, tags, state) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(monitor, ref) DO UPDATE SET tags = excluded.tags, state = excluded.state",
+            args![monitor, &o.event_ref, tags, state],
+        )
+        .map_err(sql("write state"))?;
+    }
+    for (monitor, r) in &c.deletes {
+        tx.exec(
+            "DELETE FROM object_state WHERE monitor = ?1 AND ref = ?2",
+            args![monitor, r],
+        )
+        .map_err(sql("delete state"))?;
+    }
+    for (k, v) in &c.kv {
+        set_kv(tx, k, v).map_err(sql("kv set"))?;
     }
     Ok(fresh)
 }
 
-fn insert_event(tx: &rusqlite::Transaction, ev: &Event) -> Result<bool, EventDbError> {
-    let body = serde_json::to_string(ev).expect("event serialises");
-    let mut st = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO events(id, date, status, source, monitor, ref, title, message, name, grp, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .map_err(sql("prepare insert"))?;
+fn insert_event(tx: &mut dyn Sql, ev: &Event, body: &str) -> Result<bool, EventDbError> {
     let s = |k: &str| ev.str(k).unwrap_or("").to_string();
-    let n = st
-        .execute(params![
-            ev.id(),
-            ev.date(),
-            s(field::STATUS),
-            s(field::SOURCE),
-            s(field::MONITOR_CHECKER_ID),
-            ev.event_ref(),
-            s(field::TITLE),
-            s(field::MESSAGE),
-            s(field::EVENT_NAME),
-            s(field::EVENT_GROUP),
-            body
-        ])
+    let n = tx
+        .exec(
+            "INSERT INTO events(id, date, status, source, monitor, ref, title, message, name, grp, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
+            args![
+                ev.id(),
+                ev.date(),
+                s(field::STATUS),
+                s(field::SOURCE),
+                s(field::MONITOR_CHECKER_ID),
+                ev.event_ref(),
+                s(field::TITLE),
+                s(field::MESSAGE),
+                s(field::EVENT_NAME),
+                s(field::EVENT_GROUP),
+                body
+            ],
+        )
         .map_err(sql("insert event"))?;
     Ok(n == 1)
 }
 
 /// Keeps the unrecovered-issue table in step with an event: faults open or update the row,
 /// recoveries delete it, info changes nothing.
-fn apply_issue(tx: &rusqlite::Transaction, ev: &Event) -> Result<(), EventDbError> {
+fn apply_issue(tx: &mut dyn Sql, ev: &Event) -> Result<(), EventDbError> {
     let Some(status) = ev.status() else {
         return Ok(());
     };
@@ -719,14 +701,18 @@ fn apply_issue(tx: &rusqlite::Transaction, ev: &Event) -> Result<(), EventDbErro
         return Ok(());
     }
     if status.is_recovery() {
-        tx.execute("DELETE FROM issues WHERE ref = ?1", params![r])
+        tx.exec("DELETE FROM issues WHERE ref = ?1", args![r])
             .map_err(sql("close issue"))?;
     } else if status.is_fault() {
         let s = |k: &str| ev.str(k).unwrap_or("").to_string();
-        tx.execute(
-            "INSERT OR REPLACE INTO issues(ref, monitor, source, dimension_tags, status, start, fault_id, \
-             last_event_id, last_date, title, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
+        tx.exec(
+            "INSERT INTO issues(ref, monitor, source, dimension_tags, status, start, fault_id, \
+             last_event_id, last_date, title, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT(ref) DO UPDATE SET monitor = excluded.monitor, source = excluded.source, \
+             dimension_tags = excluded.dimension_tags, status = excluded.status, start = excluded.start, \
+             fault_id = excluded.fault_id, last_event_id = excluded.last_event_id, \
+             last_date = excluded.last_date, title = excluded.title, message = excluded.message",
+            args![
                 r,
                 s(field::MONITOR_CHECKER_ID),
                 s(field::SOURCE),
@@ -743,274 +729,4 @@ fn apply_issue(tx: &rusqlite::Transaction, ev: &Event) -> Result<(), EventDbErro
         .map_err(sql("open issue"))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ev(id: &str, r: &str, status: &str, date: i64, title: &str) -> Event {
-        let mut e = Event::new();
-        e.set(field::EVENT_ID, id);
-        e.set("date", date);
-        e.set(field::STATUS, status);
-        e.set(field::SOURCE, "monitor");
-        e.set(field::MONITOR_CHECKER_ID, "m1");
-        e.set(field::MONITOR_CHECKER_EVENT_REF, r);
-        e.set(field::TITLE, title);
-        e.set(field::ISSUE_START_TIME, 100);
-        e.set(field::FAULT_ID, "event-first");
-        e
-    }
-
-    fn commit(db: &EventDb, events: Vec<Event>) -> usize {
-        db.commit(Commit {
-            events,
-            ..Default::default()
-        })
-        .unwrap()
-        .len()
-    }
-
-    /// Commits from many threads at once are grouped into shared transactions, yet each caller
-    /// gets back exactly its own new events, and everything is stored once.
-    #[test]
-    fn concurrent_commits_are_grouped_and_answered_each_their_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = std::sync::Arc::new(EventDb::open(dir.path()).unwrap());
-        let handles: Vec<_> = (0..8)
-            .map(|t| {
-                let db = db.clone();
-                std::thread::spawn(move || {
-                    for i in 0..25 {
-                        let id = format!("e-{t}-{i}");
-                        let c = Commit {
-                            events: vec![ev(&id, &format!("r{t}"), "info", 100 + i, "x")],
-                            kv: vec![(format!("k{t}"), i.to_string())],
-                            ..Default::default()
-                        };
-                        let fresh = db.commit(c.clone()).unwrap();
-                        assert_eq!(fresh.len(), 1);
-                        assert_eq!(fresh[0].id(), id);
-                        // the same commit again stores nothing
-                        assert!(db.commit(c).unwrap().is_empty());
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        let n: i64 = db
-            .with_conn(|c| c.query_row("SELECT count(*) FROM events", [], |r| r.get(0)))
-            .unwrap();
-        assert_eq!(n, 200);
-        for t in 0..8 {
-            assert_eq!(db.get_kv(&format!("k{t}")).unwrap().as_deref(), Some("24"));
-        }
-    }
-
-    #[test]
-    fn issue_table_follows_faults_and_recoveries() {
-        let db = EventDb::scratch();
-        assert_eq!(
-            commit(&db, vec![ev("event-first", "r1", "warning", 100, "w")]),
-            1
-        );
-        assert_eq!(
-            commit(
-                &db,
-                vec![
-                    ev("e2", "r1", "critical", 160, "c"),
-                    ev("e3", "r2", "info", 160, "i")
-                ]
-            ),
-            2
-        );
-        let issues = db.issues(None, 200).unwrap();
-        assert_eq!(issues.len(), 1, "info opens no issue");
-        let i = &issues[0];
-        assert_eq!(
-            (
-                i.status.as_str(),
-                i.issue_start,
-                i.duration,
-                i.last_event_id.as_str()
-            ),
-            ("critical", 100, 100, "e2")
-        );
-        assert_eq!(i.fault_id, "event-first");
-        assert_eq!(db.issue("r1", 200).unwrap().unwrap().title, "c");
-        // a duplicate id changes nothing, not even the issue row
-        assert_eq!(
-            commit(&db, vec![ev("e2", "r1", "critical", 160, "changed")]),
-            0
-        );
-        assert_eq!(db.issue("r1", 200).unwrap().unwrap().title, "c");
-        commit(&db, vec![ev("e4", "r1", "ok", 220, "ok")]);
-        assert!(db.issues(None, 300).unwrap().is_empty());
-    }
-
-    #[test]
-    fn queries_stats_text_and_retention() {
-        let db = EventDb::scratch();
-        commit(
-            &db,
-            vec![
-                ev("a", "r", "critical", 10, "disk 100% full"),
-                ev("b", "r", "critical", 20, "disk 50_ full"),
-                ev("c", "r", "ok", 30, "back"),
-            ],
-        );
-        let q = |text: &str| EventQuery {
-            text: Some(text.into()),
-            ..Default::default()
-        };
-        assert_eq!(db.events(&q("100%")).unwrap().len(), 1, "% is literal");
-        assert_eq!(db.events(&q("50_")).unwrap().len(), 1, "_ is literal");
-        let newest = db.events(&EventQuery::default()).unwrap();
-        assert_eq!(
-            newest.iter().map(|e| e.id()).collect::<Vec<_>>(),
-            vec!["c", "b", "a"]
-        );
-        let page = db
-            .events(&EventQuery {
-                limit: Some(1),
-                offset: Some(1),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(page[0].id(), "b");
-        let ranged = db
-            .events(&EventQuery {
-                from: Some(15),
-                to: Some(25),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(ranged.len(), 1);
-        let stats = db.stats("status", &EventQuery::default()).unwrap();
-        assert_eq!(stats.get("critical"), Some(&2));
-        assert_eq!(stats.get("ok"), Some(&1));
-        assert!(db.stats("nonsense", &EventQuery::default()).is_err());
-        assert_eq!(db.drop_events_before(25).unwrap(), 2);
-        assert_eq!(db.event_count().unwrap(), 1);
-    }
-
-    #[test]
-    fn issue_finds_its_row_among_many() {
-        let db = EventDb::scratch();
-        let events = (0..2000)
-            .map(|i| {
-                let mut e = ev(&format!("e{i}"), &format!("r{i}"), "critical", 100 + i, "t");
-                e.set("df_title", format!("title {i}"));
-                e.set("df_issue_start_time", 100 + i);
-                e
-            })
-            .collect();
-        assert_eq!(commit(&db, events), 2000);
-        let i = db.issue("r1234", 5000).unwrap().unwrap();
-        assert_eq!(
-            (
-                i.event_ref.as_str(),
-                i.title.as_str(),
-                i.issue_start,
-                i.duration
-            ),
-            ("r1234", "title 1234", 1334, 5000 - 1334)
-        );
-        assert_eq!(i.last_event_id, "e1234");
-        assert!(db.issue("r2000", 5000).unwrap().is_none());
-        assert!(db.issue("", 5000).unwrap().is_none());
-        let round = i.round().unwrap();
-        assert_eq!(
-            (round.start, round.fault_id.as_str(), round.last_fault),
-            (1334, "event-first", Status::Critical)
-        );
-    }
-
-    #[test]
-    fn an_old_database_opens_and_its_states_are_rewritten() {
-        let dir = tempfile::tempdir().unwrap();
-        let old_state = r#"{"fault_streak":1,"clean_streak":0,"round":{"start":100,"fault_id":"event-x","last_fault":"critical","last_status":"critical","last_event_id":"event-y","last_date":160},"in_gap":false,"nodata_open":false,"last_seen":150}"#;
-        {
-            // The version-0 layout, as an older tocsin left it.
-            let conn = Connection::open(dir.path().join("tocsin.db")).unwrap();
-            conn.execute_batch(SCHEMA).unwrap();
-            conn.execute(
-                "INSERT INTO object_state(monitor, ref, tags, state) VALUES ('m', 'r', '{}', ?1)",
-                params![old_state],
-            )
-            .unwrap();
-            let v: i64 = conn
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(v, 0);
-        }
-        let db = EventDb::open(dir.path()).unwrap();
-        let states = db.load_states("m").unwrap();
-        assert_eq!(states.len(), 1);
-        assert_eq!(
-            states[0].state.round,
-            Some(Round {
-                start: 100,
-                fault_id: "event-x".into(),
-                last_fault: Status::Critical,
-            })
-        );
-        assert_eq!(states[0].state.fault_streak, 1);
-        assert_eq!(states[0].state.last_seen, Some(150));
-        let (version, stored) = db
-            .with_conn(|c| {
-                let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-                let s: String = c.query_row("SELECT state FROM object_state", [], |r| r.get(0))?;
-                Ok((v, s))
-            })
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        assert!(!stored.contains("last_status"), "rewritten: {stored}");
-        assert!(!stored.contains("last_event_id") && !stored.contains("last_date"));
-        drop(db);
-        // Opening again is a no-op, and a newer database is refused.
-        assert_eq!(
-            EventDb::open(dir.path()).unwrap().load_states("m").unwrap(),
-            states
-        );
-        {
-            let conn = Connection::open(dir.path().join("tocsin.db")).unwrap();
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-                .unwrap();
-        }
-        let err = EventDb::open(dir.path())
-            .err()
-            .expect("newer schema refused");
-        assert!(err.to_string().contains("schema version"), "{err}");
-    }
-
-    #[test]
-    fn state_round_trips_and_is_deleted() {
-        let db = EventDb::scratch();
-        let mut tags = Tags::new();
-        tags.insert("host".into(), "a".into());
-        let o = StoredObject {
-            event_ref: "r".into(),
-            tags,
-            state: ObjectState {
-                fault_streak: 2,
-                ..Default::default()
-            },
-        };
-        db.commit(Commit {
-            upserts: vec![("m".into(), o.clone())],
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(db.load_states("m").unwrap(), vec![o]);
-        db.commit(Commit {
-            deletes: vec![("m".into(), "r".into())],
-            ..Default::default()
-        })
-        .unwrap();
-        assert!(db.load_states("m").unwrap().is_empty());
-    }
 }

@@ -25,9 +25,10 @@
 //! after it is sent (an event that opens no round: `info`, custom events without a round key).
 
 use super::payload::rfc3339;
+use crate::args;
+use crate::events::{Sql, SqlError};
 use crate::model::event::{field, Event};
 use crate::model::Tags;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{json, Map, Value};
 
 /// `endsAt` of a firing alert is this many resends ahead (Prometheus uses 4 × its resend delay),
@@ -36,15 +37,6 @@ pub const LEAD_RESENDS: i64 = 4;
 
 /// At most this many alerts per re-send request.
 pub const RESEND_BATCH: usize = 500;
-
-pub(crate) const TABLE: &str = "
-CREATE TABLE IF NOT EXISTS am_open(
-    target TEXT NOT NULL,
-    ref TEXT NOT NULL,
-    alert TEXT NOT NULL,
-    PRIMARY KEY(target, ref)
-);
-";
 
 /// An `alertmanager_api` target as the re-send loop needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,14 +174,14 @@ fn ends_at(a: &Value, date: i64) -> i64 {
     date.max(start)
 }
 
-fn held(conn: &Connection, target: &str, r: &str) -> rusqlite::Result<Option<Value>> {
-    let text: Option<String> = conn
-        .query_row(
+fn held(conn: &mut dyn Sql, target: &str, r: &str) -> Result<Option<Value>, SqlError> {
+    let text = conn
+        .row(
             "SELECT alert FROM am_open WHERE target = ?1 AND ref = ?2",
-            params![target, r],
-            |row| row.get(0),
-        )
-        .optional()?;
+            args![target, r],
+        )?
+        .map(|row| row.text(0))
+        .transpose()?;
     Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
 }
 
@@ -199,12 +191,12 @@ fn held(conn: &Connection, target: &str, r: &str) -> rusqlite::Result<Option<Val
 /// Called only for events the planner decided to send, and for every recovery of a round the
 /// target took, muted or not: the row goes either way, and an unsent end expires by itself.
 pub(crate) fn plan(
-    tx: &Transaction,
+    tx: &mut dyn Sql,
     target: &str,
     lead_ms: i64,
     ev: &Event,
     last_sent: Option<&str>,
-) -> rusqlite::Result<Option<String>> {
+) -> Result<Option<String>, SqlError> {
     let Some(status) = ev.status() else {
         return Ok(None);
     };
@@ -231,9 +223,9 @@ pub(crate) fn plan(
             }
             None => alert(ev, last_sent.or(ev.sub_status()).unwrap_or(status.as_str())),
         };
-        tx.execute(
+        tx.exec(
             "DELETE FROM am_open WHERE target = ?1 AND ref = ?2",
-            params![target, r],
+            args![target, r],
         )?;
         items.push(json!({"ends_at": ends_at(&ended, ev.date()), "alert": ended}));
     } else {
@@ -244,9 +236,10 @@ pub(crate) fn plan(
                 items.push(json!({"ends_at": ends_at(&old, ev.date()), "alert": old}));
             }
         }
-        tx.execute(
-            "INSERT OR REPLACE INTO am_open(target, ref, alert) VALUES (?1, ?2, ?3)",
-            params![target, r, new.to_string()],
+        tx.exec(
+            "INSERT INTO am_open(target, ref, alert) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(target, ref) DO UPDATE SET alert = excluded.alert",
+            args![target, r, new.to_string()],
         )?;
         items.push(json!({"open": r, "alert": new}));
     }
@@ -265,11 +258,11 @@ fn rfc3339_ms(ms: i64) -> String {
 /// The body to post now for a stored envelope of `target` (see the module notes). Text that is
 /// not an envelope is posted as it is.
 pub fn finish(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     target: &str,
     stored: &str,
     now_ms: i64,
-) -> rusqlite::Result<String> {
+) -> Result<String, SqlError> {
     let Ok(env) = serde_json::from_str::<Value>(stored) else {
         return Ok(stored.to_string());
     };
@@ -297,13 +290,15 @@ pub fn finish(
 
 /// The re-send list of a target: its open alerts with `endsAt` = now + lead, in batches of at
 /// most [`RESEND_BATCH`], as request bodies.
-pub fn open_alerts(conn: &Connection, t: &AmTarget, now_ms: i64) -> rusqlite::Result<Vec<String>> {
+pub fn open_alerts(conn: &mut dyn Sql, t: &AmTarget, now_ms: i64) -> Result<Vec<String>, SqlError> {
     let until = json!(rfc3339_ms(now_ms + t.lead_ms()));
-    let mut st = conn.prepare_cached("SELECT alert FROM am_open WHERE target = ?1 ORDER BY ref")?;
-    let rows = st.query_map(params![t.key], |r| r.get::<_, String>(0))?;
+    let rows = conn.rows(
+        "SELECT alert FROM am_open WHERE target = ?1 ORDER BY ref",
+        args![&t.key],
+    )?;
     let mut alerts = Vec::new();
-    for text in rows {
-        if let Ok(mut a) = serde_json::from_str::<Value>(&text?) {
+    for row in rows {
+        if let Ok(mut a) = serde_json::from_str::<Value>(&row.text(0)?) {
             a["endsAt"] = until.clone();
             alerts.push(a);
         }
@@ -316,14 +311,13 @@ pub fn open_alerts(conn: &Connection, t: &AmTarget, now_ms: i64) -> rusqlite::Re
 
 /// Forgets the open alerts of targets no longer configured: nothing would re-send or end them,
 /// and Alertmanager resolves them by itself when their `endsAt` passes.
-pub(crate) fn prune(conn: &Connection, keep: &[String]) -> rusqlite::Result<()> {
-    let targets: Vec<String> = {
-        let mut st = conn.prepare("SELECT DISTINCT target FROM am_open")?;
-        let rows = st.query_map([], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for t in targets.iter().filter(|t| !keep.contains(t)) {
-        conn.execute("DELETE FROM am_open WHERE target = ?1", params![t])?;
+pub(crate) fn prune(conn: &mut dyn Sql, keep: &[String]) -> Result<(), SqlError> {
+    let targets = conn.rows("SELECT DISTINCT target FROM am_open", &[])?;
+    for t in targets {
+        let t = t.text(0)?;
+        if !keep.contains(&t) {
+            conn.exec("DELETE FROM am_open WHERE target = ?1", args![t])?;
+        }
     }
     Ok(())
 }

@@ -11,12 +11,13 @@ pub mod payload;
 pub mod silence;
 pub mod worker;
 
+use crate::args;
 use crate::config::{Config, MuteWindow, Policy, TagFilter};
 use crate::events::EventHook;
+use crate::events::{Sql, SqlError};
 use crate::model::event::{Event, Status};
 use crate::model::time::Seconds;
 use crate::model::Tags;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 pub use crate::config::Format;
 
@@ -155,48 +156,13 @@ fn compile_policy(p: &Policy) -> PolicyPlan {
     }
 }
 
-const TABLES: &str = "
-CREATE TABLE IF NOT EXISTS outbox(
-    id INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    target TEXT NOT NULL,
-    policy TEXT NOT NULL,
-    url TEXT NOT NULL,
-    format TEXT NOT NULL,
-    secret TEXT,
-    timeout_ms INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    delivered_at INTEGER,
-    last_code INTEGER,
-    last_error TEXT,
-    UNIQUE(event_id, target)
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
-CREATE TABLE IF NOT EXISTS notify_sent(
-    target TEXT NOT NULL,
-    ref TEXT NOT NULL,
-    status TEXT NOT NULL,
-    sent_at INTEGER NOT NULL,
-    muted INTEGER NOT NULL,
-    PRIMARY KEY(target, ref)
-);
-";
-
 /// Current wall-clock time in milliseconds (delivery timing is about real time, not event time).
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 impl EventHook for Notifier {
-    fn init(&self, conn: &Connection) -> rusqlite::Result<()> {
-        conn.execute_batch(TABLES)?;
-        conn.execute_batch(silence::TABLE)?;
-        conn.execute_batch(alertmanager::TABLE)?;
+    fn init(&self, conn: &mut dyn Sql) -> Result<(), SqlError> {
         let keys: Vec<String> = self
             .alertmanager_targets()
             .into_iter()
@@ -205,7 +171,7 @@ impl EventHook for Notifier {
         alertmanager::prune(conn, &keys)
     }
 
-    fn on_event(&self, tx: &Transaction, ev: &mut Event) -> rusqlite::Result<()> {
+    fn on_event(&self, tx: &mut dyn Sql, ev: &mut Event) -> Result<(), SqlError> {
         // A runtime silence marks the event whether or not a policy would send it.
         let silenced = silence::covering(tx, ev)?.is_some();
         if silenced {
@@ -235,12 +201,12 @@ impl EventHook for Notifier {
             let last: Option<(String, i64, bool)> = if r.is_empty() {
                 None
             } else {
-                tx.query_row(
+                tx.row(
                     "SELECT status, sent_at, muted FROM notify_sent WHERE target = ?1 AND ref = ?2",
-                    params![t.key, r],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)? != 0)),
-                )
-                .optional()?
+                    args![&t.key, &r],
+                )?
+                .map(|row| Ok::<_, SqlError>((row.text(0)?, row.int(1)?, row.int(2)? != 0)))
+                .transpose()?
             };
             if status.is_recovery() && !r.is_empty() {
                 // Recoveries go to the targets that got (or, muted, would have got) the fault,
@@ -248,9 +214,9 @@ impl EventHook for Notifier {
                 let Some((last_status, ..)) = &last else {
                     continue;
                 };
-                tx.execute(
+                tx.exec(
                     "DELETE FROM notify_sent WHERE target = ?1 AND ref = ?2",
-                    params![t.key, r],
+                    args![&t.key, &r],
                 )?;
                 // Rendered even when muted: for alertmanager_api it also closes the round.
                 let body = render(tx, policy, t, ev, Some(last_status))?;
@@ -266,10 +232,7 @@ impl EventHook for Notifier {
                 if muted {
                     // Remember the fault so its recovery is sent later; never send it
                     // retroactively.
-                    tx.execute(
-                        "INSERT OR REPLACE INTO notify_sent(target, ref, status, sent_at, muted) VALUES (?1, ?2, ?3, ?4, 1)",
-                        params![t.key, r, status.as_str(), date],
-                    )?;
+                    remember_sent(tx, &t.key, &r, status.as_str(), date, true)?;
                     continue;
                 }
                 if let (Some(window), Some((st, at, was_muted))) = (policy.silent_timeout, &last) {
@@ -277,10 +240,7 @@ impl EventHook for Notifier {
                         continue;
                     }
                 }
-                tx.execute(
-                    "INSERT OR REPLACE INTO notify_sent(target, ref, status, sent_at, muted) VALUES (?1, ?2, ?3, ?4, 0)",
-                    params![t.key, r, status.as_str(), date],
-                )?;
+                remember_sent(tx, &t.key, &r, status.as_str(), date, false)?;
             } else if muted {
                 continue;
             }
@@ -293,12 +253,12 @@ impl EventHook for Notifier {
 
 /// The outbox body of an event for a target; `None` when there is nothing to send.
 fn render(
-    tx: &Transaction,
+    tx: &mut dyn Sql,
     policy: &PolicyPlan,
     t: &TargetPlan,
     ev: &Event,
     last_sent: Option<&str>,
-) -> rusqlite::Result<Option<String>> {
+) -> Result<Option<String>, SqlError> {
     match (t.format, t.resend_ms) {
         (Format::AlertmanagerApi, Some(resend)) => alertmanager::plan(
             tx,
@@ -311,27 +271,46 @@ fn render(
     }
 }
 
+/// What was last sent (or, muted, would have been sent) to a target for a round.
+fn remember_sent(
+    tx: &mut dyn Sql,
+    target: &str,
+    r: &str,
+    status: &str,
+    date: i64,
+    muted: bool,
+) -> Result<(), SqlError> {
+    tx.exec(
+        "INSERT INTO notify_sent(target, ref, status, sent_at, muted) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT(target, ref) DO UPDATE SET status = excluded.status, sent_at = excluded.sent_at, \
+         muted = excluded.muted",
+        args![target, r, status, date, muted],
+    )?;
+    Ok(())
+}
+
 fn enqueue(
-    tx: &Transaction,
+    tx: &mut dyn Sql,
     policy: &PolicyPlan,
     t: &TargetPlan,
     ev: &Event,
     body: Option<String>,
-) -> rusqlite::Result<()> {
+) -> Result<(), SqlError> {
     let Some(body) = body else {
         return Ok(());
     };
     let now = now_ms();
-    tx.execute(
-        "INSERT OR IGNORE INTO outbox(event_id, target, policy, url, format, secret, timeout_ms, body, status, \
-         attempts, next_at, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?9, ?10)",
-        params![
+    tx.exec(
+        "INSERT INTO outbox(event_id, target, policy, url, format, secret, timeout_ms, body, status, \
+         attempts, next_at, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?9, ?10) \
+         ON CONFLICT DO NOTHING",
+        args![
             ev.id(),
-            t.key,
-            policy.id,
-            t.url,
+            &t.key,
+            &policy.id,
+            &t.url,
             t.format.as_str(),
-            t.secret,
+            &t.secret,
             t.timeout_ms,
             body,
             now,

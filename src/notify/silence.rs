@@ -8,25 +8,12 @@
 //! deliveries are held back exactly as a config mute holds them back. Silences live in the
 //! event database, so the planner reads them inside the event's own transaction.
 
+use crate::args;
+use crate::events::{Sql, SqlError};
 use crate::model::event::Event;
 use crate::model::Tags;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// The table, created with the notifier's tables.
-pub const TABLE: &str = "
-CREATE TABLE IF NOT EXISTS silences(
-    id TEXT PRIMARY KEY,
-    matchers TEXT NOT NULL,
-    start INTEGER NOT NULL,
-    end INTEGER NOT NULL,
-    created_by TEXT NOT NULL,
-    comment TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS silences_end ON silences(end);
-";
 
 /// A stored silence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -199,39 +186,33 @@ pub fn matches(s: &Silence, monitor: &str, status: &str, tags: &Tags) -> bool {
     })
 }
 
-fn row(r: &rusqlite::Row) -> rusqlite::Result<Silence> {
-    let matchers: String = r.get(1)?;
+fn row(r: &crate::events::sql::Row) -> Result<Silence, SqlError> {
+    let matchers = r.text(1)?;
     Ok(Silence {
-        id: r.get(0)?,
+        id: r.text(0)?,
         matchers: serde_json::from_str(&matchers).unwrap_or_default(),
-        start: r.get(2)?,
-        end: r.get(3)?,
-        created_by: r.get(4)?,
-        comment: r.get(5)?,
-        created_at: r.get(6)?,
+        start: r.int(2)?,
+        end: r.int(3)?,
+        created_by: r.text(4)?,
+        comment: r.text(5)?,
+        created_at: r.int(6)?,
     })
 }
 
-const COLUMNS: &str = "id, matchers, start, end, created_by, comment, created_at";
-
-/// Creates the table if needed (the API may be served before any policy hook ran).
-fn ensure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(TABLE)
-}
+const COLUMNS: &str = "id, matchers, start, \"end\", created_by, comment, created_at";
 
 /// Stores a silence (an identical one stored before is kept as it is).
-pub fn insert(conn: &Connection, s: &Silence) -> rusqlite::Result<()> {
-    ensure(conn)?;
-    conn.execute(
-        "INSERT OR IGNORE INTO silences(id, matchers, start, end, created_by, comment, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            s.id,
+pub fn insert(conn: &mut dyn Sql, s: &Silence) -> Result<(), SqlError> {
+    conn.exec(
+        "INSERT INTO silences(id, matchers, start, \"end\", created_by, comment, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        args![
+            &s.id,
             serde_json::to_string(&s.matchers).expect("map serialises"),
             s.start,
             s.end,
-            s.created_by,
-            s.comment,
+            &s.created_by,
+            &s.comment,
             s.created_at
         ],
     )?;
@@ -240,48 +221,54 @@ pub fn insert(conn: &Connection, s: &Silence) -> rusqlite::Result<()> {
 
 /// Silences not expired at `now` (or all, newest first, at most `limit`).
 pub fn list(
-    conn: &Connection,
+    conn: &mut dyn Sql,
     now: i64,
     all: bool,
     limit: usize,
-) -> rusqlite::Result<Vec<Silence>> {
-    ensure(conn)?;
+) -> Result<Vec<Silence>, SqlError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM silences WHERE ?1 OR end > ?2 ORDER BY start DESC, id LIMIT ?3"
+        "SELECT {COLUMNS} FROM silences WHERE ?1 = 1 OR \"end\" > ?2 ORDER BY start DESC, id LIMIT ?3"
     );
-    let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(params![all, now, limit as i64], row)?;
-    rows.collect()
+    conn.rows(&sql, args![all, now, limit])?
+        .iter()
+        .map(row)
+        .collect()
 }
 
 /// One silence.
-pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Silence>> {
-    ensure(conn)?;
-    conn.query_row(
+pub fn get(conn: &mut dyn Sql, id: &str) -> Result<Option<Silence>, SqlError> {
+    conn.row(
         &format!("SELECT {COLUMNS} FROM silences WHERE id = ?1"),
-        params![id],
-        row,
-    )
-    .optional()
+        args![id],
+    )?
+    .as_ref()
+    .map(row)
+    .transpose()
 }
 
 /// Ends a silence at `now` (a pending one never starts); `None` if there is no such silence.
-pub fn expire(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<Option<Silence>> {
-    conn.execute(
-        "UPDATE silences SET end = MAX(MIN(end, ?2), start) WHERE id = ?1",
-        params![id, now],
+pub fn expire(conn: &mut dyn Sql, id: &str, now: i64) -> Result<Option<Silence>, SqlError> {
+    // end = max(min(end, now), start)
+    conn.exec(
+        "UPDATE silences SET \"end\" = CASE \
+           WHEN (CASE WHEN \"end\" < ?2 THEN \"end\" ELSE ?2 END) < start THEN start \
+           ELSE (CASE WHEN \"end\" < ?2 THEN \"end\" ELSE ?2 END) END \
+         WHERE id = ?1",
+        args![id, now],
     )?;
     get(conn, id)
 }
 
 /// The first silence covering `ev` at its date, if any.
-pub fn covering(conn: &Connection, ev: &Event) -> rusqlite::Result<Option<String>> {
+pub fn covering(conn: &mut dyn Sql, ev: &Event) -> Result<Option<String>, SqlError> {
     let date = ev.date();
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM silences WHERE start <= ?1 AND end > ?1"
-    ))?;
-    let active: Vec<Silence> = st
-        .query_map(params![date], row)?
+    let active: Vec<Silence> = conn
+        .rows(
+            &format!("SELECT {COLUMNS} FROM silences WHERE start <= ?1 AND \"end\" > ?1"),
+            args![date],
+        )?
+        .iter()
+        .map(row)
         .collect::<Result<_, _>>()?;
     if active.is_empty() {
         return Ok(None);
@@ -368,24 +355,28 @@ mod tests {
 
     #[test]
     fn stored_listed_expired_and_covering() {
-        let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(TABLE).unwrap();
-        let s = req(r#"{"matchers":{"host":"web01"},"duration":"1h","created_by":"a"}"#).unwrap();
-        insert(&c, &s).unwrap();
-        insert(&c, &s).unwrap();
-        assert_eq!(list(&c, 1000, false, 10).unwrap(), vec![s.clone()]);
-        let mut ev = Event::default();
-        ev.set(crate::model::event::field::DATE, 2000);
-        ev.set(
-            crate::model::event::field::DIMENSION_TAGS,
-            "{\"host\":\"web01\"}",
-        );
-        assert_eq!(covering(&c, &ev).unwrap(), Some(s.id.clone()));
-        let e = expire(&c, &s.id, 1500).unwrap().unwrap();
-        assert_eq!(e.end, 1500);
-        assert_eq!(covering(&c, &ev).unwrap(), None);
-        assert!(list(&c, 1600, false, 10).unwrap().is_empty());
-        assert_eq!(list(&c, 1600, true, 10).unwrap().len(), 1);
-        assert_eq!(expire(&c, "silence-none", 1).unwrap(), None);
+        let db = crate::events::EventDb::scratch();
+        db.with_conn(|c| {
+            let s =
+                req(r#"{"matchers":{"host":"web01"},"duration":"1h","created_by":"a"}"#).unwrap();
+            insert(c, &s).unwrap();
+            insert(c, &s).unwrap();
+            assert_eq!(list(c, 1000, false, 10).unwrap(), vec![s.clone()]);
+            let mut ev = Event::default();
+            ev.set(crate::model::event::field::DATE, 2000);
+            ev.set(
+                crate::model::event::field::DIMENSION_TAGS,
+                "{\"host\":\"web01\"}",
+            );
+            assert_eq!(covering(c, &ev).unwrap(), Some(s.id.clone()));
+            let e = expire(c, &s.id, 1500).unwrap().unwrap();
+            assert_eq!(e.end, 1500);
+            assert_eq!(covering(c, &ev).unwrap(), None);
+            assert!(list(c, 1600, false, 10).unwrap().is_empty());
+            assert_eq!(list(c, 1600, true, 10).unwrap().len(), 1);
+            assert_eq!(expire(c, "silence-none", 1).unwrap(), None);
+            Ok(())
+        })
+        .unwrap();
     }
 }

@@ -43,9 +43,10 @@ fn store(db: &EventDb, e: Event) -> Event {
 /// (event id, target url) of every outbox row, in order.
 fn rows(db: &EventDb) -> Vec<(String, String)> {
     db.with_conn(|c| {
-        let mut st = c.prepare("SELECT event_id, url FROM outbox ORDER BY id")?;
-        let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        r.collect()
+        c.rows("SELECT event_id, url FROM outbox ORDER BY id", &[])?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect()
     })
     .unwrap()
 }
@@ -344,9 +345,10 @@ fn am_ev(r: &str, status: &str, date: i64) -> Event {
 /// (url, stored body) of every outbox row, in order.
 fn bodies(db: &EventDb) -> Vec<(String, String)> {
     db.with_conn(|c| {
-        let mut st = c.prepare("SELECT url, body FROM outbox ORDER BY id")?;
-        let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        r.collect()
+        c.rows("SELECT url, body FROM outbox ORDER BY id", &[])?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect()
     })
     .unwrap()
 }
@@ -356,9 +358,9 @@ fn posted(db: &EventDb, i: usize, now_ms: i64) -> Vec<serde_json::Value> {
     let (_, stored) = bodies(db).swap_remove(i);
     let target = db
         .with_conn(|c| {
-            c.query_row("SELECT target FROM outbox ORDER BY id LIMIT 1", [], |r| {
-                r.get::<_, String>(0)
-            })
+            c.row("SELECT target FROM outbox ORDER BY id LIMIT 1", &[])?
+                .expect("an outbox row")
+                .text(0)
         })
         .unwrap();
     let text = db
@@ -469,7 +471,7 @@ fn alertmanager_api_mutes_send_nothing_and_the_recovery_after_ends_the_muted_lev
     store(&db, am_ev("r1", "warning", 1500));
     assert!(bodies(&db).is_empty(), "muted faults are not sent");
     let open: i64 = db
-        .with_conn(|c| c.query_row("SELECT COUNT(*) FROM am_open", [], |r| r.get(0)))
+        .with_conn(|c| c.int("SELECT COUNT(*) FROM am_open", &[]))
         .unwrap();
     assert_eq!(open, 0, "nor re-sent");
     store(&db, am_ev("r1", "ok", 2500));
@@ -517,7 +519,7 @@ fn alertmanager_api_open_alerts_of_removed_targets_are_forgotten() {
     let db = db(AM);
     store(&db, am_ev("r1", "critical", 1000));
     let count = |db: &EventDb| -> i64 {
-        db.with_conn(|c| c.query_row("SELECT COUNT(*) FROM am_open", [], |r| r.get(0)))
+        db.with_conn(|c| c.int("SELECT COUNT(*) FROM am_open", &[]))
             .unwrap()
     };
     assert_eq!(count(&db), 1);

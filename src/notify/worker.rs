@@ -9,11 +9,12 @@
 //! recovery committed cannot reach Alertmanager after that recovery.
 
 use super::alertmanager::{self, AmTarget};
+use crate::args;
+use crate::events::sql::Row;
 use crate::events::EventDb;
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use rand::Rng;
-use rusqlite::params;
 use serde::Serialize;
 use sha2::Sha256;
 use std::collections::{HashMap, HashSet};
@@ -61,41 +62,52 @@ pub fn list(db: &EventDb, statuses: &[String], limit: usize) -> Result<Vec<Deliv
     } else {
         statuses.to_vec()
     };
+    let placeholders = (1..=statuses.len())
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let args: Vec<crate::events::sql::Value> = statuses.iter().map(Into::into).collect();
     db.with_conn(|c| {
-        let placeholders = (1..=statuses.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
-        let mut st = c.prepare(&format!(
-            "SELECT id, event_id, policy, target, url, format, status, attempts, next_at, created_at, expires_at, \
-             delivered_at, last_code, last_error FROM outbox WHERE status IN ({placeholders}) ORDER BY id DESC LIMIT {limit}"
-        ))?;
-        let rows = st.query_map(rusqlite::params_from_iter(statuses.iter()), |r| {
-            Ok(Delivery {
-                id: r.get(0)?,
-                event_id: r.get(1)?,
-                policy: r.get(2)?,
-                target: r.get(3)?,
-                url: r.get(4)?,
-                format: r.get(5)?,
-                status: r.get(6)?,
-                attempts: r.get(7)?,
-                next_at: r.get(8)?,
-                created_at: r.get(9)?,
-                expires_at: r.get(10)?,
-                delivered_at: r.get(11)?,
-                last_code: r.get(12)?,
-                last_error: r.get(13)?,
-            })
-        })?;
-        rows.collect()
+        c.rows(
+            &format!(
+                "SELECT id, event_id, policy, target, url, format, status, attempts, next_at, created_at, expires_at, \
+                 delivered_at, last_code, last_error FROM outbox WHERE status IN ({placeholders}) ORDER BY id DESC LIMIT {limit}"
+            ),
+            &args,
+        )?
+        .iter()
+        .map(delivery)
+        .collect()
     })
     .map_err(|e| e.to_string())
+}
+
+fn delivery(r: &Row) -> Result<Delivery, crate::events::SqlError> {
+    Ok(Delivery {
+        id: r.int(0)?,
+        event_id: r.text(1)?,
+        policy: r.text(2)?,
+        target: r.text(3)?,
+        url: r.text(4)?,
+        format: r.text(5)?,
+        status: r.text(6)?,
+        attempts: r.int(7)?,
+        next_at: r.int(8)?,
+        created_at: r.int(9)?,
+        expires_at: r.int(10)?,
+        delivered_at: r.opt_int(11)?,
+        last_code: r.opt_int(12)?,
+        last_error: r.opt_text(13)?,
+    })
 }
 
 /// Counts of outbox rows by status.
 pub fn counts(db: &EventDb) -> HashMap<String, i64> {
     db.with_conn(|c| {
-        let mut st = c.prepare("SELECT status, COUNT(*) FROM outbox GROUP BY status")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        rows.collect()
+        c.rows("SELECT status, COUNT(*) FROM outbox GROUP BY status", &[])?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.int(1)?)))
+            .collect()
     })
     .unwrap_or_default()
 }
@@ -120,6 +132,21 @@ struct Job {
     body: String,
     attempts: i64,
     expires_at: i64,
+}
+
+fn job(r: &Row) -> Result<Job, crate::events::SqlError> {
+    Ok(Job {
+        id: r.int(0)?,
+        event_id: r.text(1)?,
+        target: r.text(2)?,
+        url: r.text(3)?,
+        format: r.text(4)?,
+        secret: r.opt_text(5)?,
+        timeout_ms: r.int(6)?,
+        body: r.text(7)?,
+        attempts: r.int(8)?,
+        expires_at: r.int(9)?,
+    })
 }
 
 /// The worker.
@@ -210,39 +237,16 @@ impl Worker {
     pub async fn run(self: Arc<Self>) {
         while !self.stopping.load(Ordering::SeqCst) {
             let now = super::now_ms();
-            let due = self
-                .db
-                .with_conn(|c| {
-                    let mut st = c.prepare_cached(
-                        "SELECT id, event_id, target, url, format, secret, timeout_ms, body, attempts, expires_at FROM outbox \
-                         WHERE status IN ('pending', 'failed') AND next_at <= ?1 ORDER BY next_at, id LIMIT 256",
-                    )?;
-                    let rows = st.query_map(params![now], |r| {
-                        Ok(Job {
-                            id: r.get(0)?,
-                            event_id: r.get(1)?,
-                            target: r.get(2)?,
-                            url: r.get(3)?,
-                            format: r.get(4)?,
-                            secret: r.get(5)?,
-                            timeout_ms: r.get(6)?,
-                            body: r.get(7)?,
-                            attempts: r.get(8)?,
-                            expires_at: r.get(9)?,
-                        })
-                    })?;
-                    rows.collect::<Result<Vec<_>, _>>()
-                })
-                .unwrap_or_else(|e| {
-                    tracing::warn!("outbox read failed: {e}");
-                    vec![]
-                });
+            let due = self.due(now).unwrap_or_else(|e| {
+                tracing::warn!("outbox read failed: {e}");
+                vec![]
+            });
             for job in due {
                 if job.expires_at <= now {
                     let _ = self.db.with_conn(|c| {
-                        c.execute(
+                        c.exec(
                             "UPDATE outbox SET status = 'expired' WHERE id = ?1",
-                            params![job.id],
+                            args![job.id],
                         )
                     });
                     tracing::warn!(event = %job.event_id, url = %job.url, "delivery expired");
@@ -267,6 +271,20 @@ impl Worker {
                 _ = self.wake.notified() => {}
             }
         }
+    }
+
+    /// The deliveries due at `now` (at most 256).
+    fn due(&self, now: i64) -> Result<Vec<Job>, crate::events::EventDbError> {
+        self.db.with_conn(|c| {
+            c.rows(
+                "SELECT id, event_id, target, url, format, secret, timeout_ms, body, attempts, expires_at FROM outbox \
+                 WHERE status IN ('pending', 'failed') AND next_at <= ?1 ORDER BY next_at, id LIMIT 256",
+                args![now],
+            )?
+            .iter()
+            .map(job)
+            .collect()
+        })
     }
 
     /// Starts the re-sends that are due, each on its own blocking task.
@@ -348,9 +366,9 @@ impl Worker {
             None => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
                 self.db.with_conn(|c| {
-                    c.execute(
+                    c.exec(
                         "UPDATE outbox SET status = 'delivered', attempts = ?2, delivered_at = ?3, last_code = ?4, last_error = NULL WHERE id = ?1",
-                        params![job.id, attempts, now, code],
+                        args![job.id, attempts, now, code],
                     )
                 })
             }
@@ -364,9 +382,9 @@ impl Worker {
                 };
                 tracing::warn!(event = %job.event_id, url = %job.url, attempts, "delivery failed: {e}");
                 self.db.with_conn(|c| {
-                    c.execute(
+                    c.exec(
                         "UPDATE outbox SET status = ?2, attempts = ?3, next_at = ?4, last_code = ?5, last_error = ?6 WHERE id = ?1",
-                        params![job.id, status, attempts, next, code, e],
+                        args![job.id, status, attempts, next, code, e],
                     )
                 })
             }

@@ -1,0 +1,141 @@
+//! The embedded backend: one SQLite connection (`<data>/tocsin.db`, WAL, `synchronous = FULL`)
+//! behind a lock, with concurrent commits grouped into one transaction and one fsync.
+
+use super::sql::{Lite as LiteSql, SqlError};
+use super::{Commit, EventDbError};
+use crate::model::event::Event;
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A commit waiting in [`Lite::commit`]'s group, and its outcome once written.
+struct Job {
+    commit: Commit,
+    done: Mutex<Option<Result<Vec<Event>, String>>>,
+}
+
+/// The SQLite connection and the commits queued for it.
+pub(super) struct Lite {
+    conn: Mutex<Connection>,
+    /// commits waiting for the connection (see [`Lite::commit`])
+    queue: Mutex<Vec<Arc<Job>>>,
+}
+
+fn open_err(e: rusqlite::Error) -> EventDbError {
+    EventDbError::Sql {
+        what: "open",
+        source: e.into(),
+    }
+}
+
+impl Lite {
+    /// Opens (creating) `<dir>/tocsin.db`.
+    pub(super) fn open(dir: &Path) -> Result<Lite, EventDbError> {
+        std::fs::create_dir_all(dir).map_err(|e| EventDbError::Corrupt {
+            table: "directory",
+            message: format!("cannot create {}: {e}", dir.display()),
+        })?;
+        let conn = Connection::open(dir.join("tocsin.db")).map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+        )
+        .map_err(open_err)?;
+        Ok(Lite::new(conn))
+    }
+
+    /// An in-memory database.
+    pub(super) fn scratch() -> Lite {
+        Lite::new(Connection::open_in_memory().expect("in-memory SQLite opens"))
+    }
+
+    /// SQLite's private temporary database (an empty file name) rather than `:memory:`: an
+    /// in-memory database walks its whole page cache at every commit, so a long replay's
+    /// commits got slower as its events piled up. Nothing here needs to survive the process,
+    /// so writes are not synced.
+    pub(super) fn temporary() -> Lite {
+        let conn = Connection::open("").expect("a temporary SQLite database opens");
+        conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
+            .expect("a temporary database takes its pragmas");
+        Lite::new(conn)
+    }
+
+    fn new(conn: Connection) -> Lite {
+        Lite {
+            conn: Mutex::new(conn),
+            queue: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on the connection.
+    pub(super) fn with_conn<T, E: From<SqlError>>(
+        &self,
+        f: impl FnOnce(&mut dyn super::Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let conn = self.conn.lock();
+        f(&mut LiteSql(&conn))
+    }
+
+    /// Runs `f` in a transaction.
+    pub(super) fn with_tx<T, E: From<SqlError>>(
+        &self,
+        f: impl FnOnce(&mut dyn super::Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(SqlError::from)?;
+        let out = f(&mut LiteSql(&tx))?;
+        tx.commit().map_err(SqlError::from)?;
+        Ok(out)
+    }
+
+    /// Writes `c` with `write`, grouped with the commits other threads queue meanwhile.
+    pub(super) fn commit(
+        &self,
+        c: Commit,
+        write: impl Fn(&mut dyn super::Sql, &Commit) -> Result<Vec<Event>, EventDbError>,
+    ) -> Result<Vec<Event>, EventDbError> {
+        let job = Arc::new(Job {
+            commit: c,
+            done: Mutex::new(None),
+        });
+        self.queue.lock().push(job.clone());
+        let mut conn = self.conn.lock();
+        if let Some(done) = job.done.lock().take() {
+            // An earlier holder of the connection wrote it with its group.
+            return done.map_err(|message| EventDbError::Group { message });
+        }
+        let jobs = std::mem::take(&mut *self.queue.lock());
+        let result = (|| {
+            let tx = conn.transaction().map_err(SqlError::from)?;
+            let mut out = Vec::with_capacity(jobs.len());
+            for j in &jobs {
+                out.push(write(&mut LiteSql(&tx), &j.commit)?);
+            }
+            tx.commit().map_err(SqlError::from)?;
+            Ok::<_, EventDbError>(out)
+        })();
+        // Results are handed out before the connection is released: a waiting caller checks
+        // for its result as soon as it holds the connection.
+        let mut mine = None;
+        match result {
+            Ok(all) => {
+                for (j, fresh) in jobs.iter().zip(all) {
+                    if Arc::ptr_eq(j, &job) {
+                        mine = Some(Ok(fresh));
+                    } else {
+                        *j.done.lock() = Some(Ok(fresh));
+                    }
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for j in jobs.iter().filter(|j| !Arc::ptr_eq(j, &job)) {
+                    *j.done.lock() = Some(Err(message.clone()));
+                }
+                mine = Some(Err(e));
+            }
+        }
+        drop(conn);
+        mine.expect("the caller's commit is in its own group")
+    }
+}
