@@ -13,6 +13,7 @@
 
 mod bot;
 mod host;
+pub mod inspect;
 mod promql;
 mod query;
 mod render;

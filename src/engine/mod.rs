@@ -113,6 +113,10 @@ pub struct Engine {
     /// `(monitor, tick)` of crontab checks done since the last write of `last_tick:*`: they
     /// are written together once per scheduler pass (one fsync), not one per check
     done_ticks: Mutex<Vec<(String, i64)>>,
+    /// one permit per core: crontab checks that compute (store queries, rules, scripts) take
+    /// one, in due order, so a thousand checks due at the same second queue for the cores
+    /// instead of starting a thousand threads that share them
+    compute_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Applies the config file again (policies, targets, mutes) and answers the policy ids, or
@@ -185,6 +189,9 @@ impl Engine {
             stopping: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
             done_ticks: Mutex::new(Vec::new()),
+            compute_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            )),
         });
         e.reload();
         e
@@ -445,10 +452,24 @@ impl Engine {
                 let running = FlagGuard::raise(&slot.running);
                 let in_flight = CountGuard::enter(&self.in_flight);
                 let me = self.clone();
-                tokio::task::spawn_blocking(move || {
-                    let _guards = (running, in_flight);
-                    me.metrics.schedule_lag(now_secs_f64() - due as f64);
-                    let _ = me.run_blocking(&slot, due, ExecMode::Crontab);
+                // Checks of a data source mostly wait on the network: they do not queue for a
+                // core (a slow source must not hold up the others).
+                let slots = slot
+                    .monitor
+                    .promql()
+                    .is_none()
+                    .then(|| self.compute_slots.clone());
+                tokio::spawn(async move {
+                    let permit = match slots {
+                        Some(s) => s.acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let _guards = (running, in_flight, permit);
+                        me.metrics.schedule_lag(now_secs_f64() - due as f64);
+                        let _ = me.run_blocking(&slot, due, ExecMode::Crontab);
+                    })
+                    .await;
                 });
             }
             let me = self.clone();

@@ -26,6 +26,8 @@ pub struct EventQuery {
     pub to: Option<i64>,
     /// text in title or message (ASCII case ignored)
     pub text: Option<String>,
+    /// dimension tags the event must carry with exactly these values (all of them)
+    pub tags: Vec<(String, String)>,
     /// at most this many (default 100, max 10000); stored events only
     pub limit: Option<usize>,
     /// skip this many; stored events only
@@ -41,6 +43,7 @@ struct Columns<'a> {
     date: i64,
     title: &'a str,
     message: &'a str,
+    dimension_tags: &'a str,
 }
 
 impl<'a> Columns<'a> {
@@ -53,6 +56,7 @@ impl<'a> Columns<'a> {
             date: ev.date(),
             title: ev.title().unwrap_or(""),
             message: ev.message().unwrap_or(""),
+            dimension_tags: ev.dimension_tags().unwrap_or(""),
         }
     }
 }
@@ -121,6 +125,17 @@ impl EventQuery {
                 }
             });
         }
+        for (k, v) in &self.tags {
+            // `df_dimension_tags` is a JSON object kept as text inside the event's JSON body.
+            args.push(SqlValue::Text(k.clone()));
+            args.push(SqlValue::Text(v.clone()));
+            let n = args.len();
+            clauses.push(format!(
+                "EXISTS (SELECT 1 FROM json_each(json_extract(body, '$.df_dimension_tags')) \
+                 WHERE key = ?{} AND value = ?{n})",
+                n - 1
+            ));
+        }
         if clauses.is_empty() {
             (String::new(), args)
         } else {
@@ -142,7 +157,17 @@ impl EventQuery {
                 .text
                 .as_deref()
                 .is_none_or(|t| contains_ascii_ci(c.title, t) || contains_ascii_ci(c.message, t))
+            && (self.tags.is_empty() || has_tags(c.dimension_tags, &self.tags))
     }
+}
+
+/// Whether the dimension tags (JSON object text) hold every `(key, value)` of `want`.
+fn has_tags(dimension_tags: &str, want: &[(String, String)]) -> bool {
+    let Ok(serde_json::Value::Object(have)) = serde_json::from_str(dimension_tags) else {
+        return false;
+    };
+    want.iter()
+        .all(|(k, v)| have.get(k).and_then(|x| x.as_str()) == Some(v.as_str()))
 }
 
 #[cfg(test)]
@@ -174,6 +199,50 @@ pub(crate) mod tests {
             ev("e", "critical", "custom", "", 50, "ÄRGER: payment down"),
             ev("f", "nodata", "monitor", "disk", 60, "no data_from disk"),
         ]
+        .into_iter()
+        .zip([
+            r#"{"host":"web01"}"#,
+            r#"{"host":"web01","cpu":"total"}"#,
+            r#"{"host":"db01"}"#,
+            "",
+            r#"{"service":"pay's \"api\""}"#,
+            r#"{"host":"db01","mount":"/"}"#,
+        ])
+        .map(|(mut e, tags)| {
+            if !tags.is_empty() {
+                e.set("df_dimension_tags", tags);
+            }
+            e
+        })
+        .collect()
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> EventQuery {
+        EventQuery {
+            tags: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tag_filters_match_exact_values_of_every_tag() {
+        let ids = |q: EventQuery| -> Vec<String> {
+            events()
+                .iter()
+                .filter(|e| q.matches(e))
+                .map(|e| e.id().to_string())
+                .collect()
+        };
+        assert_eq!(ids(tags(&[("host", "web01")])), ["a", "b"]);
+        assert_eq!(ids(tags(&[("host", "db01"), ("mount", "/")])), ["f"]);
+        assert_eq!(ids(tags(&[("service", "pay's \"api\"")])), ["e"]);
+        assert!(
+            ids(tags(&[("host", "web")])).is_empty(),
+            "exact, not a prefix"
+        );
     }
 
     fn filters() -> Vec<EventQuery> {
@@ -234,6 +303,14 @@ pub(crate) mod tests {
                 to: Some(30),
                 text: s("Cpu"),
                 ..Default::default()
+            },
+            tags(&[("host", "web01")]),
+            tags(&[("host", "db01"), ("mount", "/")]),
+            tags(&[("service", "pay's \"api\"")]),
+            tags(&[("host", "web")]),
+            EventQuery {
+                status: s("ok"),
+                ..tags(&[("host", "web01")])
             },
         ]
     }

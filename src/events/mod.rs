@@ -468,6 +468,19 @@ impl EventDb {
             .map_err(sql("issues"))
     }
 
+    /// Open issues per monitor id (custom events under `""`): a grouped count, so the monitor
+    /// list does not read every issue row.
+    pub fn open_issue_counts(&self) -> Result<BTreeMap<String, i64>, EventDbError> {
+        let conn = self.conn.lock();
+        let mut st = conn
+            .prepare_cached("SELECT monitor, COUNT(*) FROM issues GROUP BY monitor")
+            .map_err(sql("prepare issue counts"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql("issue counts"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("issue counts"))
+    }
+
     /// The open issue of one event ref, if any (durations at `now`). A primary-key lookup, so
     /// its cost does not grow with the number of open issues.
     pub fn issue(&self, event_ref: &str, now: i64) -> Result<Option<IssueRow>, EventDbError> {

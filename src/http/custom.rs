@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/V1.0/:project_id/events", post(huawei_create))
-        .route("/", post(alibaba_put).get(alibaba_put))
+        .route("/", post(alibaba_put).get(super::console::root))
         .route("/v1/cloudevents", post(cloudevents_send))
         .route("/api/v1/events/create", post(guance_create))
 }
@@ -108,6 +108,21 @@ async fn huawei_create(
     };
     match store(&st, batch.clone()).await {
         Ok(_) => reply(201, huawei::created_answer(&batch)),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// An Alibaba call that arrived as a whole request (`GET /?Action=...`, routed with the
+/// console page).
+pub(super) async fn alibaba_request(st: AppState, req: axum::extract::Request) -> Response {
+    use axum::extract::FromRequest;
+    let (method, uri, headers) = (
+        req.method().clone(),
+        req.uri().clone(),
+        req.headers().clone(),
+    );
+    match Body::from_request(req, &st).await {
+        Ok(body) => alibaba_put(State(st), method, uri, headers, body).await,
         Err(e) => e.into_response(),
     }
 }

@@ -72,8 +72,25 @@ pub(super) fn status_param(v: Option<&String>) -> ApiResult<Option<String>> {
         .transpose()
 }
 
+/// `tag=host:web01,region:eu`: dimension tags the events must carry, each `key:value`
+/// (split at the first `:`), all of them.
+fn tag_param(v: Option<&String>) -> ApiResult<Vec<(String, String)>> {
+    let Some(v) = v.filter(|s| !s.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    v.split(',')
+        .map(|kv| match kv.split_once(':') {
+            Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
+            _ => Err(ApiError::field(
+                "tag",
+                format!("{kv:?} is not key:value (for example tag=host:web01,region:eu)"),
+            )),
+        })
+        .collect()
+}
+
 /// The filter of the query string (`status`, `source`, `monitor`, `ref`, `from`, `to`, `q`,
-/// `limit`, `offset`).
+/// `tag`, `limit`, `offset`).
 pub fn event_query(p: &HashMap<String, String>) -> ApiResult<EventQuery> {
     let s = |k: &str| p.get(k).filter(|v| !v.is_empty()).cloned();
     let limit = num_param("limit", p.get("limit"))?;
@@ -88,6 +105,7 @@ pub fn event_query(p: &HashMap<String, String>) -> ApiResult<EventQuery> {
         from: time_param("from", p.get("from"))?,
         to: time_param("to", p.get("to"))?,
         text: s("q"),
+        tags: tag_param(p.get("tag"))?,
         limit,
         offset: num_param("offset", p.get("offset"))?,
     })

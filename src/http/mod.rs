@@ -9,16 +9,18 @@
 //! | [`influx`] | `/ping`, `/health`, `/query` (what InfluxDB clients probe) |
 //! | [`events`] | `/api/v1/events`, `/events/:id`, `/events/stats`, `/events/stream`, `/api/v1/deliveries` |
 //! | [`issues`] | `/api/v1/issues`, `/api/v1/issues/recover` |
-//! | [`monitors`] | `/api/v1/monitors`, `/monitors/reload`, `/monitors/:id/run` |
+//! | [`monitors`] | `/api/v1/monitors`, `/monitors/:id`, `/monitors/:id/points`, `/monitors/reload`, `/monitors/:id/run` |
 //! | [`silences`] | `/api/v1/silences`, `/silences/:id` |
 //! | [`metrics`] | `/metrics` |
-//! | [`custom`] | the four custom-event dialects |
+//! | [`custom`] | the four custom-event dialects (`GET /?Action=` among them) |
+//! | [`console`] | the web console: `GET /` and its assets under `/console/` |
 //!
 //! Reads (events, issues, monitors, deliveries) sit behind [`auth::admit_read`]. Unknown
 //! paths answer 404 and unknown methods 405, both with the JSON error body.
 
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod custom;
 pub mod error;
 pub mod events;
@@ -135,6 +137,7 @@ pub fn app(state: AppState) -> Router {
         .merge(silences::routes(&state))
         .merge(metrics::routes())
         .merge(custom::routes())
+        .merge(console::routes())
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))

@@ -30,7 +30,16 @@ impl Harness {
     }
 
     fn with(configure: impl FnOnce(&mut AppState)) -> Harness {
+        Harness::with_monitors(&[], configure)
+    }
+
+    /// With monitor files `(name, text)` in the monitor directory before the engine loads it.
+    fn with_monitors(monitors: &[(&str, &str)], configure: impl FnOnce(&mut AppState)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("monitors")).unwrap();
+        for (name, text) in monitors {
+            std::fs::write(dir.path().join("monitors").join(name), text).unwrap();
+        }
         let store = Arc::new(Store::scratch());
         let db = Arc::new(EventDb::scratch());
         let metrics = Arc::new(Metrics::default());
@@ -972,5 +981,209 @@ async fn unknown_status_filters_are_400_naming_the_value() {
     assert_eq!(
         h.get("/api/v1/events?status=nodata_ok").await.0,
         StatusCode::OK
+    );
+}
+
+// ------------------------------------------------------------------ console
+
+async fn raw_get(h: &Harness, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    let resp = app(h.state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into(),
+    )
+}
+
+#[tokio::test]
+async fn console_page_and_assets_carry_a_strict_policy() {
+    let h = Harness::with(|s| s.ingest_token = Some("tok".into()));
+    let (code, headers, body) = raw_get(&h, "/").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe"),
+        "no unsafe-inline or unsafe-eval: {csp}"
+    );
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(body.contains(r#"<script type="module" src="/console/js/app.js">"#));
+    assert!(!body.contains("<script>"), "no inline script in the page");
+    for asset in [
+        "/console/js/app.js",
+        "/console/js/events.js",
+        "/console/style.css",
+    ] {
+        let (code, headers, body) = raw_get(&h, asset).await;
+        assert_eq!(code, StatusCode::OK, "{asset}");
+        assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
+        assert!(!body.is_empty());
+        assert!(
+            !body.contains("innerHTML"),
+            "{asset} builds the page with text nodes"
+        );
+    }
+    let (_, headers, _) = raw_get(&h, "/console/js/app.js").await;
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let (code, v) = h.get("/console/js/nope.js").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(v["error"].as_str().unwrap().contains("nope.js"));
+    // GET / with an Action is still Alibaba's RPC endpoint (here: no token, its own answer).
+    let (code, v) = h
+        .get("/?Action=PutCustomEvent&EventInfo.1.EventName=x")
+        .await;
+    assert_eq!(
+        (code, v["Code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("MissingToken"))
+    );
+}
+
+const CPU_MONITOR: &str = r#"
+id = "cpu"
+name = "Host CPU"
+manual = true
+interval = "5m"
+delay = "10s"
+[query]
+measurement = "cpu"
+field = "usage"
+agg = "avg"
+by = ["host"]
+where = { dc = "eu" }
+[rules]
+critical = "Result > 90"
+warning = "Result >= 80 && Result <= 90"
+info = "Result > 50"
+"#;
+
+#[tokio::test]
+async fn a_monitor_shows_its_definition_thresholds_and_an_objects_points() {
+    let h = Harness::with_monitors(&[("cpu.toml", CPU_MONITOR)], |_| {});
+    let lines: String = (0..10)
+        .flat_map(|i| {
+            let t = (NOW - 600 + i * 60) * 1_000_000_000;
+            [
+                format!("cpu,host=web01,dc=eu usage={} {t}\n", 90 + i),
+                format!("cpu,host=web02,dc=eu usage=10 {t}\n"),
+                format!("cpu,host=web01,dc=us usage=1 {t}\n"),
+            ]
+        })
+        .collect();
+    let (code, v) = h.post("/write", &[], &lines).await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{v}");
+
+    let (code, m) = h.get("/api/v1/monitors/cpu").await;
+    assert_eq!(code, StatusCode::OK, "{m}");
+    assert_eq!(m["name"], "Host CPU");
+    assert_eq!(m["kind"], "threshold");
+    assert_eq!(
+        (m["interval"].as_i64(), m["delay"].as_i64()),
+        (Some(300), Some(10))
+    );
+    assert_eq!(m["query"]["where"], json!({"dc": "eu"}));
+    assert_eq!(m["rules"]["critical"], "Result > 90");
+    // Only plain comparisons are drawable: the warning rule is a range.
+    assert_eq!(
+        m["thresholds"],
+        json!([{"status": "critical", "op": ">", "value": 90.0},
+               {"status": "info", "op": ">", "value": 50.0}])
+    );
+    assert!(m["definition"]
+        .as_str()
+        .unwrap()
+        .contains("measurement = \"cpu\""));
+
+    let uri = format!(
+        "/api/v1/monitors/cpu/points?tags=%7B%22host%22%3A%22web01%22%7D&from={}&to={}",
+        NOW - 300,
+        NOW
+    );
+    let (code, p) = h.get(&uri).await;
+    assert_eq!(code, StatusCode::OK, "{p}");
+    assert_eq!(p["source"], "store");
+    // web01 in dc=eu only (the monitor's where), from NOW-300 on: minutes 5..9.
+    let pts: Vec<(i64, f64)> = serde_json::from_value(p["points"].clone()).unwrap();
+    assert_eq!(
+        pts,
+        (5..10)
+            .map(|i| (NOW - 600 + i * 60, 90.0 + i as f64))
+            .collect::<Vec<_>>()
+    );
+    let (code, v) = h
+        .get(&format!(
+            "/api/v1/monitors/cpu/points?tags=x&from={NOW}&to={NOW}"
+        ))
+        .await;
+    assert_eq!(
+        (code, v["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("tags"))
+    );
+    let (code, v) = h
+        .get(&format!(
+            "/api/v1/monitors/cpu/points?from={NOW}&to={}",
+            NOW - 1
+        ))
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("before"), "{v}");
+    let (code, _) = h.get("/api/v1/monitors/nope").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    let (_, list) = h.get("/api/v1/monitors").await;
+    assert_eq!(list["monitors"][0]["open_issues"], 0, "{list}");
+}
+
+#[tokio::test]
+async fn events_filter_by_dimension_tags() {
+    let h = Harness::new();
+    let mut evs = Vec::new();
+    for (i, host) in ["web01", "web02", "web01"].iter().enumerate() {
+        let mut e = stream_event(&format!("e{i}"), NOW - 10 + i as i64, "t");
+        e.set(
+            "df_dimension_tags",
+            format!(r#"{{"host":"{host}","dc":"eu"}}"#),
+        );
+        evs.push(e);
+    }
+    h.state
+        .engine
+        .runner
+        .db
+        .commit(Commit {
+            events: evs,
+            ..Default::default()
+        })
+        .unwrap();
+    let ids = |v: &Value| -> Vec<String> {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["df_event_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, v) = h.get("/api/v1/events?tag=host:web01").await;
+    assert_eq!(ids(&v), ["e2", "e0"]);
+    let (_, v) = h.get("/api/v1/events?tag=host:web02,dc:eu").await;
+    assert_eq!(ids(&v), ["e1"]);
+    let (_, v) = h.get("/api/v1/events?tag=dc:us").await;
+    assert!(ids(&v).is_empty());
+    let (code, v) = h.get("/api/v1/events?tag=host").await;
+    assert_eq!(
+        (code, v["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("tag"))
     );
 }

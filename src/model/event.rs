@@ -219,9 +219,9 @@ impl Event {
         self.set(field::SUB_STATUS, s.as_str());
     }
 
-    /// `df_event_url`: `<base>/api/v1/events/<id>`.
+    /// `df_event_url`: `<base>/#/events/<id>`, the event's page in the web console.
     pub fn set_event_url(&mut self, base: &str, id: &str) {
-        let url = format!("{}/api/v1/events/{id}", base.trim_end_matches('/'));
+        let url = format!("{}/#/events/{id}", base.trim_end_matches('/'));
         self.set(field::EVENT_URL, url);
     }
 
@@ -527,7 +527,7 @@ mod tests {
         let mut ev = Event::new();
         ev.set_event_url("http://x/", "event-1");
         ev.set_silent(false);
-        assert_eq!(ev.event_url(), Some("http://x/api/v1/events/event-1"));
+        assert_eq!(ev.event_url(), Some("http://x/#/events/event-1"));
         assert_eq!(ev.silent(), Some("false"));
         assert_eq!(Source::parse("custom"), Some(Source::Custom));
         assert_eq!(Source::parse("x"), None);

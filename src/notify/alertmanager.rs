@@ -415,13 +415,10 @@ mod tests {
         e.set_event_url("http://tocsin:9530", "event-1");
         e.0.remove(field::ISSUE_START_TIME);
         let a = alert(&e, "critical");
-        assert_eq!(
-            a["generatorURL"],
-            "http://tocsin:9530/api/v1/events/event-1"
-        );
+        assert_eq!(a["generatorURL"], "http://tocsin:9530/#/events/event-1");
         assert_eq!(
             a["annotations"]["df_event_url"],
-            "http://tocsin:9530/api/v1/events/event-1"
+            "http://tocsin:9530/#/events/event-1"
         );
         assert_eq!(
             a["startsAt"], "1970-01-01T00:33:20Z",

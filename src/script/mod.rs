@@ -45,7 +45,7 @@ mod tests;
 
 pub use engine::{Compiled, Limits, ScriptEngine, ScriptError};
 pub use frame::{current_budget, Budget};
-pub use native::NativeExpr;
+pub use native::{NativeExpr, Op};
 
 use crate::model::Tags;
 

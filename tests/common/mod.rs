@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different part of it
 
 pub mod python;
+pub mod webdriver;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
