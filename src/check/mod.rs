@@ -245,6 +245,27 @@ impl Runner {
         t: i64,
         user: &RecoverUser,
     ) -> Result<Option<Event>, CheckError> {
+        // On a shared backend the owner's check may commit between our read and our commit:
+        // read again and retry, so the recovery is never lost to a race.
+        let mut tries = 0;
+        loop {
+            match self.recover_once(m, st, event_ref, t, user) {
+                Err(CheckError::Store(crate::events::EventDbError::Conflict { .. })) if tries < 5 => {
+                    tries += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn recover_once(
+        &self,
+        m: &Monitor,
+        st: &mut MonitorState,
+        event_ref: &str,
+        t: i64,
+        user: &RecoverUser,
+    ) -> Result<Option<Event>, CheckError> {
         self.sync_state(m, st)?;
         let Some((tags, state)) = st.objects.get(event_ref) else {
             return Ok(None);

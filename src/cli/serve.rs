@@ -82,7 +82,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ..Default::default()
     };
     let store = Arc::new(Store::open(&data, store_opts).map_err(|e| anyhow!("{e}"))?);
-    let db = Arc::new(EventDb::open(&data).map_err(|e| anyhow!("{e}"))?);
+    let db = Arc::new(match &cfg.state.postgres {
+        Some(url) => EventDb::connect(url).map_err(|e| {
+            anyhow!(
+                "[state] postgres = {:?}: {e}",
+                crate::events::pg::redact(url)
+            )
+        })?,
+        None => EventDb::open(&data).map_err(|e| anyhow!("{e}"))?,
+    });
     // Policies plan deliveries inside each event's own transaction (durable outbox).
     let notifier = crate::notify::Notifier::new(&cfg);
     let alertmanagers = notifier.alertmanager_targets();
@@ -145,6 +153,37 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     // Once, through the log (which goes to stderr), so it is not printed twice.
     tracing::info!(data = %data.display(), monitors = %monitors.display(), "tocsin listening on http://{addr}");
 
+    // Several replicas on one PostgreSQL: leases decide which one evaluates each monitor and
+    // talks to each alertmanager_api target.
+    let lease_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lease_task = if db.is_shared() {
+        let me = cfg.state.replica.clone().unwrap_or_else(|| {
+            format!(
+                "{}:{}",
+                crate::ingest::hostinput::default_hostname(),
+                addr.port()
+            )
+        });
+        tracing::info!(replica = %me, "state on PostgreSQL: sharing the monitors with the other replicas");
+        let leases = Arc::new(crate::events::lease::Leases::new(me, addr.to_string()));
+        engine.set_leases(leases.clone());
+        worker.set_leases(leases.clone());
+        let w = worker.clone();
+        let others: crate::engine::ha::OtherNames = Arc::new(move || {
+            w.alertmanager_keys()
+                .iter()
+                .map(|k| crate::events::lease::alertmanager_lease(k))
+                .collect()
+        });
+        Some(tokio::spawn(crate::engine::ha::keep_leases(
+            engine.clone(),
+            leases,
+            others,
+            lease_stop.clone(),
+        )))
+    } else {
+        None
+    };
     let scheduler = tokio::spawn(engine.clone().scheduler());
     let delivering = tokio::spawn(worker.clone().run());
     let mut background = Vec::new();
@@ -185,6 +224,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }
     engine.stop().await;
     let _ = scheduler.await;
+    if let Some(t) = lease_task {
+        // Leases go back once no check of this replica runs any more.
+        lease_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = t.await;
+    }
     worker.stop();
     let _ = delivering.await;
     let ing = ingest.clone();

@@ -87,6 +87,21 @@ pub struct Config {
     /// Prometheus-compatible query APIs that monitors may read
     #[serde(default)]
     pub datasources: Vec<Datasource>,
+    /// `[state]`: where events, issues, detection state and the outbox live
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// `[state]`: absent, the embedded SQLite file in the data directory; with `postgres`, a
+/// PostgreSQL server that several replicas share (README "High availability on PostgreSQL").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `postgresql://user[:password]@host[:port]/database`
+    pub postgres: Option<String>,
+    /// this replica's name in leases and reports (default: host name and listen port); must
+    /// differ between replicas
+    pub replica: Option<String>,
 }
 
 impl Default for Config {

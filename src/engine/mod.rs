@@ -1,6 +1,9 @@
 //! The live engine: loaded monitors with their state and health, the scheduler loop, async
 //! runs, manual recovery and reload. Checks run on blocking threads (SQLite and Rhai are
-//! synchronous), one at a time per monitor and concurrently across monitors.
+//! synchronous), one at a time per monitor and concurrently across monitors. On a shared
+//! backend the scheduler runs only the monitors this replica holds the lease of ([`ha`]).
+
+pub mod ha;
 
 use crate::check::{CheckReport, ExecMode, MonitorState, RecoverUser, Runner};
 use crate::detect::ObjectState;
@@ -117,6 +120,8 @@ pub struct Engine {
     /// one, in due order, so a thousand checks due at the same second queue for the cores
     /// instead of starting a thousand threads that share them
     compute_slots: Arc<tokio::sync::Semaphore>,
+    /// on a shared backend: which monitors this replica evaluates
+    leases: RwLock<Option<Arc<crate::events::lease::Leases>>>,
 }
 
 /// Applies the config file again (policies, targets, mutes) and answers the policy ids, or
@@ -192,6 +197,7 @@ impl Engine {
             compute_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             )),
+            leases: RwLock::new(None),
         });
         e.reload();
         e
@@ -313,6 +319,42 @@ impl Engine {
         first_due(&m.schedule, last, now)
     }
 
+    /// Makes the scheduler run only the monitors whose lease this replica holds.
+    pub fn set_leases(&self, leases: Arc<crate::events::lease::Leases>) {
+        *self.leases.write() = Some(leases);
+    }
+
+    /// The lease view, on a shared backend.
+    pub fn leases(&self) -> Option<Arc<crate::events::lease::Leases>> {
+        self.leases.read().clone()
+    }
+
+    /// Whether this replica evaluates monitor `id` (always, without leases).
+    pub fn owns(&self, id: &str) -> bool {
+        self.leases
+            .read()
+            .as_ref()
+            .is_none_or(|l| l.holds(&crate::events::lease::monitor_lease(id)))
+    }
+
+    /// This replica just took monitor `id` over: its next run is the latest tick its previous
+    /// owner missed (once), else the next tick; its state is read again before that run.
+    pub fn took_over(&self, id: &str) {
+        let Some(slot) = self.slot(id) else { return };
+        let due = self.first_due(&slot.monitor, now_secs());
+        slot.health.lock().next_run = due;
+        self.wake.notify_one();
+    }
+
+    /// The loaded monitors' definitions: id → fingerprint.
+    pub fn fingerprints(&self) -> BTreeMap<String, String> {
+        self.slots
+            .read()
+            .iter()
+            .map(|(id, s)| (id.clone(), s.monitor.fingerprint.clone()))
+            .collect()
+    }
+
     /// The loaded monitors.
     pub fn slots(&self) -> Vec<Arc<Slot>> {
         self.slots.read().values().cloned().collect()
@@ -431,6 +473,10 @@ impl Engine {
             let now = now_secs();
             let mut next_wake = now + 60;
             for slot in self.slots() {
+                if !self.owns(&slot.monitor.id) {
+                    // Another replica evaluates it (see `ha`).
+                    continue;
+                }
                 let due = slot.health.lock().next_run;
                 let Some(due) = due else { continue };
                 if due > now {

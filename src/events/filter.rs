@@ -130,11 +130,17 @@ impl EventQuery {
             args.push(SqlValue::Text(k.clone()));
             args.push(SqlValue::Text(v.clone()));
             let n = args.len();
-            clauses.push(format!(
-                "EXISTS (SELECT 1 FROM json_each(json_extract(body, '$.df_dimension_tags')) \
-                 WHERE key = ?{} AND value = ?{n})",
-                n - 1
-            ));
+            clauses.push(match dialect {
+                Dialect::Sqlite => format!(
+                    "EXISTS (SELECT 1 FROM json_each(json_extract(body, '$.df_dimension_tags')) \
+                     WHERE key = ?{} AND value = ?{n})",
+                    n - 1
+                ),
+                Dialect::Postgres => format!(
+                    "((body::jsonb ->> 'df_dimension_tags')::jsonb ->> ?{}) = ?{n}",
+                    n - 1
+                ),
+            });
         }
         if clauses.is_empty() {
             (String::new(), args)

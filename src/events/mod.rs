@@ -10,6 +10,7 @@
 //! - `lite`, `pg`: the connections (SQLite groups concurrent commits; PostgreSQL pools)
 
 pub mod filter;
+pub mod lease;
 mod lite;
 pub mod pg;
 #[cfg(test)]
@@ -471,14 +472,13 @@ impl EventDb {
     /// Open issues per monitor id (custom events under `""`): a grouped count, so the monitor
     /// list does not read every issue row.
     pub fn open_issue_counts(&self) -> Result<BTreeMap<String, i64>, EventDbError> {
-        let conn = self.conn.lock();
-        let mut st = conn
-            .prepare_cached("SELECT monitor, COUNT(*) FROM issues GROUP BY monitor")
-            .map_err(sql("prepare issue counts"))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(sql("issue counts"))?;
-        rows.collect::<Result<_, _>>().map_err(sql("issue counts"))
+        let rows = self
+            .with_conn(|c| c.rows("SELECT monitor, COUNT(*) FROM issues GROUP BY monitor", &[]))
+            .map_err(|e| retag(e, "issue counts"))?;
+        rows.iter()
+            .map(|r| Ok((r.text(0)?, r.int(1)?)))
+            .collect::<Result<_, SqlError>>()
+            .map_err(sql("issue counts"))
     }
 
     /// The open issue of one event ref, if any (durations at `now`). A primary-key lookup, so

@@ -33,6 +33,16 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
         let monitors = engine.slots().len() as f64;
         let errors = engine.load_errors().len() as f64;
         let d = crate::notify::worker::counts(&engine.runner.db);
+        let backend_up = if engine.runner.db.ping().is_ok() {
+            1.0
+        } else {
+            0.0
+        };
+        let owned = engine
+            .slots()
+            .iter()
+            .filter(|s| engine.owns(&s.monitor.id))
+            .count() as f64;
         let dc = |k: &str| d.get(k).copied().unwrap_or(0) as f64;
         let store = &engine.runner.store;
         let limit = crate::metrics::SeriesLimitFigures {
@@ -52,6 +62,16 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
                 samples,
             ),
             ("tocsin_monitors_loaded", "Monitors loaded.", monitors),
+            (
+                "tocsin_monitors_owned",
+                "Monitors this replica evaluates (all of them without a shared backend).",
+                owned,
+            ),
+            (
+                "tocsin_state_backend_up",
+                "Whether the state backend (SQLite or PostgreSQL) answered at this scrape.",
+                backend_up,
+            ),
             (
                 "tocsin_monitor_load_errors",
                 "Monitor files that failed to load.",

@@ -138,7 +138,7 @@ pub fn app(state: AppState) -> Router {
         .merge(metrics::routes())
         .merge(custom::routes())
         .merge(console::routes())
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state);
@@ -147,6 +147,31 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .fallback_service(routes)
         .layer(axum::middleware::from_fn(method_not_allowed_json))
+}
+
+/// `GET /healthz`: 200 `{"status": "ok", "state": {...}}` while the state backend answers,
+/// else 503 with `"status": "degraded"` and why (the HTTP API and ingest still run).
+async fn healthz(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
+    let db = st.engine.runner.db.clone();
+    let backend = match db.dialect() {
+        crate::events::Dialect::Sqlite => "sqlite",
+        crate::events::Dialect::Postgres => "postgres",
+    };
+    let ping = tokio::task::spawn_blocking(move || db.ping())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let mut state = json!({"backend": backend, "reachable": ping.is_ok()});
+    if let Err(e) = &ping {
+        state["error"] = json!(e);
+    }
+    if let Some(l) = st.engine.leases() {
+        state["replica"] = json!(l.me);
+    }
+    let (code, status) = match ping {
+        Ok(()) => (StatusCode::OK, "ok"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+    };
+    (code, Json(json!({"status": status, "state": state}))).into_response()
 }
 
 /// Unknown paths: 404 with the JSON error body.

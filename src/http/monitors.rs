@@ -55,6 +55,20 @@ async fn list_monitors(State(st): State<AppState>) -> ApiResult<Json<Value>> {
             })
             .collect()
     };
+    // On a shared backend: which replica evaluates each monitor, since when.
+    let leases = st.engine.leases();
+    let owner_of = |id: &str| -> Value {
+        let Some(l) = &leases else {
+            return Value::Null;
+        };
+        match l.lease(&crate::events::lease::monitor_lease(id)) {
+            Some(lease) => json!({
+                "replica": lease.owner, "since": lease.since / 1000, "expires": lease.expires / 1000,
+                "this_replica": lease.owner == l.me,
+            }),
+            None => json!({"replica": null}),
+        }
+    };
     let list: Vec<Value> = st
         .engine
         .slots()
@@ -62,6 +76,7 @@ async fn list_monitors(State(st): State<AppState>) -> ApiResult<Json<Value>> {
         .map(|s| {
             let mut v = summary(&st, s);
             v["silences"] = Value::Array(silences_of(&s.monitor.id));
+            v["owner"] = json!(owner_of(&s.monitor.id));
             v["open_issues"] = json!(open.get(&s.monitor.id).copied().unwrap_or(0));
             v
         })
@@ -72,7 +87,26 @@ async fn list_monitors(State(st): State<AppState>) -> ApiResult<Json<Value>> {
         .iter()
         .map(|e| e.to_string())
         .collect();
-    Ok(Json(json!({"monitors": list, "errors": errors})))
+    let mut out = json!({"monitors": list, "errors": errors});
+    if let Some(l) = &leases {
+        let replicas = l.replicas();
+        out["replica"] = json!(l.me);
+        out["replicas"] = replicas
+            .iter()
+            .map(|r| {
+                json!({"id": r.id, "listen": r.listen, "started": r.started / 1000,
+                       "heartbeat": r.heartbeat / 1000, "monitors": r.monitors.len()})
+            })
+            .collect();
+        out["monitor_differences"] = json!(crate::events::lease::differences(
+            &st.engine.fingerprints(),
+            &l.me,
+            &replicas
+        ));
+        out["leases_renewed_at"] = json!(l.renewed_at().map(|t| t / 1000));
+        out["lease_error"] = json!(l.error());
+    }
+    Ok(Json(out))
 }
 
 /// What the list says of one monitor: definition summary and health.

@@ -541,7 +541,8 @@ fn online_cpus() -> Option<u64> {
     u64::try_from(n).ok().filter(|&n| n > 0)
 }
 
-fn default_hostname() -> String {
+/// This machine's host name (the `host` tag of the built-in input).
+pub fn default_hostname() -> String {
     if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let h = h.trim();
         if !h.is_empty() {

@@ -167,11 +167,17 @@ pub struct Worker {
     /// `alertmanager_api` targets: the target, when its next re-send is due (Unix ms), whether
     /// one is running
     alertmanagers: Mutex<Vec<(AmTarget, i64, bool)>>,
+    /// on a shared backend: this replica's leases, which decide the `alertmanager_api`
+    /// targets it talks to (one replica per target keeps their requests in order)
+    leases: parking_lot::RwLock<Option<Arc<crate::events::lease::Leases>>>,
     /// one lock per `alertmanager_api` target key: its requests go out one at a time
     am_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 const PER_TARGET: usize = 2;
+
+/// A claimed delivery stays this replica's this long past its request timeout.
+const CLAIM_MARGIN_MS: i64 = 30_000;
 
 impl Worker {
     /// A worker over the event store's outbox.
@@ -193,6 +199,7 @@ impl Worker {
             resends: AtomicU64::new(0),
             resend_failures: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
+            leases: parking_lot::RwLock::new(None),
             am_locks: Mutex::new(
                 targets
                     .iter()
@@ -273,13 +280,91 @@ impl Worker {
         }
     }
 
-    /// The deliveries due at `now` (at most 256).
+    /// Claims deliveries on a shared backend and talks only to the `alertmanager_api`
+    /// targets whose lease this replica holds.
+    pub fn set_leases(&self, leases: Arc<crate::events::lease::Leases>) {
+        *self.leases.write() = Some(leases);
+    }
+
+    /// The keys of the `alertmanager_api` targets (for their leases).
+    pub fn alertmanager_keys(&self) -> Vec<String> {
+        self.alertmanagers
+            .lock()
+            .iter()
+            .map(|(t, _, _)| t.key.clone())
+            .collect()
+    }
+
+    /// Whether this replica talks to `alertmanager_api` target `key` (always, without leases).
+    fn talks_to(&self, key: &str) -> bool {
+        self.leases
+            .read()
+            .as_ref()
+            .is_none_or(|l| l.holds(&crate::events::lease::alertmanager_lease(key)))
+    }
+
+    /// The deliveries due at `now` (at most 256). On a shared backend they are claimed, with
+    /// `FOR UPDATE SKIP LOCKED`, for this replica until their attempt can have ended, so each
+    /// is sent by one replica; a claim of a replica that died runs out and another retries.
     fn due(&self, now: i64) -> Result<Vec<Job>, crate::events::EventDbError> {
-        self.db.with_conn(|c| {
+        const COLUMNS: &str =
+            "id, event_id, target, url, format, secret, timeout_ms, body, attempts, expires_at";
+        let Some(leases) = self.leases.read().clone() else {
+            return self.db.with_conn(|c| {
+                c.rows(
+                    &format!(
+                        "SELECT {COLUMNS} FROM outbox WHERE status IN ('pending', 'failed') AND next_at <= ?1 \
+                         ORDER BY next_at, id LIMIT 256"
+                    ),
+                    args![now],
+                )?
+                .iter()
+                .map(job)
+                .collect()
+            });
+        };
+        let am: Vec<String> = self
+            .alertmanager_keys()
+            .into_iter()
+            .filter(|k| self.talks_to(k))
+            .collect();
+        let mut args: Vec<crate::events::sql::Value> = vec![now.into(), (&leases.me).into()];
+        let am_clause = if am.is_empty() {
+            "format <> 'alertmanager_api'".to_string()
+        } else {
+            let marks: Vec<String> = (0..am.len()).map(|i| format!("?{}", i + 3)).collect();
+            args.extend(am.iter().map(Into::into));
+            format!(
+                "(format <> 'alertmanager_api' OR target IN ({}))",
+                marks.join(", ")
+            )
+        };
+        self.db.with_tx(|c| {
+            let ids: Vec<i64> = c
+                .rows(
+                    &format!(
+                        "SELECT id FROM outbox WHERE status IN ('pending', 'failed') AND next_at <= ?1 \
+                         AND (claimed_until IS NULL OR claimed_until < ?1 OR claimed_by = ?2) AND {am_clause} \
+                         ORDER BY next_at, id LIMIT 256 FOR UPDATE SKIP LOCKED"
+                    ),
+                    &args,
+                )?
+                .iter()
+                .map(|r| r.int(0))
+                .collect::<Result<_, _>>()?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            c.exec(
+                &format!(
+                    "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2 + timeout_ms + {CLAIM_MARGIN_MS} WHERE id IN ({list})"
+                ),
+                args![&leases.me, now],
+            )?;
             c.rows(
-                "SELECT id, event_id, target, url, format, secret, timeout_ms, body, attempts, expires_at FROM outbox \
-                 WHERE status IN ('pending', 'failed') AND next_at <= ?1 ORDER BY next_at, id LIMIT 256",
-                args![now],
+                &format!("SELECT {COLUMNS} FROM outbox WHERE id IN ({list}) ORDER BY next_at, id"),
+                &[],
             )?
             .iter()
             .map(job)
@@ -291,7 +376,7 @@ impl Worker {
     fn start_resends(self: &Arc<Self>, now: i64) {
         let mut ams = self.alertmanagers.lock();
         for (i, (t, next, running)) in ams.iter_mut().enumerate() {
-            if *running || *next > now {
+            if *running || *next > now || !self.talks_to(&t.key) {
                 continue;
             }
             *running = true;
@@ -391,6 +476,15 @@ impl Worker {
         };
         if let Err(e) = res {
             tracing::error!("outbox update failed: {e}");
+        }
+        if self.leases.read().is_some() {
+            // Free for whoever retries it next (this replica or another).
+            let _ = self.db.with_conn(|c| {
+                c.exec(
+                    "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE id = ?1",
+                    args![job.id],
+                )
+            });
         }
         self.in_flight.lock().remove(&job.id);
         if let Some(n) = self.per_target.lock().get_mut(&job.target) {

@@ -2,6 +2,7 @@
 //! free loopback port with its own data, monitors and scripts directories.
 #![allow(dead_code)] // each test crate uses a different part of it
 
+pub mod hook;
 pub mod python;
 pub mod webdriver;
 
