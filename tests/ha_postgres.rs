@@ -160,7 +160,10 @@ fn two_replicas_share_monitors_survive_kill9_and_see_each_others_recoveries(
         (SCHEDULED.iter().all(|m| per.contains(m)) && ev.len() >= 12).then_some(ev)
     })
     .expect("every scheduled monitor alerts");
-    assert_eq!(owners(&b).get("m1").cloned().flatten().as_deref(), Some("a"));
+    assert_eq!(
+        owners(&b).get("m1").cloned().flatten().as_deref(),
+        Some("a")
+    );
     let ids: BTreeSet<&str> = opened
         .iter()
         .map(|e| e["df_event_id"].as_str().unwrap())
@@ -175,7 +178,10 @@ fn two_replicas_share_monitors_survive_kill9_and_see_each_others_recoveries(
             ))
             .or_default() += 1;
     }
-    assert!(per_tick.values().all(|n| *n == 1), "one event per monitor and tick: {per_tick:?}");
+    assert!(
+        per_tick.values().all(|n| *n == 1),
+        "one event per monitor and tick: {per_tick:?}"
+    );
     let starts: BTreeMap<String, i64> = b.get("/api/v1/issues")["issues"]
         .as_array()
         .unwrap()
@@ -187,7 +193,11 @@ fn two_replicas_share_monitors_survive_kill9_and_see_each_others_recoveries(
             )
         })
         .collect();
-    assert_eq!(starts.len(), SCHEDULED.len(), "one open round per monitor: {starts:?}");
+    assert_eq!(
+        starts.len(),
+        SCHEDULED.len(),
+        "one open round per monitor: {starts:?}"
+    );
 
     // kill -9 the owner: b takes every monitor over within the lease time.
     let killed_at = Instant::now();
@@ -296,8 +306,10 @@ fn losing_postgres_is_visible_and_recovers_and_a_newer_schema_is_refused(
     let dir = tempfile::tempdir().unwrap();
     let t = replica(dir.path(), "solo", &url, hook_port);
     let feeder = Feeder::start(vec![t.url.clone()]);
-    eventually(20, || (!events(&t, "status=critical").is_empty()).then_some(()))
-        .expect("checks run on PostgreSQL");
+    eventually(20, || {
+        (!events(&t, "status=critical").is_empty()).then_some(())
+    })
+    .expect("checks run on PostgreSQL");
     // As a crash would: immediate stop, then start again on the same port.
     pg.stop();
     let degraded = eventually(15, || {
@@ -357,5 +369,8 @@ fn losing_postgres_is_visible_and_recovers_and_a_newer_schema_is_refused(
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("schema version") && err.contains("newer tocsin"), "{err}");
+    assert!(
+        err.contains("schema version") && err.contains("newer tocsin"),
+        "{err}"
+    );
 }

@@ -250,7 +250,9 @@ impl Runner {
         let mut tries = 0;
         loop {
             match self.recover_once(m, st, event_ref, t, user) {
-                Err(CheckError::Store(crate::events::EventDbError::Conflict { .. })) if tries < 5 => {
+                Err(CheckError::Store(crate::events::EventDbError::Conflict { .. }))
+                    if tries < 5 =>
+                {
                     tries += 1;
                 }
                 r => return r,

@@ -17,6 +17,19 @@ const MAX_IDLE: usize = 16;
 /// has closed it).
 const VALIDATE_AFTER: Duration = Duration::from_secs(5);
 
+/// Runs `f`, which blocks on the synchronous client, so that it may be called from anywhere:
+/// on a tokio worker thread the `postgres` crate's own runtime cannot start (it panics), so
+/// there the worker is handed over for the call ([`tokio::task::block_in_place`]); blocking
+/// threads and threads outside tokio call `f` as is.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// A pool of connections to one server.
 pub struct Pool {
     config: postgres::Config,
@@ -62,11 +75,14 @@ impl Pool {
             shown: redact(url),
             idle: Mutex::new(Vec::new()),
         };
-        let conn = pool.get().map_err(|source| super::EventDbError::Sql {
-            what: "connect",
-            source,
+        off_runtime(|| {
+            let conn = pool.get().map_err(|source| super::EventDbError::Sql {
+                what: "connect",
+                source,
+            })?;
+            pool.put(conn);
+            Ok::<(), super::EventDbError>(())
         })?;
-        pool.put(conn);
         Ok(pool)
     }
 
@@ -112,13 +128,15 @@ impl Pool {
         &self,
         f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut c = self.get()?;
-        let out = f(&mut Pg {
-            client: &mut c.client,
-            statements: &mut c.statements,
-        });
-        self.put(c);
-        out
+        off_runtime(|| {
+            let mut c = self.get()?;
+            let out = f(&mut Pg {
+                client: &mut c.client,
+                statements: &mut c.statements,
+            });
+            self.put(c);
+            out
+        })
     }
 
     /// Runs `f` in a transaction, committed when it returns `Ok`.
@@ -126,34 +144,46 @@ impl Pool {
         &self,
         f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut c = self.get()?;
-        let out = (|| {
-            let mut tx = c.client.transaction().map_err(SqlError::from)?;
-            let out = f(&mut Pg {
-                client: &mut tx,
-                statements: &mut c.statements,
-            })?;
-            tx.commit().map_err(SqlError::from)?;
-            Ok(out)
-        })();
-        self.put(c);
-        out
+        off_runtime(|| {
+            let mut c = self.get()?;
+            let out = (|| {
+                let mut tx = c.client.transaction().map_err(SqlError::from)?;
+                let out = f(&mut Pg {
+                    client: &mut tx,
+                    statements: &mut c.statements,
+                })?;
+                tx.commit().map_err(SqlError::from)?;
+                Ok(out)
+            })();
+            self.put(c);
+            out
+        })
     }
 
     /// Takes the session-level advisory lock `key`, held on its own connection until the
     /// returned guard drops (a replica that dies loses it with its connection).
     pub fn advisory_lock(&self, key: i64) -> Result<AdvisoryLock<'_>, SqlError> {
-        let mut c = self.get()?;
-        Pg {
-            client: &mut c.client,
-            statements: &mut c.statements,
-        }
-        .exec("SELECT pg_advisory_lock(?1)", crate::args![key])?;
+        let c = off_runtime(|| {
+            let mut c = self.get()?;
+            Pg {
+                client: &mut c.client,
+                statements: &mut c.statements,
+            }
+            .exec("SELECT pg_advisory_lock(?1)", crate::args![key])?;
+            Ok::<_, SqlError>(c)
+        })?;
         Ok(AdvisoryLock {
             pool: self,
             conn: Some(c),
             key,
         })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Closing a connection blocks on the client's own runtime.
+        off_runtime(|| self.idle.lock().clear());
     }
 }
 
@@ -169,15 +199,17 @@ impl Drop for AdvisoryLock<'_> {
         let Some(mut c) = self.conn.take() else {
             return;
         };
-        let unlocked = Pg {
-            client: &mut c.client,
-            statements: &mut c.statements,
-        }
-        .exec("SELECT pg_advisory_unlock(?1)", crate::args![self.key]);
-        // A connection whose unlock failed is dropped: closing the session frees the lock.
-        if unlocked.is_ok() {
-            self.pool.put(c);
-        }
+        off_runtime(|| {
+            let unlocked = Pg {
+                client: &mut c.client,
+                statements: &mut c.statements,
+            }
+            .exec("SELECT pg_advisory_unlock(?1)", crate::args![self.key]);
+            // A connection whose unlock failed is dropped: closing the session frees the lock.
+            if unlocked.is_ok() {
+                self.pool.put(c);
+            }
+        });
     }
 }
 

@@ -36,12 +36,17 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 async fn list_monitors(State(st): State<AppState>) -> ApiResult<Json<Value>> {
     let db = st.engine.runner.db.clone();
     let now = st.clock.now_secs();
-    let (silences, open) = blocking(move || {
-        let silences = db
+    // With the state backend away the list still answers (health and last_error are what an
+    // operator needs then); silences and issue counts are left out and `state_error` says why.
+    let (silences, open, state_error) = blocking(move || {
+        let read = db
             .with_conn(|c| crate::notify::silence::list(c, now, false, 10_000))
-            .map_err(ApiError::internal)?;
-        let open = db.open_issue_counts().map_err(ApiError::internal)?;
-        Ok((silences, open))
+            .map_err(|e| e.to_string())
+            .and_then(|s| Ok((s, db.open_issue_counts().map_err(|e| e.to_string())?)));
+        Ok(match read {
+            Ok((s, o)) => (s, Some(o), None),
+            Err(e) => (Vec::new(), None, Some(e)),
+        })
     })
     .await?;
     // A silence without a `monitor` matcher may cover any monitor's objects.
@@ -77,7 +82,9 @@ async fn list_monitors(State(st): State<AppState>) -> ApiResult<Json<Value>> {
             let mut v = summary(&st, s);
             v["silences"] = Value::Array(silences_of(&s.monitor.id));
             v["owner"] = json!(owner_of(&s.monitor.id));
-            v["open_issues"] = json!(open.get(&s.monitor.id).copied().unwrap_or(0));
+            v["open_issues"] = json!(open
+                .as_ref()
+                .map(|o| o.get(&s.monitor.id).copied().unwrap_or(0)));
             v
         })
         .collect();
@@ -88,6 +95,9 @@ async fn list_monitors(State(st): State<AppState>) -> ApiResult<Json<Value>> {
         .map(|e| e.to_string())
         .collect();
     let mut out = json!({"monitors": list, "errors": errors});
+    if let Some(e) = state_error {
+        out["state_error"] = json!(e);
+    }
     if let Some(l) = &leases {
         let replicas = l.replicas();
         out["replica"] = json!(l.me);

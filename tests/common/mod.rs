@@ -149,12 +149,16 @@ impl Tocsin {
 
     /// GET a JSON answer.
     pub fn get(&self, path: &str) -> Value {
-        ureq::get(&format!("{}{path}", self.url))
+        match ureq::get(&format!("{}{path}", self.url))
             .timeout(Duration::from_secs(20))
             .call()
-            .unwrap()
-            .into_json()
-            .unwrap()
+        {
+            Ok(r) => r.into_json().unwrap(),
+            Err(ureq::Error::Status(code, r)) => {
+                panic!("GET {path}: {code} {}", r.into_string().unwrap_or_default())
+            }
+            Err(e) => panic!("GET {path}: {e}"),
+        }
     }
 
     /// Runs a monitor now through the API; the JSON answer.
