@@ -331,6 +331,30 @@ fn losing_postgres_is_visible_and_recovers_and_a_newer_schema_is_refused(
     })
     .expect("the check failure shows in last_error");
     assert!(!failing.is_empty());
+    // A custom event or a recovery that cannot be stored is refused, never acknowledged.
+    let custom = |t: &Tocsin| {
+        t.post(
+            "/api/v1/events/create",
+            json!({"status": "warning", "title": "disk filling on db01", "customTags": {"host": "db01"}})
+                .to_string()
+                .as_bytes(),
+            &[("Content-Type", "application/json")],
+        )
+    };
+    let (code, body) = custom(&t);
+    assert!(
+        code >= 500,
+        "refused while PostgreSQL is away: {code} {body}"
+    );
+    let (code, body) = t.post(
+        "/api/v1/issues/recover",
+        &recover_body("m1"),
+        &[("Content-Type", "application/json")],
+    );
+    assert!(
+        code >= 500,
+        "recovery refused while PostgreSQL is away: {code} {body}"
+    );
     pg.restart().expect("PostgreSQL starts again");
     let back = now();
     eventually(30, || {
@@ -341,6 +365,16 @@ fn losing_postgres_is_visible_and_recovers_and_a_newer_schema_is_refused(
         (code == 200 && fresh).then_some(())
     })
     .expect("checks go on once PostgreSQL is back");
+    let (code, body) = custom(&t);
+    assert_eq!(code, 200, "accepted again: {body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["content"]["df_event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        t.get(&format!("/api/v1/events/{id}"))["df_status"],
+        "warning"
+    );
     drop(feeder);
     drop(t);
 
