@@ -418,6 +418,13 @@ impl Worker {
     }
 
     fn deliver(&self, job: Job) {
+        // The list this job came from may have been read just before an earlier attempt of it
+        // finished (that attempt's update then waited on the read's row locks): send only if
+        // the row is still due at the attempt count it was read with, so it goes out once.
+        if !self.still_due(&job) {
+            self.release(&job);
+            return;
+        }
         // alertmanager_api: one request at a time per target, its body finished under the lock
         // (endsAt stamped now; alerts whose round moved on dropped).
         let lock = (job.format == super::Format::AlertmanagerApi.as_str())
@@ -477,6 +484,25 @@ impl Worker {
         if let Err(e) = res {
             tracing::error!("outbox update failed: {e}");
         }
+        self.release(&job);
+    }
+
+    /// Whether `job`'s row is still pending or failed at the attempt count it was read with.
+    /// A read error counts as due: the attempt then goes ahead as it would have before.
+    fn still_due(&self, job: &Job) -> bool {
+        self.db
+            .with_conn(|c| {
+                c.row(
+                    "SELECT 1 FROM outbox WHERE id = ?1 AND status IN ('pending', 'failed') AND attempts = ?2",
+                    args![job.id, job.attempts],
+                )
+            })
+            .map_or(true, |r| r.is_some())
+    }
+
+    /// Ends this replica's hold on `job`: its claim (on a shared backend), its in-flight mark
+    /// and its target's slot.
+    fn release(&self, job: &Job) {
         if self.leases.read().is_some() {
             // Free for whoever retries it next (this replica or another).
             let _ = self.db.with_conn(|c| {
