@@ -442,19 +442,30 @@ fn band(r: &RawRules, interval: i64, baseline: i64, e: &mut Errs) -> Option<Band
     let season = r
         .season
         .as_ref()
-        .map(|_| positive(e, &r.season, "rules.season", 86_400));
-    if let (Some(season), Some(s)) = (season, &r.season) {
-        if season < interval {
-            e.bad(s, "rules.season", "must be at least the window (interval)");
-        } else if season > baseline {
-            e.bad(
-                s,
-                "rules.season",
-                "is longer than baseline, so there is no season to learn from; set baseline \
+        .and_then(|s| match parse_duration(&s.get_ref().0) {
+            Ok(d) if d <= 0 => {
+                e.bad(s, "rules.season", "must be longer than 0s");
+                None
+            }
+            Ok(d) if d < interval => {
+                e.bad(s, "rules.season", "must be at least the window (interval)");
+                None
+            }
+            Ok(d) if d > baseline => {
+                e.bad(
+                    s,
+                    "rules.season",
+                    "is longer than baseline, so there is no season to learn from; set baseline \
                  to several seasons, e.g. baseline = \"4w\" for season = \"1w\"",
-            );
-        }
-    }
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(msg) => {
+                e.bad(s, "rules.season", &msg);
+                None
+            }
+        });
     let min_history = match &r.min_history {
         None => 3,
         Some(s) if (1..=100_000).contains(s.get_ref()) => *s.get_ref() as usize,

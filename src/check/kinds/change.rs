@@ -76,7 +76,8 @@ mod tests {
         use Diff::*;
         use Direction::*;
         // (diff, direction, current, past, Result)
-        let cases: &[(Diff, Direction, f64, Option<f64>, Option<f64>)] = &[
+        type Case = (Diff, Direction, f64, Option<f64>, Option<f64>);
+        let cases: &[Case] = &[
             (Value, Signed, 120.0, Some(100.0), Some(20.0)),
             (Value, Signed, 80.0, Some(100.0), Some(-20.0)),
             (Value, Up, 80.0, Some(100.0), Some(-20.0)),

@@ -172,7 +172,8 @@ mod tests {
     fn hours_until_the_crossing_for_crafted_series() {
         use Crossing::*;
         // (method, crossing, points, Result)
-        let cases: Vec<(Method, Crossing, Vec<(i64, f64)>, Option<f64>)> = vec![
+        type Case = (Method, Crossing, Vec<(i64, f64)>, Option<f64>);
+        let cases: Vec<Case> = vec![
             // +0.5 a minute from 50: 50 + 0.5·59 = 79.5 at the last point, 16 short of 95
             // at 30 per hour: 0.5 h (the window end is the last point's time)
             (
