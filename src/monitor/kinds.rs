@@ -487,3 +487,134 @@ fn band(r: &RawRules, interval: i64, baseline: i64, e: &mut Errs) -> Option<Band
         side,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::{parse_monitor, LoadContext, Monitor, MonitorError};
+    use crate::script::ScriptEngine;
+    use std::path::Path;
+
+    fn load(kind: &str, params: &str) -> Result<Monitor, Vec<MonitorError>> {
+        let engine = ScriptEngine::new(Default::default());
+        let ctx = LoadContext {
+            scripts_dir: Path::new("/nonexistent"),
+            policies: &[],
+            engine: &engine,
+            datasources: None,
+        };
+        let text = format!(
+            "every = \"1m\"\ninterval = \"10m\"\n[query]\nmeasurement = \"m\"\nfield = \"f\"\n\
+             [rules]\nkind = \"{kind}\"\ncritical = \"Result > 1\"\n{params}\n"
+        );
+        parse_monitor(&text, Path::new("m.toml"), "m", &ctx)
+    }
+
+    fn params(kind: &str, text: &str) -> KindParams {
+        load(kind, text)
+            .expect("loads")
+            .rules()
+            .unwrap()
+            .params
+            .clone()
+    }
+
+    #[test]
+    fn parameters_become_typed_values_with_their_defaults() {
+        let plain = ChangeParams {
+            compare: 600,
+            diff: Diff::Value,
+            direction: Direction::Signed,
+            when: None,
+            plain: true,
+        };
+        // (kind, parameters, typed)
+        let cases: Vec<(&str, &str, KindParams)> = vec![
+            ("threshold", "", KindParams::Plain),
+            ("mutation", "", KindParams::Change(plain.clone())),
+            (
+                "mutation",
+                "compare = \"1w\"\ndiff = \"percent\"\ndirection = \"down\"",
+                KindParams::Change(ChangeParams {
+                    compare: 604_800,
+                    diff: Diff::Percent,
+                    direction: Direction::Down,
+                    plain: false,
+                    ..plain.clone()
+                }),
+            ),
+            ("range", "baseline = \"1h\"", KindParams::Plain),
+            (
+                "range",
+                "side = \"above\"",
+                KindParams::Band(BandParams {
+                    spread: Spread::Stddev { k: 3.0 },
+                    season: None,
+                    min_history: 3,
+                    side: Side::Above,
+                }),
+            ),
+            (
+                "range",
+                "band = \"percentile\"\npercentiles = [1, 99]\nseason = \"1d\"\nbaseline = \"7d\"\nmin_history = 5",
+                KindParams::Band(BandParams {
+                    spread: Spread::Percentile {
+                        low: 1.0,
+                        high: 99.0,
+                    },
+                    season: Some(86_400),
+                    min_history: 5,
+                    side: Side::Both,
+                }),
+            ),
+            (
+                "forecast",
+                "threshold = 95",
+                KindParams::Forecast(ForecastParams {
+                    method: Method::Linear,
+                    lookback: 3600,
+                    threshold: 95.0,
+                    horizon: 86_400,
+                    crossing: Crossing::Up,
+                }),
+            ),
+            (
+                "forecast",
+                "threshold = 5.5\nmethod = \"holt\"\nalpha = 0.8\nlookback = \"6h\"\nhorizon = \"4h\"\ndirection = \"down\"",
+                KindParams::Forecast(ForecastParams {
+                    method: Method::Holt {
+                        alpha: 0.8,
+                        beta: 0.3,
+                    },
+                    lookback: 6 * 3600,
+                    threshold: 5.5,
+                    horizon: 4 * 3600,
+                    crossing: Crossing::Down,
+                }),
+            ),
+        ];
+        for (kind, text, want) in cases {
+            assert_eq!(params(kind, text), want, "{kind}: {text}");
+        }
+    }
+
+    #[test]
+    fn when_reads_current_natively() {
+        let KindParams::Change(p) = params("mutation", "when = \"Current > 100 && Current < 1000000\"")
+        else {
+            panic!("a mutation has change parameters");
+        };
+        let w = p.when.unwrap();
+        assert!(!p.plain);
+        assert!(w.expr.eval(200.0) && !w.expr.eval(50.0) && !w.expr.eval(2e6));
+        assert_eq!(w.source, "Current > 100 && Current < 1000000");
+    }
+
+    #[test]
+    fn a_bad_season_is_one_error_naming_the_field() {
+        let e = load("range", "season = \"0s\"").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "rules.season");
+        assert_eq!(e[0].line, 9);
+    }
+}
