@@ -13,7 +13,7 @@
 //!   see [`seen_grain`]), and not at all for replays and tests.
 
 use super::host::Host;
-use super::kinds::history::{History, STORE_UNIT};
+use super::kinds::history::History;
 use super::kinds::Decision;
 use super::render::{render, RenderCtx};
 use super::rules::{self, Baseline};
@@ -448,21 +448,17 @@ impl Runner {
         if !fresh {
             return Ok(None);
         }
-        let mut bases: Vec<Baseline> = Vec::new();
-        if let Some(history) = History::of(rules, start, end) {
-            bases = vec![Baseline::default(); groups.groups.len()];
-            let read = |i: usize, pts: &[(i64, f64)]| {
-                bases[i] = history.reduce(pts, STORE_UNIT, q.agg);
-            };
-            let (from, to) = (history.from * NS, history.to * NS);
-            let fresh = self
-                .store
-                .read_groups(groups, from, to, &mut st.base_hints, read)
-                .map_err(query_err)?;
-            if !fresh {
-                return Ok(None);
+        let bases = match History::of(rules, start, end) {
+            Some(history) => {
+                let hints = &mut st.base_hints;
+                match history.read_store(&self.store, groups, hints, q.agg) {
+                    Ok(Some(bases)) => bases,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(query_err(e)),
+                }
             }
-        }
+            None => Vec::new(),
+        };
         let fleet = match rules.kind {
             RuleKind::Outlier => {
                 let values: Vec<f64> = seen.iter().filter_map(|s| s.value).collect();

@@ -600,7 +600,8 @@ mod tests {
 
     #[test]
     fn when_reads_current_natively() {
-        let KindParams::Change(p) = params("mutation", "when = \"Current > 100 && Current < 1000000\"")
+        let KindParams::Change(p) =
+            params("mutation", "when = \"Current > 100 && Current < 1000000\"")
         else {
             panic!("a mutation has change parameters");
         };

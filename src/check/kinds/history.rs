@@ -13,8 +13,9 @@ use crate::check::rules::Baseline;
 use crate::check::{CheckError, NS};
 use crate::datasource::{Datasources, Lane};
 use crate::model::event::{canonical_tags, event_ref};
-use crate::monitor::{KindParams, Monitor, PromqlSpec, RuleKind, Rules};
+use crate::monitor::{BandParams, KindParams, Monitor, PromqlSpec, RuleKind, Rules};
 use crate::store::query::{aggregate, Agg};
+use crate::store::{SeriesGroups, Store, StoreError};
 use std::collections::HashMap;
 
 /// Range queries stay under Prometheus' 11,000 points per series: a longer span is read with
@@ -29,7 +30,7 @@ enum Learn<'a> {
     /// mean and deviation of the points (`range` as a z-score)
     Moments,
     /// a band from the points, or from one aggregate per season
-    Band(&'a crate::monitor::BandParams),
+    Band(&'a BandParams),
     /// a trend fitted to the points
     Trend(&'a crate::monitor::ForecastParams),
 }
@@ -70,9 +71,55 @@ impl<'a> History<'a> {
         })
     }
 
-    /// Reduces one object's points in the span (`(t, v)`, `t` in units of `unit` seconds)
-    /// to its baseline; `agg` aggregates a compared or seasonal window.
-    pub(crate) fn reduce(&self, pts: &[(i64, f64)], unit: f64, agg: Agg) -> Baseline {
+    /// Reads the span of every group from the store and reduces it (`None`: the store's
+    /// series changed meanwhile and the check must resolve its groups again). A seasonal
+    /// band reads only its season windows, not the whole span between them.
+    pub(crate) fn read_store(
+        &self,
+        store: &Store,
+        groups: &SeriesGroups,
+        hints: &mut Vec<usize>,
+        agg: Agg,
+    ) -> Result<Option<Vec<Baseline>>, StoreError> {
+        let n = groups.groups.len();
+        let mut bases = vec![Baseline::default(); n];
+        if let Learn::Band(
+            p @ BandParams {
+                season: Some(season),
+                ..
+            },
+        ) = self.learn
+        {
+            let (start, end) = self.window;
+            let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
+            let mut back = *season;
+            while start - back >= self.from {
+                let (a, b) = ((start - back) * NS, (end - back) * NS);
+                let fresh = store.read_groups(groups, a, b, hints, |i, pts| {
+                    // A season without points gives no sample.
+                    if let Some(v) = aggregate(agg, pts) {
+                        samples[i].push(v);
+                    }
+                })?;
+                if !fresh {
+                    return Ok(None);
+                }
+                back += season;
+            }
+            for (b, s) in bases.iter_mut().zip(&samples) {
+                b.learned = band::learn(p, s);
+            }
+            return Ok(Some(bases));
+        }
+        let read = |i: usize, pts: &[(i64, f64)]| bases[i] = self.reduce(pts, STORE_UNIT, agg);
+        let fresh = store.read_groups(groups, self.from * NS, self.to * NS, hints, read)?;
+        Ok(fresh.then_some(bases))
+    }
+
+    /// Reduces one object's points in the span (`(t, v)`, `t` in units of `unit` seconds);
+    /// `agg` aggregates a compared window. Not for seasonal bands, whose samples are one
+    /// value per season.
+    fn reduce(&self, pts: &[(i64, f64)], unit: f64, agg: Agg) -> Baseline {
         let mut b = Baseline::default();
         match self.learn {
             Learn::Previous => b.previous = aggregate(agg, pts),
@@ -81,33 +128,11 @@ impl<'a> History<'a> {
             }
             Learn::Trend(p) => b.trend = forecast::fit(p.method, pts, unit, self.window.1),
             Learn::Band(p) => {
-                let samples: Vec<f64> = match p.season {
-                    None => pts.iter().map(|p| p.1).collect(),
-                    Some(season) => self.seasons(season, pts, unit, agg),
-                };
+                let samples: Vec<f64> = pts.iter().map(|p| p.1).collect();
                 b.learned = band::learn(p, &samples);
             }
         }
         b
-    }
-
-    /// One aggregate per earlier season: the window `[start, end)` moved back by one, two...
-    /// seasons, each cut from `pts` (a season without points gives no sample).
-    fn seasons(&self, season: i64, pts: &[(i64, f64)], unit: f64, agg: Agg) -> Vec<f64> {
-        let per_s = (1.0 / unit).round() as i64;
-        let (start, end) = self.window;
-        let mut out = Vec::new();
-        let mut back = season;
-        while start - back >= self.from {
-            let (a, b) = ((start - back) * per_s, (end - back) * per_s);
-            let lo = pts.partition_point(|p| p.0 < a);
-            let hi = pts.partition_point(|p| p.0 < b);
-            if let Some(v) = aggregate(agg, &pts[lo..hi]) {
-                out.push(v);
-            }
-            back += season;
-        }
-        out
     }
 
     /// Reads the span for every object of a data source's answer (`index`: event ref →
@@ -182,4 +207,4 @@ impl<'a> History<'a> {
 }
 
 /// The store's points are in nanoseconds: one unit is this many seconds.
-pub(crate) const STORE_UNIT: f64 = 1.0 / NS as f64;
+const STORE_UNIT: f64 = 1.0 / NS as f64;
