@@ -137,6 +137,21 @@ kind = "mutation"
 critical = "Result < 5"
 "#;
 
+const WHEN_BOTH: &str = r#"
+id = "when"
+every = "1m"
+interval = "1m"
+[query]
+measurement = "q"
+field = "v"
+by = ["k"]
+[rules]
+kind = "mutation"
+direction = "both"
+when = "Current > 10"
+critical = "Result > 10"
+"#;
+
 const PERCENT_BOTH: &str = r#"
 id = "pct"
 every = "1m"
@@ -266,6 +281,18 @@ fn cases() -> Vec<Case> {
             expect: vec![
                 (2 * M, "critical", 2 * M, 0, "2"),
                 (3 * M, "ok", 2 * M, M, "18"),
+            ],
+        },
+        Case {
+            // 20 → 50 is critical; 50 → 5 is a change of 45, but 5 is not above 10: the
+            // precondition holds the check back, so it is clean and the round closes.
+            name: "when holds a quiet window back and lets an open round recover",
+            monitor: WHEN_BOTH,
+            series: vec![q("20 20 50 5 5")],
+            span: (M, 6 * M),
+            expect: vec![
+                (3 * M, "critical", 3 * M, 0, "30"),
+                (4 * M, "ok", 3 * M, M, "45"),
             ],
         },
         Case {

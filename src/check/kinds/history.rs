@@ -208,3 +208,108 @@ impl<'a> History<'a> {
 
 /// The store's points are in nanoseconds: one unit is this many seconds.
 const STORE_UNIT: f64 = 1.0 / NS as f64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::{ChangeParams, Diff, Direction, Eval, ForecastParams, Method};
+    use crate::monitor::{Crossing, Side, Spread};
+
+    fn rules(kind: RuleKind, params: KindParams, baseline: i64) -> Rules {
+        Rules {
+            kind,
+            eval: Eval::Levels(Vec::new()),
+            recovery: None,
+            baseline,
+            params,
+        }
+    }
+
+    #[test]
+    fn each_kind_reads_its_span() {
+        let (start, end) = (10_000, 10_600);
+        let change = |compare| {
+            KindParams::Change(ChangeParams {
+                compare,
+                diff: Diff::Value,
+                direction: Direction::Signed,
+                when: None,
+                plain: true,
+            })
+        };
+        let band = |season| {
+            KindParams::Band(BandParams {
+                spread: Spread::Stddev { k: 3.0 },
+                season,
+                min_history: 1,
+                side: Side::Both,
+            })
+        };
+        let forecast = KindParams::Forecast(ForecastParams {
+            method: Method::Linear,
+            lookback: 3600,
+            threshold: 1.0,
+            horizon: 60,
+            crossing: Crossing::Up,
+        });
+        // (rules, span)
+        let cases = [
+            (rules(RuleKind::Threshold, KindParams::Plain, 0), None),
+            // the window just before, as always
+            (
+                rules(RuleKind::Mutation, change(600), 0),
+                Some((9_400, 10_000)),
+            ),
+            (
+                rules(RuleKind::Mutation, change(86_400), 0),
+                Some((10_000 - 86_400, 10_600 - 86_400)),
+            ),
+            (
+                rules(RuleKind::Range, KindParams::Plain, 1800),
+                Some((8_200, 10_000)),
+            ),
+            (
+                rules(RuleKind::Range, band(None), 1800),
+                Some((8_200, 10_000)),
+            ),
+            // three seasons of 1000 s in a baseline of 3500 s: from the third back to the first
+            (
+                rules(RuleKind::Range, band(Some(1000)), 3500),
+                Some((7_000, 9_600)),
+            ),
+            (
+                rules(RuleKind::Forecast, forecast, 0),
+                Some((7_000, 10_600)),
+            ),
+        ];
+        for (i, (r, want)) in cases.iter().enumerate() {
+            let got = History::of(r, start, end).map(|h| (h.from, h.to));
+            assert_eq!(got, *want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn reduce_learns_per_kind() {
+        let r = rules(RuleKind::Range, KindParams::Plain, 600);
+        let h = History::of(&r, 600, 1200).unwrap();
+        let b = h.reduce(&[(0, 1.0), (1, 3.0)], 1.0, Agg::Avg);
+        assert_eq!(b.band, Some((2.0, 1.0)));
+        let r = rules(
+            RuleKind::Mutation,
+            KindParams::Change(ChangeParams {
+                compare: 600,
+                diff: Diff::Value,
+                direction: Direction::Signed,
+                when: None,
+                plain: true,
+            }),
+            0,
+        );
+        let h = History::of(&r, 600, 1200).unwrap();
+        assert_eq!(
+            h.reduce(&[(0, 1.0), (1, 3.0)], 1.0, Agg::Max).previous,
+            Some(3.0)
+        );
+        assert_eq!(h.reduce(&[], 1.0, Agg::Max).previous, None);
+    }
+}
