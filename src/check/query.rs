@@ -249,42 +249,28 @@ impl Pass<'_> {
                     }
                     _ => (&[], Some(Decision::plain(0.0))),
                 };
+                let scope = || (tags.clone(), points.to_vec());
+                let engine = &self.runner.engine;
                 match decision {
                     // The kind has nothing to compare the window with yet (no past value,
                     // too short a history): the object's window counts as empty.
                     Some(Decision { result: None, .. }) => (Observation::Empty, None),
-                    decision => {
-                        let result = decision.as_ref().and_then(|d| d.result);
-                        let scope = || (tags.clone(), points.to_vec());
-                        let engine = &self.runner.engine;
-                        let evaluated = match &decision {
-                            // The kind's precondition failed: a clean check.
-                            Some(d) if d.held_back => Ok(rules::Evaluated {
-                                level: crate::detect::Level::Ok,
-                                value: result,
-                                recovery_holds: true,
-                                message: None,
-                                detail: None,
-                            }),
-                            _ => rules::evaluate(engine, self.rules, result, scope, &self.host),
-                        };
-                        match evaluated {
-                            Ok(mut ev) => {
-                                ev.detail = decision.and_then(|d| d.detail);
-                                out.objects += 1;
-                                let obs = Observation::Data {
-                                    level: ev.level,
-                                    recovery_holds: ev.recovery_holds,
-                                    sub: seen_as.sub(),
-                                };
-                                (obs, Some(ev))
-                            }
-                            Err(e) => {
-                                out.errors.push(format!("{}: {e}", canonical_tags(tags)));
-                                return;
-                            }
+                    decision => match rules::judge(engine, self.rules, decision, scope, &self.host)
+                    {
+                        Ok(ev) => {
+                            out.objects += 1;
+                            let obs = Observation::Data {
+                                level: ev.level,
+                                recovery_holds: ev.recovery_holds,
+                                sub: seen_as.sub(),
+                            };
+                            (obs, Some(ev))
                         }
-                    }
+                        Err(e) => {
+                            out.errors.push(format!("{}: {e}", canonical_tags(tags)));
+                            return;
+                        }
+                    },
                 }
             }
         };

@@ -177,6 +177,31 @@ pub(crate) fn evaluate(
     })
 }
 
+/// [`evaluate`] for a kind's [`Decision`] (`None`: the window had no value): a decision held
+/// back by the kind's precondition is a clean check without running the rules; the kind's
+/// detail goes with the result.
+pub(crate) fn judge(
+    engine: &ScriptEngine,
+    rules: &Rules,
+    decision: Option<Decision>,
+    scope: impl FnOnce() -> (Tags, Vec<(i64, f64)>),
+    host: &Host,
+) -> Result<Evaluated, String> {
+    let result = decision.as_ref().and_then(|d| d.result);
+    let mut ev = match &decision {
+        Some(d) if d.held_back => Evaluated {
+            level: Level::Ok,
+            value: result,
+            recovery_holds: true,
+            message: None,
+            detail: None,
+        },
+        _ => evaluate(engine, rules, result, scope, host)?,
+    };
+    ev.detail = decision.and_then(|d| d.detail);
+    Ok(ev)
+}
+
 /// The Rhai scope of one evaluation, built on first use.
 struct LazyCtx<F> {
     result: Option<f64>,
