@@ -39,6 +39,9 @@ fn shipped_monitors_pass_check() {
         "host-disk",
         "host-load",
         "disk-forecast",
+        "request-rate-wow",
+        "latency-band",
+        "disk-full-forecast",
     ] {
         assert!(
             out.contains(&format!("ok  {id}")),

@@ -19,7 +19,7 @@ function ticks(lo, hi, n) {
 
 /**
  * points: [[unixSecs, value], ...]; opts: {from, to, window: [a, b], marker, thresholds:
- * [{status, op, value}]}.
+ * [{status, op, value, label?}]} (label: the line's text instead of "status op value").
  */
 export function lineChart(points, opts) {
   const from = opts.from, to = opts.to;
@@ -49,7 +49,7 @@ export function lineChart(points, opts) {
   }
   for (const th of opts.thresholds || []) {
     svg.append(s("line", { x1: L, x2: W - R, y1: y(th.value), y2: y(th.value), class: "threshold st-" + th.status }));
-    svg.append(s("text", { x: W - R - 4, y: y(th.value) - 4, class: "axis st-" + th.status, "text-anchor": "end" }, `${th.status} ${th.op} ${num(th.value)}`));
+    svg.append(s("text", { x: W - R - 4, y: y(th.value) - 4, class: "axis st-" + th.status, "text-anchor": "end" }, th.label || `${th.status} ${th.op} ${num(th.value)}`));
   }
   if (points.length) {
     const d = points.map((p, i) => (i ? "L" : "M") + x(p[0]).toFixed(1) + " " + y(p[1]).toFixed(1)).join(" ");

@@ -171,11 +171,29 @@ async function drawChart(box, ev) {
   const to = Math.min(nowSecs(), end + 2 * span);
   const p = new URLSearchParams({ tags: ev.df_dimension_tags || "{}", from: String(from), to: String(Math.max(to, end + 1)) });
   const r = await read(`/api/v1/monitors/${encodeURIComponent(m.id)}/points?${p}`);
-  // Thresholds compare Result; only for threshold rules is Result on the points' scale.
-  const thresholds = !m.kind || m.kind === "threshold" ? m.thresholds : [];
+  // Thresholds compare Result; only for threshold rules is Result on the points' scale. The
+  // detector kinds say in df_event_detail what they compared the values with: draw that.
+  const thresholds = !m.kind || m.kind === "threshold" ? m.thresholds : detectorLines(ev);
   fill(box, h("h2", {}, "Values of ", m.query.field || m.query.promql || "", " (", r.source, ")"),
     lineChart(r.points, { from, to: Math.max(to, end + 1), window: [start, end], marker: ev.date, thresholds }),
     m.kind && m.kind !== "threshold" ? h("p", { class: "muted" }, `Rule kind ${m.kind}: Result is derived from these values; see df_event_detail.`) : "");
+}
+
+/** Lines on the points' scale from df_event_detail.detector: a band's edges, the past value a
+ * change was measured against, a forecast's threshold. */
+function detectorLines(ev) {
+  let d;
+  try {
+    d = JSON.parse(ev.df_event_detail || "{}").detector;
+  } catch (_) {
+    return [];
+  }
+  if (!d || typeof d !== "object") return [];
+  const line = (label, value) => (typeof value === "number" && isFinite(value) ? [{ status: "info", op: "", value, label: `${label} ${num(value)}` }] : []);
+  if (d.kind === "range") return [...line("band upper", d.upper), ...line("band lower", d.lower)];
+  if (d.kind === "mutation") return line("compared with", d.past);
+  if (d.kind === "forecast") return line("forecast threshold", d.threshold);
+  return [];
 }
 
 export function toastError(e) {

@@ -8,12 +8,14 @@
 //! - `promql`: a datasource monitor's check (PromQL answer → objects, then as `query`)
 //! - `host`: the script host functions bound to one check
 //! - `rules`: the rule-kind maths and rule evaluation
+//! - `kinds`: the detector kinds (change, forecast, learned band) and the past they read
 //! - `render`: the one event renderer
 //! - `bot`: bot (`bot_obs`) checks
 
 mod bot;
 mod host;
 pub mod inspect;
+mod kinds;
 mod promql;
 mod query;
 mod render;

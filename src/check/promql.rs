@@ -7,8 +7,9 @@
 //! counts from the last check at which it was present (its `last_seen`).
 
 use super::host::Host;
+use super::kinds::history::History;
 use super::query::{seen_grain, Objects, Pass, Seen};
-use super::rules::{self, Baseline};
+use super::rules;
 use super::{CheckError, CheckReport, ExecMode, MonitorState, Runner, NS};
 use crate::datasource::Lane;
 use crate::model::event::{canonical_tags, event_ref};
@@ -108,24 +109,17 @@ impl Runner {
                 },
             })
             .collect();
-        let bases = match rules.kind {
-            RuleKind::Mutation => {
-                let mut bases = vec![Baseline::default(); seen.len()];
+        let bases = match History::of(rules, start, end) {
+            Some(history) => {
                 let index: HashMap<&str, usize> = answer
                     .refs
                     .iter()
                     .enumerate()
                     .map(|(i, r)| (r.as_str(), i))
                     .collect();
-                for (tags, v) in ask(end - m.interval, Lane::Previous)? {
-                    let r = event_ref(&m.id, &canonical_tags(&tags));
-                    if let Some(i) = index.get(r.as_str()) {
-                        bases[*i].previous = Some(v);
-                    }
-                }
-                bases
+                history.ask(&self.datasources, m, q, &index, step)?
             }
-            _ => Vec::new(),
+            None => Vec::new(),
         };
         let fleet = match rules.kind {
             RuleKind::Outlier => rules::fleet(&values),

@@ -13,6 +13,8 @@
 //!   see [`seen_grain`]), and not at all for replays and tests.
 
 use super::host::Host;
+use super::kinds::history::History;
+use super::kinds::Decision;
 use super::render::{render, RenderCtx};
 use super::rules::{self, Baseline};
 use super::{CheckError, CheckReport, ExecMode, MonitorState, Runner, NS};
@@ -21,7 +23,7 @@ use crate::detect::{ObjectState, Observation};
 use crate::events::{Commit, StoredObject};
 use crate::model::event::{canonical_tags, event_ref, Event};
 use crate::monitor::{Monitor, QuerySpec, RuleKind, Rules};
-use crate::store::query::{aggregate, Agg, Tags, WindowQuery};
+use crate::store::query::{aggregate, Tags, WindowQuery};
 use crate::store::{SeriesGroups, Store};
 use std::cmp::Ordering;
 
@@ -236,33 +238,39 @@ impl Pass<'_> {
             Classified::Empty => (Observation::Empty, None),
             Classified::Evaluate { as_zero } => {
                 // A gap evaluated as zero has no points and Result = 0.
-                let (points, result): (&[(i64, f64)], _) = match data {
+                let (points, decision): (&[(i64, f64)], _) = match data {
                     Some(d) if !as_zero => {
                         let base = group.and_then(|g| self.bases.get(g)).copied();
-                        let result = d.value.map(|v| {
+                        let decision = d.value.map(|v| {
                             let base = base.unwrap_or_default();
-                            rules::result_for(self.rules.kind, v, &base, self.fleet)
+                            rules::decide(self.rules, v, &base, self.fleet)
                         });
-                        (&d.points, result)
+                        (&d.points, decision)
                     }
-                    _ => (&[], Some(0.0)),
+                    _ => (&[], Some(Decision::plain(0.0))),
                 };
                 let scope = || (tags.clone(), points.to_vec());
                 let engine = &self.runner.engine;
-                match rules::evaluate(engine, self.rules, result, scope, &self.host) {
-                    Ok(ev) => {
-                        out.objects += 1;
-                        let obs = Observation::Data {
-                            level: ev.level,
-                            recovery_holds: ev.recovery_holds,
-                            sub: seen_as.sub(),
-                        };
-                        (obs, Some(ev))
-                    }
-                    Err(e) => {
-                        out.errors.push(format!("{}: {e}", canonical_tags(tags)));
-                        return;
-                    }
+                match decision {
+                    // The kind has nothing to compare the window with yet (no past value,
+                    // too short a history): the object's window counts as empty.
+                    Some(Decision { result: None, .. }) => (Observation::Empty, None),
+                    decision => match rules::judge(engine, self.rules, decision, scope, &self.host)
+                    {
+                        Ok(ev) => {
+                            out.objects += 1;
+                            let obs = Observation::Data {
+                                level: ev.level,
+                                recovery_holds: ev.recovery_holds,
+                                sub: seen_as.sub(),
+                            };
+                            (obs, Some(ev))
+                        }
+                        Err(e) => {
+                            out.errors.push(format!("{}: {e}", canonical_tags(tags)));
+                            return;
+                        }
+                    },
                 }
             }
         };
@@ -426,29 +434,17 @@ impl Runner {
         if !fresh {
             return Ok(None);
         }
-        let mut bases: Vec<Baseline> = Vec::new();
-        let baseline = match rules.kind {
-            RuleKind::Mutation => Some((start - m.interval, false)),
-            RuleKind::Range => Some((start - rules.baseline, true)),
-            _ => None,
-        };
-        if let Some((from, band)) = baseline {
-            bases = vec![Baseline::default(); groups.groups.len()];
-            let read = |i: usize, pts: &[(i64, f64)]| {
-                if band {
-                    bases[i].band = aggregate(Agg::Avg, pts).zip(aggregate(Agg::Stddev, pts));
-                } else {
-                    bases[i].previous = aggregate(q.agg, pts);
+        let bases = match History::of(rules, start, end) {
+            Some(history) => {
+                let hints = &mut st.base_hints;
+                match history.read_store(&self.store, groups, hints, q.agg) {
+                    Ok(Some(bases)) => bases,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(query_err(e)),
                 }
-            };
-            let fresh = self
-                .store
-                .read_groups(groups, from * NS, start * NS, &mut st.base_hints, read)
-                .map_err(query_err)?;
-            if !fresh {
-                return Ok(None);
             }
-        }
+            None => Vec::new(),
+        };
         let fleet = match rules.kind {
             RuleKind::Outlier => {
                 let values: Vec<f64> = seen.iter().filter_map(|s| s.value).collect();

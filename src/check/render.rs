@@ -96,6 +96,9 @@ fn detail(m: &Monitor, eval: Option<&Evaluated>) -> Value {
     }
     if let Some(e) = eval {
         detail.insert("result".into(), json!(e.value));
+        if let Some(d) = &e.detail {
+            detail.insert("detector".into(), d.clone());
+        }
         if let Some(msg) = &e.message {
             detail.insert("script_message".into(), json!(msg));
         }

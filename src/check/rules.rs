@@ -2,9 +2,10 @@
 //! range, outlier and composite rules, then the level from the rules or the check script.
 
 use crate::check::host::Host;
+use crate::check::kinds::{self, Decision};
 use crate::check::NS;
 use crate::detect::Level;
-use crate::monitor::{Eval, Rule, RuleKind, Rules};
+use crate::monitor::{Eval, KindParams, Rule, RuleKind, Rules};
 use crate::script::{CheckCtx, ScriptEngine};
 use crate::store::query::{aggregate, Agg, Tags};
 
@@ -18,6 +19,8 @@ pub(crate) struct Evaluated {
     pub(crate) recovery_holds: bool,
     /// the script's message
     pub(crate) message: Option<String>,
+    /// what the rule kind's detector saw (`detector` in `df_event_detail`)
+    pub(crate) detail: Option<serde_json::Value>,
 }
 
 /// What a rule kind compares an object's window value with, read before the objects are
@@ -28,6 +31,10 @@ pub(crate) struct Baseline {
     pub(crate) previous: Option<f64>,
     /// `range`: mean and standard deviation of the baseline window's points
     pub(crate) band: Option<(f64, f64)>,
+    /// `range` with band parameters: the band learned from history
+    pub(crate) learned: Option<kinds::band::Band>,
+    /// `forecast`: the trend fitted to the look-back
+    pub(crate) trend: Option<kinds::forecast::Trend>,
 }
 
 /// The median and MAD of the values of every object of one check, for `outlier` (`None`
@@ -43,8 +50,25 @@ pub(crate) fn fleet(values: &[f64]) -> Option<(f64, f64)> {
     Some((med, mad))
 }
 
-/// `Result` for an object whose window value is `cur`: the value itself, or what the rule
-/// kind derives from it and its baseline (`fleet`: see [`fleet`]).
+/// What the rule kind makes of an object whose window value is `cur`: the detectors of
+/// [`kinds`] by their parameters, else [`result_for`].
+pub(crate) fn decide(
+    rules: &Rules,
+    cur: f64,
+    base: &Baseline,
+    fleet: Option<(f64, f64)>,
+) -> Decision {
+    match &rules.params {
+        KindParams::Change(p) => kinds::change::decide(p, cur, base.previous),
+        KindParams::Forecast(p) => kinds::forecast::decide(p, cur, base.trend.as_ref()),
+        KindParams::Band(p) => kinds::band::decide(p, cur, base.learned.as_ref()),
+        KindParams::Plain => Decision::plain(result_for(rules.kind, cur, base, fleet)),
+    }
+}
+
+/// `Result` for an object whose window value is `cur` under a kind without parameters: the
+/// value itself, or what the rule kind derives from it and its baseline (`fleet`: see
+/// [`fleet`]).
 pub(crate) fn result_for(
     kind: RuleKind,
     cur: f64,
@@ -52,7 +76,8 @@ pub(crate) fn result_for(
     fleet: Option<(f64, f64)>,
 ) -> f64 {
     match kind {
-        RuleKind::Threshold | RuleKind::Composite => cur,
+        // A forecast always has parameters (`threshold` is required); a mutation too.
+        RuleKind::Threshold | RuleKind::Composite | RuleKind::Forecast => cur,
         RuleKind::Mutation => base.previous.map_or(0.0, |p| cur - p),
         RuleKind::Range => match base.band {
             Some((mean, sd)) if sd > 0.0 => (cur - mean) / sd,
@@ -148,7 +173,33 @@ pub(crate) fn evaluate(
         value,
         recovery_holds,
         message,
+        detail: None,
     })
+}
+
+/// [`evaluate`] for a kind's [`Decision`] (`None`: the window had no value): a decision held
+/// back by the kind's precondition is a clean check without running the rules; the kind's
+/// detail goes with the result.
+pub(crate) fn judge(
+    engine: &ScriptEngine,
+    rules: &Rules,
+    decision: Option<Decision>,
+    scope: impl FnOnce() -> (Tags, Vec<(i64, f64)>),
+    host: &Host,
+) -> Result<Evaluated, String> {
+    let result = decision.as_ref().and_then(|d| d.result);
+    let mut ev = match &decision {
+        Some(d) if d.held_back => Evaluated {
+            level: Level::Ok,
+            value: result,
+            recovery_holds: true,
+            message: None,
+            detail: None,
+        },
+        _ => evaluate(engine, rules, result, scope, host)?,
+    };
+    ev.detail = decision.and_then(|d| d.detail);
+    Ok(ev)
 }
 
 /// The Rhai scope of one evaluation, built on first use.

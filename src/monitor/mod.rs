@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 mod errs;
+mod kinds;
 mod load;
 mod nodata;
 mod parse;
@@ -22,6 +23,10 @@ mod raw;
 mod rules;
 mod schedule;
 mod template;
+pub use kinds::{
+    BandParams, ChangeParams, Crossing, Diff, Direction, ForecastParams, KindParams, Method, Side,
+    Spread, When,
+};
 pub use load::{load, load_file, monitor_files, LoadContext, Loaded};
 pub use parse::parse_monitor;
 pub use query::check_promql;
@@ -96,16 +101,19 @@ pub enum RuleKind {
     Outlier,
     /// `Result` as threshold; rules combine it with host functions for multi-metric conditions
     Composite,
+    /// `Result` = hours until the trend over the look-back crosses a threshold
+    Forecast,
 }
 
 impl RuleKind {
     /// Every kind, in the order error messages list them.
-    pub const ALL: [RuleKind; 5] = [
+    pub const ALL: [RuleKind; 6] = [
         RuleKind::Threshold,
         RuleKind::Mutation,
         RuleKind::Range,
         RuleKind::Outlier,
         RuleKind::Composite,
+        RuleKind::Forecast,
     ];
 
     /// The name in `[rules] kind`.
@@ -116,6 +124,7 @@ impl RuleKind {
             RuleKind::Range => "range",
             RuleKind::Outlier => "outlier",
             RuleKind::Composite => "composite",
+            RuleKind::Forecast => "forecast",
         }
     }
 
@@ -201,6 +210,8 @@ pub struct Rules {
     pub recovery: Option<Rule>,
     /// baseline window for `range`, seconds
     pub baseline: i64,
+    /// the rule kind's typed parameters (`mutation`, `forecast`, `range` with a band)
+    pub params: KindParams,
 }
 
 /// What a monitor is: a query with rules, or a bot whose script reports on its own.
@@ -393,7 +404,14 @@ mod tests {
     fn name_lists_come_from_the_enums_and_parse_back() {
         assert_eq!(
             RULE_KINDS,
-            ["threshold", "mutation", "range", "outlier", "composite"]
+            [
+                "threshold",
+                "mutation",
+                "range",
+                "outlier",
+                "composite",
+                "forecast"
+            ]
         );
         for k in RuleKind::ALL {
             assert_eq!(RuleKind::parse(k.as_str()), Some(k));
@@ -416,7 +434,7 @@ mod tests {
             .unwrap_err();
         assert!(
             e[0].to_string().ends_with(
-                "rules.kind: kind = \"steep\": expected one of threshold, mutation, range, outlier, composite"
+                "rules.kind: kind = \"steep\": expected one of threshold, mutation, range, outlier, composite, forecast"
             ),
             "{}",
             e[0]

@@ -5,9 +5,7 @@ use super::errs::{field_at, Errs};
 use super::load::LoadContext;
 use super::query::Query;
 use super::raw::RawMonitor;
-use super::{
-    parse_cron, Eval, Monitor, MonitorError, MonitorKind, MonitorType, RuleKind, Rules, Schedule,
-};
+use super::{parse_cron, Eval, Monitor, MonitorError, MonitorKind, MonitorType, Rules, Schedule};
 use crate::detect::{NodataAction, Settings};
 use crate::model::event::md5_hex;
 use crate::model::time::parse_duration;
@@ -177,23 +175,11 @@ pub fn parse_monitor(
                 },
                 recovery: rules.recovery,
                 baseline: rules.baseline,
+                params: rules.params,
             };
             Some(match query {
                 Query::Store(query) => MonitorKind::Query { query, rules },
-                Query::Promql(query) => {
-                    if rules.kind == RuleKind::Range {
-                        let at = raw.rules.as_ref().map_or(0..0, |r| r.span());
-                        e.at(
-                            at,
-                            "rules.kind",
-                            "kind = \"range\" needs the baseline window's points, which a \
-                             datasource monitor does not read; use threshold, mutation, \
-                             outlier or composite, or compute the band in PromQL"
-                                .into(),
-                        );
-                    }
-                    MonitorKind::Promql { query, rules }
-                }
+                Query::Promql(query) => MonitorKind::Promql { query, rules },
             })
         }
         (_, None, _) => None,

@@ -115,6 +115,23 @@ pub(super) struct RawRules {
     pub(super) recover_after: Option<Spanned<i64>>,
     pub(super) recovery: Option<Spanned<String>>,
     pub(super) baseline: Option<Spanned<Dur>>,
+    // Detector parameters (see `kinds`): mutation, forecast, range with a learned band.
+    pub(super) compare: Option<Spanned<Dur>>,
+    pub(super) diff: Option<Spanned<String>>,
+    pub(super) direction: Option<Spanned<String>>,
+    pub(super) when: Option<Spanned<String>>,
+    pub(super) method: Option<Spanned<String>>,
+    pub(super) lookback: Option<Spanned<Dur>>,
+    pub(super) threshold: Option<Spanned<f64>>,
+    pub(super) horizon: Option<Spanned<Dur>>,
+    pub(super) alpha: Option<Spanned<f64>>,
+    pub(super) beta: Option<Spanned<f64>>,
+    pub(super) band: Option<Spanned<String>>,
+    pub(super) k: Option<Spanned<f64>>,
+    pub(super) percentiles: Option<Spanned<Vec<f64>>>,
+    pub(super) season: Option<Spanned<Dur>>,
+    pub(super) min_history: Option<Spanned<i64>>,
+    pub(super) side: Option<Spanned<String>>,
 }
 
 /// `[nodata]`.

@@ -20,6 +20,8 @@ pub(super) struct ParsedRules {
     pub(super) recover_after: u32,
     /// seconds
     pub(super) baseline: i64,
+    /// the kind's typed parameters
+    pub(super) params: super::kinds::KindParams,
 }
 
 /// Reads `[rules]` and the top-level `script` of a monitor of type `mtype` with window
@@ -175,8 +177,10 @@ pub(super) fn parse(
         "rules.baseline",
         interval.saturating_mul(6),
     );
+    let params = super::kinds::parse(raw_rules, rule_kind, interval, baseline, e);
     ParsedRules {
         kind: rule_kind,
+        params,
         levels,
         recovery,
         script,
