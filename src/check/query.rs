@@ -139,7 +139,7 @@ pub(super) fn seen_grain(forget_after: i64) -> i64 {
 }
 
 /// Whether a check's new state of an object must be written (see [`seen_grain`]).
-fn worth_storing(old: Option<&ObjectState>, new: &ObjectState, grain: i64) -> bool {
+pub(super) fn worth_storing(old: Option<&ObjectState>, new: &ObjectState, grain: i64) -> bool {
     let Some(old) = old else { return true };
     let bucket = |s: Option<i64>| s.map(|s| s.div_euclid(grain));
     !old.same_but_last_seen(new) || bucket(old.last_seen) != bucket(new.last_seen)

@@ -18,6 +18,9 @@ pub(crate) struct Evaluated {
     pub(crate) recovery_holds: bool,
     /// the script's message
     pub(crate) message: Option<String>,
+    /// what a kind adds to `df_event_detail` to explain its decision (composite, slo,
+    /// outlier); `None` for the others
+    pub(crate) detail: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What a rule kind compares an object's window value with, read before the objects are
@@ -148,6 +151,7 @@ pub(crate) fn evaluate(
         value,
         recovery_holds,
         message,
+        detail: None,
     })
 }
 

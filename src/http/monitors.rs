@@ -86,7 +86,10 @@ fn summary(st: &AppState, s: &Slot) -> Value {
     };
     json!({
         "id": m.id, "name": m.name, "type": m.mtype.as_str(), "policy": m.policy,
-        "kind": m.rules().map(|r| r.kind.as_str()),
+        "kind": m.rules().map(|r| r.kind.as_str()).or(match m.kind {
+            MonitorKind::Composite(_) => Some("composite"),
+            _ => None,
+        }),
         "file": m.file.display().to_string(), "schedule": schedule,
         "interval": m.interval, "delay": m.delay,
         "objects": s.state.try_lock().map(|st| st.objects.len()),
@@ -118,6 +121,8 @@ async fn get_monitor(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
             json!({"datasource": q.datasource, "promql": q.promql})
         }
         MonitorKind::Bot { .. } => Value::Null,
+        MonitorKind::Composite(c) => json!({"composite": c.inputs}),
+        MonitorKind::Slo(s) => json!({"slo": format!("{:?}", s.source), "target": s.target}),
     };
     v["rules"] = match m.rules().map(|r| &r.eval) {
         Some(Eval::Levels(levels)) => Value::Object(
@@ -127,7 +132,15 @@ async fn get_monitor(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
                 .collect(),
         ),
         Some(Eval::Script(s)) => json!({"script": s.name}),
-        None => Value::Null,
+        None => match &m.kind {
+            MonitorKind::Composite(c) => Value::Object(
+                c.levels
+                    .iter()
+                    .map(|r| (r.level.status().as_str().to_string(), json!(r.source)))
+                    .collect(),
+            ),
+            _ => Value::Null,
+        },
     };
     v["recovery"] = json!(m
         .rules()

@@ -97,6 +97,7 @@ pub fn load(paths: &[PathBuf], ctx: &LoadContext) -> Loaded {
             Err(errs) => loaded.errors.extend(errs),
         }
     }
+    super::composite::check_refs(&mut loaded.monitors, &mut loaded.errors);
     loaded.monitors.sort_by(|a, b| a.id.cmp(&b.id));
     loaded
 }

@@ -13,6 +13,7 @@ use crate::store::query::{Agg, Filter, Tags};
 use std::fmt;
 use std::path::PathBuf;
 
+mod composite;
 mod errs;
 mod load;
 mod nodata;
@@ -21,11 +22,14 @@ mod query;
 mod raw;
 mod rules;
 mod schedule;
+mod slo;
 mod template;
+pub use composite::{parse_expr, ranks, CompositeRule, CompositeSpec, Expr, ExprError};
 pub use load::{load, load_file, monitor_files, LoadContext, Loaded};
 pub use parse::parse_monitor;
 pub use query::check_promql;
 pub use schedule::{parse_cron, Cron, Schedule};
+pub use slo::{BurnPair, SloSeries, SloSource, SloSpec, DEFAULT_BURN};
 
 /// A validation error in a monitor file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +225,10 @@ pub enum MonitorKind {
         /// how the result is judged
         rules: Rules,
     },
+    /// `kind = "composite"` without a `[query]`: level rules over other monitors' open rounds
+    Composite(CompositeSpec),
+    /// `type = "slo"` with `[slo]`: burn rates of an objective over a good/total pair
+    Slo(SloSpec),
     /// `bot_obs`: the script queries through host functions and calls `report(...)`
     Bot {
         /// the bot script
@@ -294,7 +302,10 @@ impl Monitor {
     pub fn query(&self) -> Option<&QuerySpec> {
         match &self.kind {
             MonitorKind::Query { query, .. } => Some(query),
-            MonitorKind::Promql { .. } | MonitorKind::Bot { .. } => None,
+            MonitorKind::Promql { .. }
+            | MonitorKind::Bot { .. }
+            | MonitorKind::Composite(_)
+            | MonitorKind::Slo(_) => None,
         }
     }
 
@@ -310,12 +321,15 @@ impl Monitor {
     pub fn rules(&self) -> Option<&Rules> {
         match &self.kind {
             MonitorKind::Query { rules, .. } | MonitorKind::Promql { rules, .. } => Some(rules),
-            MonitorKind::Bot { .. } => None,
+            MonitorKind::Bot { .. } | MonitorKind::Composite(_) | MonitorKind::Slo(_) => None,
         }
     }
 
     /// `df_monitor_checker`: the function name in Guance terms.
     pub fn checker(&self) -> &'static str {
+        if let MonitorKind::Composite(_) = self.kind {
+            return "composite";
+        }
         match self.mtype {
             MonitorType::BotObs => "bot_obs",
             MonitorType::Slo => "slo",

@@ -85,6 +85,7 @@ pub(super) struct RawMonitor {
     pub(super) rules: Option<Spanned<RawRules>>,
     pub(super) nodata: Option<Spanned<RawNodata>>,
     pub(super) template: Option<Spanned<RawTemplate>>,
+    pub(super) slo: Option<Spanned<super::slo::RawSlo>>,
 }
 
 /// `[query]`.
@@ -115,6 +116,8 @@ pub(super) struct RawRules {
     pub(super) recover_after: Option<Spanned<i64>>,
     pub(super) recovery: Option<Spanned<String>>,
     pub(super) baseline: Option<Spanned<Dur>>,
+    pub(super) algorithm: Option<Spanned<String>>,
+    pub(super) tolerance: Option<Spanned<f64>>,
 }
 
 /// `[nodata]`.

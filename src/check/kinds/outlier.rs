@@ -1,0 +1,1 @@
+//! Outliers among the objects of one check (placeholder until written).
