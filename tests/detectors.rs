@@ -215,56 +215,30 @@ const LIVE_MEM: &str = "id = \"mem\"\nevery = \"1s\"\ninterval = \"3s\"\n[query]
 // Its id sorts before its inputs': the scheduler reaches it first, and must wait for them.
 const LIVE_BOTH: &str = "id = \"a-both\"\nevery = \"1s\"\n[rules]\nkind = \"composite\"\ncritical = \"cpu && mem\"\nwarning = \"cpu\"\n";
 
-#[test]
-fn a_composite_sees_its_inputs_of_the_same_tick_in_serve_and_replay() {
+/// Runs `files` as monitors in `serve` over the points `lines(t0)` (line protocol, seconds,
+/// written in one batch at `t0`) for `secs`, then replays the same points over the ticks the
+/// server ran; asserts both gave the same events and returns the server's, sorted.
+fn live_equals_replay(
+    files: &[(&str, &str)],
+    lines: impl Fn(i64) -> Vec<String>,
+    secs: f64,
+) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("monitors");
     std::fs::create_dir_all(&m).unwrap();
-    for (name, body) in [
-        ("cpu.toml", LIVE_CPU),
-        ("mem.toml", LIVE_MEM),
-        ("a-both.toml", LIVE_BOTH),
-    ] {
+    for (name, body) in files {
         std::fs::write(m.join(name), body).unwrap();
     }
     let s = Server::start(dir.path(), "[host_input]\nenabled = false\n");
-    // One batch, so both inputs open at the same tick: cpu for hosts x and y, mem for x.
-    let t0 = now();
-    // 99 for three seconds, then 10 (the rounds recover once the window holds only 10s).
-    let lines: Vec<String> = (0..6)
-        .flat_map(|i| {
-            let (t, v) = (t0 - 1 + i, if i < 3 { 99 } else { 10 });
-            [
-                format!("cpu,host=x u={v} {t}"),
-                format!("cpu,host=y u={v} {t}"),
-                format!("mem,host=x u={v} {t}"),
-            ]
-        })
-        .collect();
+    let lines = lines(now());
     let (code, body) = s.post_token("/write?precision=s", lines.join("\n").as_bytes(), None);
     assert_eq!(code, 204, "{body}");
-    std::thread::sleep(Duration::from_millis(9500));
-    let got = s.get("/api/v1/events?limit=500");
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let got = s.get("/api/v1/events?limit=1000");
     let mut live: Vec<Value> = got["events"].as_array().unwrap().clone();
+    assert!(!live.is_empty(), "no events");
     live.sort_by_key(key);
-    let first = |id: &str| {
-        live.iter()
-            .find(|e| e["df_monitor_checker_id"] == id)
-            .unwrap_or_else(|| panic!("no event of {id}: {got}"))
-            .clone()
-    };
-    let (cpu, both) = (first("cpu"), first("a-both"));
-    assert_eq!(
-        both["date"], cpu["date"],
-        "the composite ran after its inputs, at their tick"
-    );
-    assert_eq!(both["df_monitor_checker"], "composite");
-    let detail: Value = serde_json::from_str(both["df_event_detail"].as_str().unwrap()).unwrap();
-    assert_eq!(detail["composite"]["cpu"], true, "{detail}");
-
-    // The same points replayed over the ticks the server ran give the same events.
-    let lp = dir.path().join("points.lp");
-    std::fs::write(&lp, lines.join("\n")).unwrap();
+    // From the first tick with an event (before it no object had state), to the last.
     let from = live
         .iter()
         .map(|e| e["date"].as_i64().unwrap())
@@ -275,17 +249,190 @@ fn a_composite_sees_its_inputs_of_the_same_tick_in_serve_and_replay() {
         .map(|e| e["date"].as_i64().unwrap())
         .max()
         .unwrap();
+    let lp = dir.path().join("points.lp");
+    std::fs::write(&lp, lines.join("\n")).unwrap();
     let replayed: Vec<_> = replay(&m, &lp, from, to).iter().map(key).collect();
-    let live: Vec<_> = live
-        .iter()
-        .map(key)
-        .filter(|k| k.0 >= from && k.0 <= to)
-        .collect();
-    assert_eq!(replayed, live, "replay and serve differ");
+    let keys: Vec<_> = live.iter().map(key).collect();
+    assert_eq!(replayed, keys, "replay and serve differ");
+    live
+}
+
+#[test]
+fn a_composite_sees_its_inputs_of_the_same_tick_in_serve_and_replay() {
+    // 99 for three seconds, then 10 (the rounds recover once the window holds only 10s);
+    // one batch, so both inputs open at the same tick: cpu for hosts x and y, mem for x.
+    let lines = |t0: i64| -> Vec<String> {
+        (0..6)
+            .flat_map(|i| {
+                let (t, v) = (t0 - 1 + i, if i < 3 { 99 } else { 10 });
+                [
+                    format!("cpu,host=x u={v} {t}"),
+                    format!("cpu,host=y u={v} {t}"),
+                    format!("mem,host=x u={v} {t}"),
+                ]
+            })
+            .collect()
+    };
+    let live = live_equals_replay(
+        &[
+            ("cpu.toml", LIVE_CPU),
+            ("mem.toml", LIVE_MEM),
+            ("a-both.toml", LIVE_BOTH),
+        ],
+        lines,
+        9.5,
+    );
+    let first = |id: &str| {
+        live.iter()
+            .find(|e| e["df_monitor_checker_id"] == id)
+            .unwrap_or_else(|| panic!("no event of {id}: {live:?}"))
+            .clone()
+    };
+    let (cpu, both) = (first("cpu"), first("a-both"));
+    assert_eq!(
+        both["date"], cpu["date"],
+        "the composite ran after its inputs, at their tick"
+    );
+    assert_eq!(both["df_monitor_checker"], "composite");
+    let detail: Value = serde_json::from_str(both["df_event_detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["composite"]["cpu"], true, "{detail}");
+    let keys: Vec<_> = live.iter().map(key).collect();
     assert!(
-        live.iter().any(|k| k.1 == "a-both" && k.2 == "critical")
-            && live.iter().any(|k| k.1 == "a-both" && k.2 == "warning")
-            && live.iter().any(|k| k.1 == "a-both" && k.2 == "ok"),
-        "host x critical, y warning, then both recover: {live:?}"
+        keys.iter().any(|k| k.1 == "a-both" && k.2 == "critical")
+            && keys.iter().any(|k| k.1 == "a-both" && k.2 == "warning")
+            && keys.iter().any(|k| k.1 == "a-both" && k.2 == "ok"),
+        "host x critical, y warning, then both recover: {keys:?}"
+    );
+}
+
+fn slo(body: &str) -> String {
+    format!("id = \"s\"\ntype = \"slo\"\nevery = \"1m\"\n{body}")
+}
+
+const SLO_STORE: &str = "good = { measurement = \"http\", field = \"ok\" }\ntotal = { measurement = \"http\", field = \"requests\" }\n";
+
+#[test]
+fn slo_check_refuses_every_bad_value() {
+    let cases: Vec<(String, &str, &str)> = vec![
+        (slo(&format!("[slo]\ntarget = 100\n{SLO_STORE}")), "s.toml:5: slo.target", "above 0 and below 100"),
+        (slo(&format!("[slo]\ntarget = 0\n{SLO_STORE}")), "s.toml:5: slo.target", "above 0 and below 100"),
+        (slo(&format!("[slo]\ntarget = \"high\"\n{SLO_STORE}")), "s.toml:5: slo.target", "invalid type"),
+        (slo(&format!("[slo]\n{SLO_STORE}")), "s.toml:4: slo.target", "missing"),
+        (slo(&format!("[slo]\ntarget = 99\nwindow = \"0s\"\n{SLO_STORE}")), "s.toml:6: slo.window", "longer than 0s"),
+        (slo(&format!("[slo]\ntarget = 99\nwindow = \"month\"\n{SLO_STORE}")), "s.toml:6: slo.window", "window = \"month\""),
+        (slo("[slo]\ntarget = 99\ngood = { measurement = \"http\", field = \"ok\" }\n"), "s.toml:4: slo.total", "missing"),
+        (slo("[slo]\ntarget = 99\ngood = { measurement = \"http\" }\ntotal = { measurement = \"http\", field = \"r\" }\n"), "s.toml:6: slo.good", "missing field `field`"),
+        (slo("[slo]\ntarget = 99\ngood = \"sum(ok[$window])\"\ntotal = { measurement = \"http\", field = \"r\" }\n"), "s.toml:6: slo.good", "needs slo.datasource"),
+        (slo("[slo]\ntarget = 99\ngood = { measurement = \"http\", field = \"ok\", where = { host = \"~[\" } }\ntotal = { measurement = \"http\", field = \"r\" }\n"), "s.toml:6: slo.good.where.host", "\"~[\""),
+        (slo(&format!("[slo]\ntarget = 99\nby = [\"a\", \"a\"]\n{SLO_STORE}")), "s.toml:6: slo.by", "distinct"),
+        (slo("[slo]\ntarget = 99\ndatasource = \"prom\"\ngood = \"sum(rate(ok[5m]))\"\ntotal = \"sum(rate(all[$window]))\"\n"), "s.toml:7: slo.good", "has no $window"),
+        (slo("[slo]\ntarget = 99\ndatasource = \"prom\"\ngood = \"sum(rate(ok[$window])\"\ntotal = \"sum(rate(all[$window]))\"\n"), "s.toml:7: slo.good", "not valid PromQL"),
+        (slo("[slo]\ntarget = 99\ndatasource = \"prom\"\ngood = \"sum(ok[$window])\"\ntotal = { measurement = \"h\", field = \"r\" }\n"), "s.toml:8: slo.total", "expected a PromQL string"),
+        (slo("[slo]\ntarget = 99\ndatasource = \"prom\"\nby = [\"a\"]\ngood = \"sum(increase(ok[$window]))\"\ntotal = \"sum(increase(all[$window]))\"\n"), "s.toml:7: slo.by", "not with a datasource"),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}burn = []\n")), "s.toml:8: slo.burn", "empty"),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[[slo.burn]]\nlevel = \"page\"\nrate = 2\nlong = \"1h\"\nshort = \"5m\"\n")), "s.toml:9: slo.burn.level", "expected one of critical, error, warning, info"),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[[slo.burn]]\nlevel = \"ok\"\nrate = 2\nlong = \"1h\"\nshort = \"5m\"\n")), "s.toml:9: slo.burn.level", "expected one of"),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[[slo.burn]]\nlevel = \"warning\"\nrate = 0\nlong = \"1h\"\nshort = \"5m\"\n")), "s.toml:10: slo.burn.rate", "above 0"),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[[slo.burn]]\nlevel = \"warning\"\nlong = \"1h\"\nshort = \"5m\"\n")), "s.toml:8: slo.burn.rate", "missing"),
+        (slo(&format!("[slo]\ntarget = 99\nwindow = \"1d\"\n{SLO_STORE}[[slo.burn]]\nlevel = \"warning\"\nrate = 2\nlong = \"2d\"\nshort = \"5m\"\n")), "s.toml:12: slo.burn.long", "at most the objective's window"),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[[slo.burn]]\nlevel = \"warning\"\nrate = 2\nlong = \"1h\"\nshort = \"1h\"\n")), "s.toml:12: slo.burn.short", "shorter than long"),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[[slo.burn]]\nlevel = \"warning\"\nrate = 2\nlong = \"1h\"\nshort = \"5 min\"\n")), "s.toml:12: slo.burn.short", "short = \"5 min\""),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[rules]\ncritical = \"Result > 1\"\n")), "s.toml:9: rules.critical", "[[slo.burn]]"),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[rules]\ntrigger_after = 0\n")), "s.toml:9: rules.trigger_after", "from 1 to 10000"),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[nodata]\nafter = \"5m\"\n")), "s.toml:8: nodata", "remove [nodata]"),
+        (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[query]\nmeasurement = \"x\"\n")), "s.toml:8: query", "remove [query]"),
+        (format!("id = \"s\"\nevery = \"1m\"\n[slo]\ntarget = 99\n{SLO_STORE}"), "s.toml:3: slo", "type = \"slo\""),
+    ];
+    for (body, want, why) in cases {
+        refused(&[("s.toml", Box::leak(body.into_boxed_str()))], want, why);
+    }
+    let (code, err) = check(&[(
+        "s.toml",
+        &slo(&format!(
+            "[slo]\ntarget = 99.5\nwindow = \"7d\"\n{SLO_STORE}"
+        )),
+    )]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn slo_replay_explains_the_budget_and_matches_the_shipped_test() {
+    let dir = tempfile::tempdir().unwrap();
+    // The series of the shipped test's first case, from 2024-01-01T00:00:00Z.
+    let start = 1_704_067_200;
+    let mut lp = String::new();
+    for i in 0..=120 {
+        let t = start + 30 + 60 * i;
+        let ok = if (60..=69).contains(&i) { 700 } else { 1000 };
+        lp.push_str(&format!("http,service=api requests=1000,ok={ok} {t}\n"));
+    }
+    let metrics = dir.path().join("http.lp");
+    std::fs::write(&metrics, lp).unwrap();
+    let events = replay(
+        Path::new("monitors/api-availability.toml"),
+        &metrics,
+        start + 60 * 60,
+        start + 101 * 60,
+    );
+    let got: Vec<(i64, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                (e["date"].as_i64().unwrap() - start) / 60,
+                e["df_status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut want: Vec<(i64, String)> = vec![(62, "warning".into())];
+    want.extend((63..=74).map(|m| (m, "critical".into())));
+    want.extend((75..=99).map(|m| (m, "warning".into())));
+    want.push((100, "ok".into()));
+    assert_eq!(got, want);
+    let critical = &events[1];
+    assert_eq!(critical["df_monitor_checker"], "slo");
+    assert_eq!(critical["df_monitor_type"], "slo");
+    let d: Value = serde_json::from_str(critical["df_event_detail"].as_str().unwrap()).unwrap();
+    let slo = &d["slo"];
+    // 900 of 63000 requests failed against a budget of 1 in 1000: 13.3 budgets spent.
+    assert_eq!(slo["total"], 63_000.0);
+    assert_eq!(slo["good"], 62_100.0);
+    let left = slo["error_budget_remaining"].as_f64().unwrap();
+    assert!((left - 100.0 * (1.0 - 900.0 / 63.0)).abs() < 1e-6, "{d}");
+    assert_eq!(slo["burn"][0]["fires"], true);
+    assert_eq!(slo["burn"][0]["long"], "1h");
+    assert!((slo["burn"][0]["short_burn"].as_f64().unwrap() - 180.0).abs() < 1e-6);
+    assert_eq!(d["matched_rule"], "burn > 14.4 over 1h and 5m");
+}
+
+const LIVE_SLO: &str = "id = \"fast\"\ntype = \"slo\"\nevery = \"1s\"\n[slo]\ntarget = 99\nwindow = \"1m\"\ngood = { measurement = \"http\", field = \"ok\" }\ntotal = { measurement = \"http\", field = \"requests\" }\nby = \"service\"\n[[slo.burn]]\nlevel = \"critical\"\nrate = 10\nlong = \"20s\"\nshort = \"3s\"\n[[slo.burn]]\nlevel = \"warning\"\nrate = 2\nlong = \"40s\"\nshort = \"6s\"\n";
+
+#[test]
+fn slo_serve_and_replay_give_the_same_events() {
+    // 100 requests a second for 20 s, of which 80 fail for 4 s in the middle (and another
+    // service that never fails).
+    let lines = |t0: i64| -> Vec<String> {
+        (0..20)
+            .flat_map(|i| {
+                let t = t0 - 12 + i;
+                let ok = if (10..14).contains(&i) { 20 } else { 100 };
+                [
+                    format!("http,service=api requests=100,ok={ok} {t}"),
+                    format!("http,service=web requests=100,ok=100 {t}"),
+                ]
+            })
+            .collect()
+    };
+    let live = live_equals_replay(&[("fast.toml", LIVE_SLO)], lines, 11.0);
+    let statuses: Vec<&str> = live
+        .iter()
+        .map(|e| e["df_status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"critical") && statuses.contains(&"warning"),
+        "{statuses:?}"
+    );
+    assert!(
+        live.iter().all(|e| e["service"] == "api"),
+        "web never burns"
     );
 }
