@@ -13,6 +13,7 @@
 //!   see [`seen_grain`]), and not at all for replays and tests.
 
 use super::host::Host;
+use super::kinds::outlier;
 use super::render::{render, RenderCtx};
 use super::rules::{self, Baseline};
 use super::{CheckError, CheckReport, ExecMode, MonitorState, Runner, NS};
@@ -20,7 +21,7 @@ use crate::detect::observe::{classify, Classified, Presence};
 use crate::detect::{ObjectState, Observation};
 use crate::events::{Commit, StoredObject};
 use crate::model::event::{canonical_tags, event_ref, Event};
-use crate::monitor::{Monitor, QuerySpec, RuleKind, Rules};
+use crate::monitor::{Monitor, OutlierAlgo, QuerySpec, RuleKind, Rules};
 use crate::store::query::{aggregate, Agg, Tags, WindowQuery};
 use crate::store::{SeriesGroups, Store};
 use std::cmp::Ordering;
@@ -154,6 +155,8 @@ pub(super) struct Pass<'a> {
     pub(super) seen: &'a [Seen],
     pub(super) bases: &'a [Baseline],
     pub(super) fleet: Option<(f64, f64)>,
+    /// `outlier` with `dbscan`: each group's verdict (empty otherwise)
+    pub(super) outliers: &'a [Option<crate::check::kinds::outlier::Verdict>],
     pub(super) host: Host<'a>,
     pub(super) lookback: Option<i64>,
     /// the nodata lookback is judged by when the object was last present (a data source's
@@ -236,6 +239,10 @@ impl Pass<'_> {
             Classified::Empty => (Observation::Empty, None),
             Classified::Evaluate { as_zero } => {
                 // A gap evaluated as zero has no points and Result = 0.
+                let verdict = group
+                    .and_then(|g| self.outliers.get(g))
+                    .and_then(Option::as_ref)
+                    .filter(|_| !as_zero);
                 let (points, result): (&[(i64, f64)], _) = match data {
                     Some(d) if !as_zero => {
                         let base = group.and_then(|g| self.bases.get(g)).copied();
@@ -243,14 +250,19 @@ impl Pass<'_> {
                             let base = base.unwrap_or_default();
                             rules::result_for(self.rules.kind, v, &base, self.fleet)
                         });
-                        (&d.points, result)
+                        (&d.points, verdict.map(|v| v.score).or(result))
                     }
                     _ => (&[], Some(0.0)),
                 };
                 let scope = || (tags.clone(), points.to_vec());
                 let engine = &self.runner.engine;
                 match rules::evaluate(engine, self.rules, result, scope, &self.host) {
-                    Ok(ev) => {
+                    Ok(mut ev) => {
+                        if let (Some(v), OutlierAlgo::Dbscan { tolerance }) =
+                            (verdict, self.rules.outlier)
+                        {
+                            ev.detail = Some(v.detail(tolerance));
+                        }
                         out.objects += 1;
                         let obs = Observation::Data {
                             level: ev.level,
@@ -401,7 +413,7 @@ impl Runner {
         let lookback = m.nodata.map(|n| end - n.after);
         let wide_start = lookback.map_or(start, |l| l.min(start));
         let groups = &plan.groups;
-        let keep_points = rules::needs_scope(rules);
+        let keep_points = rules::needs_scope(rules) || outlier::needs_points(rules);
         let mut seen: Vec<Seen> = vec![Seen::default(); groups.groups.len()];
         let query_err = |e: crate::store::StoreError| CheckError::Query(e.to_string());
         let read = |i: usize, pts: &[(i64, f64)]| {
@@ -450,12 +462,14 @@ impl Runner {
             }
         }
         let fleet = match rules.kind {
-            RuleKind::Outlier => {
+            // dbscan has verdicts of its own; an object without one has Result 0.
+            RuleKind::Outlier if rules.outlier == OutlierAlgo::Mad => {
                 let values: Vec<f64> = seen.iter().filter_map(|s| s.value).collect();
                 rules::fleet(&values)
             }
             _ => None,
         };
+        let outliers = outlier::verdicts(rules, &seen, start * NS, end * NS);
         let pass = Pass {
             runner: self,
             m,
@@ -464,6 +478,7 @@ impl Runner {
             seen: &seen,
             bases: &bases,
             fleet,
+            outliers: &outliers,
             host: Host {
                 store: &self.store,
                 db: &self.db,

@@ -17,6 +17,7 @@ mod composite;
 mod errs;
 mod load;
 mod nodata;
+mod outlier;
 mod parse;
 mod query;
 mod raw;
@@ -26,6 +27,7 @@ mod slo;
 mod template;
 pub use composite::{parse_expr, ranks, CompositeRule, CompositeSpec, Expr, ExprError};
 pub use load::{load, load_file, monitor_files, LoadContext, Loaded};
+pub use outlier::{OutlierAlgo, DEFAULT_TOLERANCE};
 pub use parse::parse_monitor;
 pub use query::check_promql;
 pub use schedule::{parse_cron, Cron, Schedule};
@@ -205,6 +207,8 @@ pub struct Rules {
     pub recovery: Option<Rule>,
     /// baseline window for `range`, seconds
     pub baseline: i64,
+    /// how `outlier` picks its outliers
+    pub outlier: OutlierAlgo,
 }
 
 /// What a monitor is: a query with rules, or a bot whose script reports on its own.

@@ -246,6 +246,7 @@ pub fn parse_monitor(
                 },
                 recovery: rules.recovery,
                 baseline: rules.baseline,
+                outlier: rules.outlier,
             };
             Some(match query {
                 Query::Store(query) => MonitorKind::Query { query, rules },

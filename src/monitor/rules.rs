@@ -20,6 +20,7 @@ pub(super) struct ParsedRules {
     pub(super) recover_after: u32,
     /// seconds
     pub(super) baseline: i64,
+    pub(super) outlier: super::OutlierAlgo,
 }
 
 /// Reads `[rules]` and the top-level `script` of a monitor of type `mtype` with window
@@ -175,7 +176,9 @@ pub(super) fn parse(
         "rules.baseline",
         interval.saturating_mul(6),
     );
+    let outlier = super::outlier::parse(raw_rules, rule_kind, e);
     ParsedRules {
+        outlier,
         kind: rule_kind,
         levels,
         recovery,
