@@ -436,3 +436,103 @@ fn slo_serve_and_replay_give_the_same_events() {
         "web never burns"
     );
 }
+
+fn outlier(rules: &str) -> String {
+    format!("id = \"o\"\nevery = \"1m\"\n[query]\nmeasurement = \"cpu\"\nfield = \"u\"\nby = \"host\"\n[rules]\n{rules}warning = \"Result > 0\"\n")
+}
+
+#[test]
+fn outlier_check_refuses_every_bad_value() {
+    let cases = [
+        (
+            outlier("kind = \"outlier\"\nalgorithm = \"kmeans\"\n"),
+            "o.toml:9: rules.algorithm",
+            "expected one of mad, dbscan",
+        ),
+        (
+            outlier("kind = \"outlier\"\nalgorithm = \"dbscan\"\ntolerance = 0\n"),
+            "o.toml:10: rules.tolerance",
+            "above 0",
+        ),
+        (
+            outlier("kind = \"outlier\"\nalgorithm = \"dbscan\"\ntolerance = -1.5\n"),
+            "o.toml:10: rules.tolerance",
+            "above 0",
+        ),
+        (
+            outlier("kind = \"outlier\"\nalgorithm = \"dbscan\"\ntolerance = \"wide\"\n"),
+            "o.toml:10: rules.tolerance",
+            "invalid type",
+        ),
+        (
+            outlier("kind = \"outlier\"\ntolerance = 2\n"),
+            "o.toml:9: rules.tolerance",
+            "only for algorithm = \"dbscan\"",
+        ),
+        (
+            outlier("kind = \"outlier\"\nalgorithm = \"mad\"\ntolerance = 2\n"),
+            "o.toml:10: rules.tolerance",
+            "only for algorithm = \"dbscan\"",
+        ),
+        (
+            outlier("algorithm = \"dbscan\"\n"),
+            "o.toml:8: rules.algorithm",
+            "only for kind = \"outlier\"",
+        ),
+        (
+            outlier("kind = \"threshold\"\ntolerance = 3\n"),
+            "o.toml:9: rules.tolerance",
+            "only for kind = \"outlier\"",
+        ),
+    ];
+    for (body, want, why) in cases {
+        refused(&[("o.toml", Box::leak(body.into_boxed_str()))], want, why);
+    }
+    for ok in [
+        "kind = \"outlier\"\nalgorithm = \"dbscan\"\ntolerance = 0.5\n",
+        "kind = \"outlier\"\nalgorithm = \"mad\"\n",
+        "kind = \"outlier\"\n",
+    ] {
+        let (code, err) = check(&[("o.toml", &outlier(ok))]);
+        assert_eq!(code, Some(0), "{ok}: {err}");
+    }
+}
+
+const LIVE_OUTLIER: &str = "id = \"odd\"\nevery = \"1s\"\ninterval = \"10s\"\n[query]\nmeasurement = \"cpu\"\nfield = \"u\"\nby = \"host\"\n[rules]\nkind = \"outlier\"\nalgorithm = \"dbscan\"\ntolerance = 3\nwarning = \"Result > 0\"\n";
+
+#[test]
+fn dbscan_outliers_in_serve_and_replay_and_their_detail() {
+    // Three hosts climb together for 14 s; d stays flat at 20.
+    let lines = |t0: i64| -> Vec<String> {
+        (0..14)
+            .flat_map(|i| {
+                let t = t0 - 10 + i;
+                let climb = 20 + 3 * i;
+                [
+                    format!("cpu,host=a u={climb} {t}"),
+                    format!("cpu,host=b u={} {t}", climb + 1),
+                    format!("cpu,host=c u={} {t}", climb - 1),
+                    format!("cpu,host=d u=20 {t}"),
+                ]
+            })
+            .collect()
+    };
+    let live = live_equals_replay(&[("odd.toml", LIVE_OUTLIER)], lines, 6.0);
+    assert!(
+        live.iter().all(|e| e["host"] == "d"),
+        "only d is odd: {live:?}"
+    );
+    let w = live
+        .iter()
+        .find(|e| e["df_status"] == "warning")
+        .expect("d faults");
+    let d: Value = serde_json::from_str(w["df_event_detail"].as_str().unwrap()).unwrap();
+    let o = &d["outlier"];
+    assert_eq!(o["algorithm"], "dbscan");
+    assert_eq!(o["is_outlier"], true);
+    assert_eq!(o["fleet_size"], 3);
+    assert_eq!(o["objects"], 4);
+    let (dist, eps) = (o["distance"].as_f64().unwrap(), o["eps"].as_f64().unwrap());
+    assert!(dist > eps && eps > 0.0, "{o}");
+    assert_eq!(d["matched_rule"], "Result > 0");
+}
