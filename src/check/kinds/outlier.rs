@@ -251,7 +251,8 @@ mod tests {
         let up2: Vec<f64> = up.iter().map(|v| v + 1.0).collect();
         let up3: Vec<f64> = up.iter().map(|v| v - 1.0).collect();
         let flat = vec![10.0; 10];
-        let cases: Vec<(&str, Vec<Vec<(i64, f64)>>, f64, Vec<Option<bool>>)> = vec![
+        type Case = (&'static str, Vec<Vec<(i64, f64)>>, f64, Vec<Option<bool>>);
+        let cases: Vec<Case> = vec![
             ("no objects", vec![], 3.0, vec![]),
             (
                 "empty series are not judged",

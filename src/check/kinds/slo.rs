@@ -110,6 +110,9 @@ pub(crate) fn judge(spec: &SloSpec, counts: &BTreeMap<i64, Counts>) -> Option<Ev
     })
 }
 
+/// Per object (by canonical tags): its tags and a sum per window.
+type Sums = BTreeMap<String, (Tags, BTreeMap<i64, f64>)>;
+
 /// Sums of one store side per object, per window ending at `end`.
 fn store_sums(
     runner: &Runner,
@@ -117,7 +120,7 @@ fn store_sums(
     by: &[String],
     end: i64,
     windows: &BTreeSet<i64>,
-) -> Result<BTreeMap<String, (Tags, BTreeMap<i64, f64>)>, CheckError> {
+) -> Result<Sums, CheckError> {
     let longest = windows.iter().max().copied().unwrap_or(0);
     let groups = runner
         .store
@@ -290,7 +293,8 @@ mod tests {
         // Budget 1 %: 144 bad of 1000 is a burn of 14.4; 200 bad is 20.
         let s = spec(DEFAULT_BURN.to_vec());
         let (h1, m5, h6, m30, day) = (3600, 300, 21_600, 1800, 86_400);
-        let cases: Vec<(&str, Vec<(i64, f64)>, Level, f64)> = vec![
+        type Case = (&'static str, Vec<(i64, f64)>, Level, f64);
+        let cases: Vec<Case> = vec![
             (
                 "quiet",
                 vec![(h1, 0.0), (m5, 0.0), (h6, 0.0), (m30, 0.0), (day, 0.0)],
