@@ -536,3 +536,15 @@ fn dbscan_outliers_in_serve_and_replay_and_their_detail() {
     assert!(dist > eps && eps > 0.0, "{o}");
     assert_eq!(d["matched_rule"], "Result > 0");
 }
+
+#[test]
+fn slo_default_pairs_need_a_window_of_six_hours() {
+    refused(
+        &[(
+            "s.toml",
+            &slo(&format!("[slo]\ntarget = 99\nwindow = \"1h\"\n{SLO_STORE}")),
+        )],
+        "s.toml:6: slo.window",
+        "default burn pairs",
+    );
+}

@@ -321,6 +321,16 @@ impl Monitor {
         }
     }
 
+    /// Whether its checks read the embedded store (a data-source monitor or objective does
+    /// not, nor does a composite: it reads other monitors' rounds).
+    pub fn reads_store(&self) -> bool {
+        match &self.kind {
+            MonitorKind::Query { .. } | MonitorKind::Bot { .. } => true,
+            MonitorKind::Promql { .. } | MonitorKind::Composite(_) => false,
+            MonitorKind::Slo(s) => matches!(s.source, SloSource::Store { .. }),
+        }
+    }
+
     /// The rules, unless this is a bot.
     pub fn rules(&self) -> Option<&Rules> {
         match &self.kind {

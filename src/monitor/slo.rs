@@ -239,7 +239,15 @@ pub(super) fn parse(
     };
     let source = parse_source(s, span.clone(), datasources, e);
     let burn = match &s.burn {
-        None => DEFAULT_BURN.to_vec(),
+        None => {
+            let longest = DEFAULT_BURN.iter().map(|b| b.long).max().unwrap_or(0);
+            if window < longest {
+                if let Some(w) = &s.window {
+                    e.bad(w, "slo.window", "shorter than the default burn pairs' 6h: set [[slo.burn]] pairs with windows within it");
+                }
+            }
+            DEFAULT_BURN.to_vec()
+        }
         Some(list) if list.get_ref().is_empty() => {
             e.at(list.span(), "slo.burn", "empty: give at least one pair, or leave it out for the defaults (14.4x over 1h and 5m, 6x over 6h and 30m)".into());
             DEFAULT_BURN.to_vec()
