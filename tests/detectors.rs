@@ -548,3 +548,81 @@ fn slo_default_pairs_need_a_window_of_six_hours() {
         "default burn pairs",
     );
 }
+
+/// The shipped test files of the new kinds, replayed: every expectation of `tocsin test`
+/// holds for the replay's events at that time too (status, tags, round start, duration).
+#[test]
+fn replay_meets_the_expectations_of_the_shipped_tests() {
+    use tocsin::cli::testing::{expand, TestFile};
+    use tocsin::model::time::{parse_duration, parse_time};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["host-overload", "api-availability", "host-cpu-outlier"] {
+        let path = root.join(format!("tests/monitors/{file}.toml"));
+        let tf: TestFile = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let monitors = dir.path().join("monitors");
+        std::fs::create_dir_all(&monitors).unwrap();
+        for m in &tf.monitors {
+            let src = path.parent().unwrap().join(m);
+            std::fs::copy(&src, monitors.join(src.file_name().unwrap())).unwrap();
+        }
+        for case in &tf.tests {
+            let start = parse_time(case.start.as_deref().unwrap()).unwrap();
+            let step = parse_duration(case.interval.as_deref().unwrap_or("1m")).unwrap();
+            let mut lp = String::new();
+            for s in &case.series {
+                let off = parse_duration(s.offset.as_deref().unwrap_or("0s")).unwrap();
+                let tags: String = s.tags.iter().map(|(k, v)| format!(",{k}={v}")).collect();
+                for (i, v) in expand(&s.values).unwrap().iter().enumerate() {
+                    if let Some(v) = v {
+                        let t = start + off + step * i as i64;
+                        lp.push_str(&format!("{}{tags} {}={v} {t}\n", s.measurement, s.field));
+                    }
+                }
+            }
+            let metrics = dir.path().join("m.lp");
+            std::fs::write(&metrics, lp).unwrap();
+            let at = |x: &str| start + parse_duration(x).unwrap();
+            let last = case.expect.iter().map(|x| at(&x.at)).max().unwrap();
+            let events = replay(&monitors, &metrics, start, last);
+            let name = case.name.clone().unwrap_or_default();
+            for x in &case.expect {
+                let t = at(&x.at);
+                let mid = x.monitor.clone().unwrap_or_else(|| tf_single(&monitors));
+                let got: Vec<&Value> = events
+                    .iter()
+                    .filter(|e| e["date"] == t && e["df_monitor_checker_id"] == mid.as_str())
+                    .collect();
+                assert_eq!(
+                    got.len(),
+                    x.events.len(),
+                    "{file} [{name}] {mid} at {}: {got:?}",
+                    x.at
+                );
+                for (want, e) in x.events.iter().zip(&got) {
+                    let ctx = format!("{file} [{name}] {mid} at {}", x.at);
+                    assert_eq!(e["df_status"], want.status.as_str(), "{ctx}");
+                    if let Some(s) = &want.issue_start {
+                        assert_eq!(e["df_issue_start_time"], at(s), "{ctx}");
+                    }
+                    if let Some(d) = &want.issue_duration {
+                        assert_eq!(e["df_issue_duration"], parse_duration(d).unwrap(), "{ctx}");
+                    }
+                    if let Some(tags) = &want.tags {
+                        let canonical = serde_json::to_string(tags).unwrap();
+                        assert_eq!(e["df_dimension_tags"], canonical.as_str(), "{ctx}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The id of the only monitor file in `dir`.
+fn tf_single(dir: &Path) -> String {
+    let files: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+    assert_eq!(files.len(), 1, "name the monitor");
+    let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
