@@ -342,6 +342,7 @@ fn slo_check_refuses_every_bad_value() {
         (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[nodata]\nafter = \"5m\"\n")), "s.toml:8: nodata", "remove [nodata]"),
         (slo(&format!("[slo]\ntarget = 99\n{SLO_STORE}[query]\nmeasurement = \"x\"\n")), "s.toml:8: query", "remove [query]"),
         (format!("id = \"s\"\nevery = \"1m\"\n[slo]\ntarget = 99\n{SLO_STORE}"), "s.toml:3: slo", "type = \"slo\""),
+        (format!("id = \"s\"\ntype = \"slo\"\nevery = \"1m\"\ninterval = \"5m\"\n[slo]\ntarget = 99\n{SLO_STORE}"), "s.toml:4: interval", "remove it"),
     ];
     for (body, want, why) in cases {
         refused(&[("s.toml", Box::leak(body.into_boxed_str()))], want, why);

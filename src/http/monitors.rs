@@ -10,7 +10,7 @@ use super::{blocking, heavy_read, AppState};
 use crate::engine::Slot;
 use crate::model::Tags;
 use crate::monitor::Schedule;
-use crate::monitor::{Eval, MonitorKind};
+use crate::monitor::{Eval, MonitorKind, SloSource};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -122,7 +122,20 @@ async fn get_monitor(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
         }
         MonitorKind::Bot { .. } => Value::Null,
         MonitorKind::Composite(c) => json!({"composite": c.inputs}),
-        MonitorKind::Slo(s) => json!({"slo": format!("{:?}", s.source), "target": s.target}),
+        MonitorKind::Slo(s) => {
+            let side = |x: &crate::monitor::SloSeries| json!({"measurement": x.measurement, "field": x.field, "where": x.where_raw});
+            let source = match &s.source {
+                SloSource::Store { good, total, by } => {
+                    json!({"good": side(good), "total": side(total), "by": by})
+                }
+                SloSource::Promql {
+                    datasource,
+                    good,
+                    total,
+                } => json!({"datasource": datasource, "good": good, "total": total}),
+            };
+            json!({"slo": source, "target": s.target, "window": s.window})
+        }
     };
     v["rules"] = match m.rules().map(|r| &r.eval) {
         Some(Eval::Levels(levels)) => Value::Object(

@@ -185,6 +185,13 @@ pub fn parse_monitor(
     // An objective reads [slo]: good and total, target and burn-rate pairs.
     if super::slo::wanted(&raw, mtype) {
         let parsed = super::slo::parse(&raw, ctx.datasources, &mut e);
+        if let Some(i) = &raw.interval {
+            e.bad(
+                i,
+                "interval",
+                "an objective's windows are slo.window and [[slo.burn]]; remove it",
+            );
+        }
         let template = super::template::parse(raw.template.as_ref(), &mut e);
         let Some(parsed) = parsed.filter(|_| e.list.is_empty()) else {
             return Err(e.list);
