@@ -627,3 +627,13 @@ fn tf_single(dir: &Path) -> String {
     let v: toml::Value = toml::from_str(&text).unwrap();
     v["id"].as_str().unwrap().to_string()
 }
+
+#[test]
+fn a_composite_with_an_slo_section_is_refused() {
+    let body = format!("{}[slo]\ntarget = 99\n", composite("critical = \"cpu\"\n"));
+    refused(
+        &[("cpu.toml", CPU), ("c.toml", &body)],
+        "c.toml:6: slo",
+        "no objective",
+    );
+}

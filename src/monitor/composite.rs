@@ -274,6 +274,7 @@ pub(super) fn parse(raw: &RawMonitor, e: &mut Errs) -> Option<ParsedComposite> {
         (r.recovery.as_ref().map(|s| s.span()), "rules.recovery", "a composite has no Result threshold to recover below; use recover_after"),
         (r.baseline.as_ref().map(|s| s.span()), "rules.baseline", "a composite reads no window; remove it"),
         (raw.nodata.as_ref().map(|s| s.span()), "nodata", "a composite reads no data, so it has no gaps; its inputs' nodata rounds count as open rounds"),
+        (raw.slo.as_ref().map(|s| s.span()), "slo", "a composite is no objective: remove [slo] or kind = \"composite\""),
     ] {
         if let Some(at) = present {
             e.at(at, field, why.into());
