@@ -8,7 +8,8 @@
 //! ([`crate::monitor::ranks`]), so a composite sees the rounds of its own tick.
 //!
 //! The objects are the tag sets for which some input has an open round, and the objects the
-//! composite already knows (so a round of its own can recover once its inputs have).
+//! composite already knows with a round or a streak (so a round of its own can recover once its
+//! inputs have).
 //! `Result` is how many of the ids named by the rules hold for the object.
 
 use super::judged::{Check, Judged};
@@ -83,8 +84,13 @@ impl Runner {
                 },
             );
         }
-        // Objects known from earlier checks whose inputs all closed: judged with none open.
-        for (r, (tags, _)) in &st.objects {
+        // Objects known from earlier checks whose inputs all closed are judged with none open
+        // while that can change something (a round to recover, a streak to reset); the others
+        // are left alone, and leave state after `forget_after`.
+        for (r, (tags, state)) in &st.objects {
+            if state.round.is_none() && state.fault_streak == 0 && state.clean_streak == 0 {
+                continue;
+            }
             judged.entry(r.clone()).or_insert_with(|| Judged {
                 tags: tags.clone(),
                 eval: judge(spec, &none),
