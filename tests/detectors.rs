@@ -637,3 +637,25 @@ fn a_composite_with_an_slo_section_is_refused() {
         "no objective",
     );
 }
+
+#[test]
+fn a_composite_with_a_query_keeps_its_older_meaning() {
+    // A threshold whose Rhai rules may call host functions: `cpu && mem` would be Rhai here.
+    let old = "id = \"old\"\nevery = \"1m\"\n[query]\nmeasurement = \"cpu\"\nfield = \"u\"\n[rules]\nkind = \"composite\"\ncritical = \"Result > 90 && tags.len() == 0\"\n";
+    let (code, err) = check(&[("old.toml", old)]);
+    assert_eq!(code, Some(0), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("old.toml"), old).unwrap();
+    let lp = dir.path().join("m.lp");
+    std::fs::write(&lp, "cpu u=95 1700000010\n").unwrap();
+    let events = replay(
+        &dir.path().join("old.toml"),
+        &lp,
+        1_700_000_040,
+        1_700_000_040,
+    );
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["df_status"], "critical");
+    assert_eq!(events[0]["df_monitor_checker"], "custom_metric");
+    assert_eq!(events[0]["df_monitor_checker_value"], "95");
+}
