@@ -170,13 +170,17 @@ pub(crate) fn dbscan(
     };
     let eps = tolerance * typical;
     // DBSCAN: a core point has another object within eps; clusters grow from core points.
-    let near: Vec<Vec<usize>> = (0..n)
-        .map(|a| {
-            (0..n)
-                .filter(|b| distance(&grids[a], &grids[*b]) <= eps)
-                .collect()
-        })
-        .collect();
+    // Each pair once (the distance is symmetric): the cost grows with the square of the
+    // objects, times the buckets.
+    let mut near: Vec<Vec<usize>> = (0..n).map(|a| vec![a]).collect();
+    for a in 0..n {
+        for b in a + 1..n {
+            if distance(&grids[a], &grids[b]) <= eps {
+                near[a].push(b);
+                near[b].push(a);
+            }
+        }
+    }
     let mut cluster: Vec<Option<usize>> = vec![None; n];
     let mut sizes: Vec<usize> = Vec::new();
     for seed in 0..n {

@@ -113,7 +113,8 @@ pub(crate) fn judge(spec: &SloSpec, counts: &BTreeMap<i64, Counts>) -> Option<Ev
 /// Per object (by canonical tags): its tags and a sum per window.
 type Sums = BTreeMap<String, (Tags, BTreeMap<i64, f64>)>;
 
-/// Sums of one store side per object, per window ending at `end`.
+/// Sums of one store side per object, per window ending at `end`. The points are summed
+/// where the store keeps them (no copy: a 30-day window is many points).
 fn store_sums(
     runner: &Runner,
     side: &SloSeries,
@@ -122,30 +123,42 @@ fn store_sums(
     windows: &BTreeSet<i64>,
 ) -> Result<Sums, CheckError> {
     let longest = windows.iter().max().copied().unwrap_or(0);
-    let groups = runner
-        .store
-        .window(&WindowQuery {
-            measurement: side.measurement.clone(),
-            field: side.field.clone(),
-            by: by.to_vec(),
-            filters: side.filters.clone(),
-            start_ns: (end - longest) * NS,
-            end_ns: end * NS,
-        })
-        .map_err(|e| CheckError::Query(e.to_string()))?;
-    Ok(groups
-        .into_iter()
-        .map(|g| {
+    let q = WindowQuery {
+        measurement: side.measurement.clone(),
+        field: side.field.clone(),
+        by: by.to_vec(),
+        filters: side.filters.clone(),
+        start_ns: i64::MIN,
+        end_ns: i64::MAX,
+    };
+    // Retention may remove series between resolving the groups and reading them: resolve
+    // again then (it runs rarely, so a few tries are plenty).
+    for _ in 0..3 {
+        let groups = runner.store.groups(&q);
+        let mut out = Sums::new();
+        let read = |i: usize, pts: &[(i64, f64)]| {
             let sums = windows
                 .iter()
                 .map(|w| {
-                    let from = g.points.partition_point(|p| p.0 < (end - w) * NS);
-                    (*w, g.points[from..].iter().map(|p| p.1).sum())
+                    let from = pts.partition_point(|p| p.0 < (end - w) * NS);
+                    (*w, pts[from..].iter().map(|p| p.1).sum())
                 })
                 .collect();
-            (canonical_tags(&g.tags), (g.tags, sums))
-        })
-        .collect())
+            let tags = groups.groups[i].tags.clone();
+            out.insert(canonical_tags(&tags), (tags, sums));
+        };
+        let mut hints = Vec::new();
+        let fresh = runner
+            .store
+            .read_groups(&groups, (end - longest) * NS, end * NS, &mut hints, read)
+            .map_err(|e| CheckError::Query(e.to_string()))?;
+        if fresh {
+            return Ok(out);
+        }
+    }
+    Err(CheckError::Query(
+        "the store's series kept changing during the check; it runs again at the next tick".into(),
+    ))
 }
 
 impl Runner {
