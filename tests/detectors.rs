@@ -539,6 +539,20 @@ fn dbscan_outliers_in_serve_and_replay_and_their_detail() {
 }
 
 #[test]
+fn slo_refuses_a_script() {
+    refused(
+        &[(
+            "s.toml",
+            &slo(&format!(
+                "script = \"x.rhai\"\n[slo]\ntarget = 99\n{SLO_STORE}"
+            )),
+        )],
+        "s.toml:4: script",
+        "[[slo.burn]]",
+    );
+}
+
+#[test]
 fn slo_default_pairs_need_a_window_of_six_hours() {
     refused(
         &[(

@@ -166,6 +166,13 @@ pub(super) fn parse(
             "an objective reads [slo] good and total; remove [query]".into(),
         );
     }
+    if let Some(sc) = &raw.script {
+        e.at(
+            sc.span(),
+            "script",
+            "an objective's levels come from [[slo.burn]]; remove the script".into(),
+        );
+    }
     if let Some(n) = &raw.nodata {
         e.at(
             n.span(),
