@@ -643,6 +643,29 @@ fn tf_single(dir: &Path) -> String {
 }
 
 #[test]
+fn a_composite_refuses_outlier_parameters_and_an_objective_refuses_them_too() {
+    let body = composite("critical = \"cpu\"\nalgorithm = \"dbscan\"\ntolerance = 2\n");
+    refused(
+        &[("cpu.toml", CPU), ("c.toml", &body)],
+        "c.toml:6: rules.algorithm",
+        "no window",
+    );
+    refused(
+        &[("cpu.toml", CPU), ("c.toml", &body)],
+        "c.toml:7: rules.tolerance",
+        "no window",
+    );
+    let body = slo(&format!(
+        "[slo]\ntarget = 99\n{SLO_STORE}[rules]\nalgorithm = \"dbscan\"\n"
+    ));
+    refused(
+        &[("s.toml", &body)],
+        "s.toml:9: rules.algorithm",
+        "[[slo.burn]]",
+    );
+}
+
+#[test]
 fn a_composite_with_an_slo_section_is_refused() {
     let body = format!("{}[slo]\ntarget = 99\n", composite("critical = \"cpu\"\n"));
     refused(

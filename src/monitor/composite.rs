@@ -268,13 +268,47 @@ pub(super) fn wanted(raw: &RawMonitor) -> bool {
 pub(super) fn parse(raw: &RawMonitor, e: &mut Errs) -> Option<ParsedComposite> {
     let r: &RawRules = raw.rules.as_ref()?.get_ref();
     let rules_span = raw.rules.as_ref().map_or(0..0, |r| r.span());
+    const NO_SCRIPT: &str =
+        "a composite has no script: its rules are boolean expressions over monitor ids";
+    const NO_WINDOW: &str = "a composite reads no window; remove it";
     for (present, field, why) in [
-        (raw.script.as_ref().map(|s| s.span()), "script", "a composite has no script: its rules are boolean expressions over monitor ids"),
-        (r.script.as_ref().map(|s| s.span()), "rules.script", "a composite has no script: its rules are boolean expressions over monitor ids"),
-        (r.recovery.as_ref().map(|s| s.span()), "rules.recovery", "a composite has no Result threshold to recover below; use recover_after"),
-        (r.baseline.as_ref().map(|s| s.span()), "rules.baseline", "a composite reads no window; remove it"),
-        (raw.nodata.as_ref().map(|s| s.span()), "nodata", "a composite reads no data, so it has no gaps; its inputs' nodata rounds count as open rounds"),
-        (raw.slo.as_ref().map(|s| s.span()), "slo", "a composite is no objective: remove [slo] or kind = \"composite\""),
+        (raw.script.as_ref().map(|s| s.span()), "script", NO_SCRIPT),
+        (
+            r.script.as_ref().map(|s| s.span()),
+            "rules.script",
+            NO_SCRIPT,
+        ),
+        (
+            r.recovery.as_ref().map(|s| s.span()),
+            "rules.recovery",
+            "a composite has no Result threshold to recover below; use recover_after",
+        ),
+        (
+            r.baseline.as_ref().map(|s| s.span()),
+            "rules.baseline",
+            NO_WINDOW,
+        ),
+        (
+            r.algorithm.as_ref().map(|s| s.span()),
+            "rules.algorithm",
+            NO_WINDOW,
+        ),
+        (
+            r.tolerance.as_ref().map(|s| s.span()),
+            "rules.tolerance",
+            NO_WINDOW,
+        ),
+        (
+            raw.nodata.as_ref().map(|s| s.span()),
+            "nodata",
+            "a composite reads no data, so it has no gaps; its inputs' nodata rounds count as \
+             open rounds",
+        ),
+        (
+            raw.slo.as_ref().map(|s| s.span()),
+            "slo",
+            "a composite is no objective: remove [slo] or kind = \"composite\"",
+        ),
     ] {
         if let Some(at) = present {
             e.at(at, field, why.into());

@@ -194,6 +194,8 @@ pub(super) fn parse(
             (rr.script.as_ref().map(|x| x.span()), "rules.script"),
             (rr.recovery.as_ref().map(|x| x.span()), "rules.recovery"),
             (rr.baseline.as_ref().map(|x| x.span()), "rules.baseline"),
+            (rr.algorithm.as_ref().map(|x| x.span()), "rules.algorithm"),
+            (rr.tolerance.as_ref().map(|x| x.span()), "rules.tolerance"),
         ];
         for (at, field) in others {
             if let Some(at) = at {
