@@ -114,7 +114,9 @@ pub fn object_points(
         });
     }
     let (source, points) = match &m.kind {
-        MonitorKind::Bot { .. } => return Err(InspectError::NoQuery(m.id.clone())),
+        MonitorKind::Bot { .. } | MonitorKind::Composite(_) | MonitorKind::Slo(_) => {
+            return Err(InspectError::NoQuery(m.id.clone()))
+        }
         MonitorKind::Query { query, .. } => {
             let mut filters = query.filters.clone();
             for (k, v) in tags {

@@ -11,10 +11,14 @@
 //! - `kinds`: the detector kinds (change, forecast, learned band) and the past they read
 //! - `render`: the one event renderer
 //! - `bot`: bot (`bot_obs`) checks
+//! - `composite`: composite checks (boolean rules over other monitors' open rounds)
+//! - `judged`: the shared end of checks whose kind decides the level itself
 
 mod bot;
+mod composite;
 mod host;
 pub mod inspect;
+mod judged;
 mod kinds;
 mod promql;
 mod query;
@@ -235,6 +239,8 @@ impl Runner {
             MonitorKind::Bot { script } => self.run_bot(m, script, st, t, mode),
             MonitorKind::Query { query, rules } => self.run_query(m, query, rules, st, t, mode),
             MonitorKind::Promql { query, rules } => self.run_promql(m, query, rules, st, t, mode),
+            MonitorKind::Composite(spec) => self.run_composite(m, spec, st, t, mode),
+            MonitorKind::Slo(spec) => self.run_slo(m, spec, st, t, mode),
         }
     }
 

@@ -8,13 +8,14 @@
 
 use super::host::Host;
 use super::kinds::history::History;
+use super::kinds::outlier;
 use super::query::{seen_grain, Objects, Pass, Seen};
 use super::rules;
 use super::{CheckError, CheckReport, ExecMode, MonitorState, Runner, NS};
 use crate::datasource::Lane;
 use crate::model::event::{canonical_tags, event_ref};
 use crate::model::Tags;
-use crate::monitor::{Monitor, PromqlSpec, RuleKind, Rules, Schedule};
+use crate::monitor::{Monitor, OutlierAlgo, PromqlSpec, RuleKind, Rules, Schedule};
 use std::collections::HashMap;
 
 /// The objects of one answer.
@@ -95,7 +96,7 @@ impl Runner {
         };
         let (answer, values, mut errors) = objects(&m.id, ask(end, Lane::Window)?);
         let keep_points = rules::needs_scope(rules);
-        let seen: Vec<Seen> = values
+        let mut seen: Vec<Seen> = values
             .iter()
             .map(|v| Seen {
                 last: Some(end),
@@ -122,9 +123,32 @@ impl Runner {
             None => Vec::new(),
         };
         let fleet = match rules.kind {
-            RuleKind::Outlier => rules::fleet(&values),
+            // dbscan has verdicts of its own; an object without one has Result 0.
+            RuleKind::Outlier if rules.outlier == OutlierAlgo::Mad => rules::fleet(&values),
             _ => None,
         };
+        // `dbscan` compares the objects' series over the window: one range query, about 60
+        // evaluations per window, matched to the answer's objects by their tags.
+        if outlier::needs_points(rules) {
+            let step = (m.interval / 60).max(1);
+            let index: HashMap<&str, usize> = answer
+                .refs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.as_str(), i))
+                .collect();
+            let series = self
+                .datasources
+                .range(&q.datasource, &q.promql, start, end, step)
+                .map_err(|e| CheckError::Query(e.to_string()))?;
+            for s in series {
+                let r = event_ref(&m.id, &canonical_tags(&s.tags));
+                if let Some(i) = index.get(r.as_str()) {
+                    seen[*i].points = s.points.iter().map(|(t, v)| (t * NS, *v)).collect();
+                }
+            }
+        }
+        let outliers = outlier::verdicts(rules, &seen, start * NS, end * NS);
         let pass = Pass {
             runner: self,
             m,
@@ -133,6 +157,7 @@ impl Runner {
             seen: &seen,
             bases: &bases,
             fleet,
+            outliers: &outliers,
             host: Host {
                 store: &self.store,
                 db: &self.db,

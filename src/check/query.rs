@@ -14,6 +14,7 @@
 
 use super::host::Host;
 use super::kinds::history::History;
+use super::kinds::outlier;
 use super::kinds::Decision;
 use super::render::{render, RenderCtx};
 use super::rules::{self, Baseline};
@@ -22,7 +23,7 @@ use crate::detect::observe::{classify, Classified, Presence};
 use crate::detect::{ObjectState, Observation};
 use crate::events::{Commit, StoredObject};
 use crate::model::event::{canonical_tags, event_ref, Event};
-use crate::monitor::{Monitor, QuerySpec, RuleKind, Rules};
+use crate::monitor::{Monitor, OutlierAlgo, QuerySpec, RuleKind, Rules};
 use crate::store::query::{aggregate, Tags, WindowQuery};
 use crate::store::{SeriesGroups, Store};
 use std::cmp::Ordering;
@@ -141,7 +142,7 @@ pub(super) fn seen_grain(forget_after: i64) -> i64 {
 }
 
 /// Whether a check's new state of an object must be written (see [`seen_grain`]).
-fn worth_storing(old: Option<&ObjectState>, new: &ObjectState, grain: i64) -> bool {
+pub(super) fn worth_storing(old: Option<&ObjectState>, new: &ObjectState, grain: i64) -> bool {
     let Some(old) = old else { return true };
     let bucket = |s: Option<i64>| s.map(|s| s.div_euclid(grain));
     !old.same_but_last_seen(new) || bucket(old.last_seen) != bucket(new.last_seen)
@@ -156,6 +157,8 @@ pub(super) struct Pass<'a> {
     pub(super) seen: &'a [Seen],
     pub(super) bases: &'a [Baseline],
     pub(super) fleet: Option<(f64, f64)>,
+    /// `outlier` with `dbscan`: each group's verdict (empty otherwise)
+    pub(super) outliers: &'a [Option<crate::check::kinds::outlier::Verdict>],
     pub(super) host: Host<'a>,
     pub(super) lookback: Option<i64>,
     /// the nodata lookback is judged by when the object was last present (a data source's
@@ -238,6 +241,10 @@ impl Pass<'_> {
             Classified::Empty => (Observation::Empty, None),
             Classified::Evaluate { as_zero } => {
                 // A gap evaluated as zero has no points and Result = 0.
+                let verdict = group
+                    .and_then(|g| self.outliers.get(g))
+                    .and_then(Option::as_ref)
+                    .filter(|_| !as_zero);
                 let (points, decision): (&[(i64, f64)], _) = match data {
                     Some(d) if !as_zero => {
                         let base = group.and_then(|g| self.bases.get(g)).copied();
@@ -245,6 +252,8 @@ impl Pass<'_> {
                             let base = base.unwrap_or_default();
                             rules::decide(self.rules, v, &base, self.fleet)
                         });
+                        // dbscan scores the object's series against the others'.
+                        let decision = verdict.map(|v| Decision::plain(v.score)).or(decision);
                         (&d.points, decision)
                     }
                     _ => (&[], Some(Decision::plain(0.0))),
@@ -257,7 +266,12 @@ impl Pass<'_> {
                     Some(Decision { result: None, .. }) => (Observation::Empty, None),
                     decision => match rules::judge(engine, self.rules, decision, scope, &self.host)
                     {
-                        Ok(ev) => {
+                        Ok(mut ev) => {
+                            if let (Some(v), OutlierAlgo::Dbscan { tolerance }) =
+                                (verdict, self.rules.outlier)
+                            {
+                                ev.extra = Some(v.detail(tolerance));
+                            }
                             out.objects += 1;
                             let obs = Observation::Data {
                                 level: ev.level,
@@ -409,7 +423,7 @@ impl Runner {
         let lookback = m.nodata.map(|n| end - n.after);
         let wide_start = lookback.map_or(start, |l| l.min(start));
         let groups = &plan.groups;
-        let keep_points = rules::needs_scope(rules);
+        let keep_points = rules::needs_scope(rules) || outlier::needs_points(rules);
         let mut seen: Vec<Seen> = vec![Seen::default(); groups.groups.len()];
         let query_err = |e: crate::store::StoreError| CheckError::Query(e.to_string());
         let read = |i: usize, pts: &[(i64, f64)]| {
@@ -446,12 +460,14 @@ impl Runner {
             None => Vec::new(),
         };
         let fleet = match rules.kind {
-            RuleKind::Outlier => {
+            // dbscan has verdicts of its own; an object without one has Result 0.
+            RuleKind::Outlier if rules.outlier == OutlierAlgo::Mad => {
                 let values: Vec<f64> = seen.iter().filter_map(|s| s.value).collect();
                 rules::fleet(&values)
             }
             _ => None,
         };
+        let outliers = outlier::verdicts(rules, &seen, start * NS, end * NS);
         let pass = Pass {
             runner: self,
             m,
@@ -460,6 +476,7 @@ impl Runner {
             seen: &seen,
             bases: &bases,
             fleet,
+            outliers: &outliers,
             host: Host {
                 store: &self.store,
                 db: &self.db,

@@ -118,6 +118,11 @@ fn detail(m: &Monitor, eval: Option<&Evaluated>) -> Value {
             _ => None,
         };
         detail.insert("matched_rule".into(), json!(rule));
+        // The kind's own explanation (composite, slo, outlier) goes last, and may say which
+        // rule matched where the levels are not Rhai rules.
+        for (k, v) in e.extra.iter().flatten() {
+            detail.insert(k.clone(), v.clone());
+        }
     }
     Value::Object(detail)
 }

@@ -19,8 +19,12 @@ pub(crate) struct Evaluated {
     pub(crate) recovery_holds: bool,
     /// the script's message
     pub(crate) message: Option<String>,
-    /// what the rule kind's detector saw (`detector` in `df_event_detail`)
+    /// what the rule kind's detector saw (`detector` in `df_event_detail`: mutation,
+    /// forecast, range)
     pub(crate) detail: Option<serde_json::Value>,
+    /// fields a kind adds to `df_event_detail` itself to explain its decision (composite,
+    /// slo, outlier); `None` for the others
+    pub(crate) extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What a rule kind compares an object's window value with, read before the objects are
@@ -174,6 +178,7 @@ pub(crate) fn evaluate(
         recovery_holds,
         message,
         detail: None,
+        extra: None,
     })
 }
 
@@ -195,6 +200,7 @@ pub(crate) fn judge(
             recovery_holds: true,
             message: None,
             detail: None,
+            extra: None,
         },
         _ => evaluate(engine, rules, result, scope, host)?,
     };

@@ -168,7 +168,7 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
             let needs: Vec<&str> = loaded
                 .monitors
                 .iter()
-                .filter(|m| m.promql().is_none())
+                .filter(|m| m.reads_store())
                 .map(|m| m.id.as_str())
                 .collect();
             if !needs.is_empty() {

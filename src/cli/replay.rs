@@ -7,18 +7,28 @@ use crate::model::event::Event;
 use crate::monitor::Monitor;
 use std::collections::HashMap;
 
-/// Every `(trigger time, monitor index)` of the range, in run order: by time, then monitor id.
+/// Every `(trigger time, monitor index)` of the range, in run order (see [`order`]).
 pub fn schedule(monitors: &[Monitor], from: i64, to: i64) -> Vec<(i64, usize)> {
     let mut ticks: Vec<(i64, usize)> = monitors
         .iter()
         .enumerate()
         .flat_map(|(i, m)| m.schedule.ticks(from, to).into_iter().map(move |t| (t, i)))
         .collect();
+    order(monitors, &mut ticks);
+    ticks
+}
+
+/// Sorts ticks into run order: by time, then composites after the monitors they read
+/// ([`crate::monitor::ranks`]), then by monitor id.
+pub fn order(monitors: &[Monitor], ticks: &mut [(i64, usize)]) {
+    // Loading refuses cycles, so every monitor has a rank.
+    let ranks = crate::monitor::ranks(monitors).unwrap_or_default();
+    let rank = |i: usize| ranks.get(&monitors[i].id).copied().unwrap_or(0);
     ticks.sort_by(|a, b| {
         a.0.cmp(&b.0)
+            .then_with(|| rank(a.1).cmp(&rank(b.1)))
             .then_with(|| monitors[a.1].id.cmp(&monitors[b.1].id))
     });
-    ticks
 }
 
 /// Runs every tick in order and hands the events to `emit` sorted by date, monitor id, event

@@ -427,10 +427,7 @@ fn run_case(
             }
         }
     }
-    ticks.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| monitors[a.1].id.cmp(&monitors[b.1].id))
-    });
+    crate::cli::replay::order(monitors, &mut ticks);
     let mut states: HashMap<usize, MonitorState> = HashMap::new();
     let mut got: BTreeMap<(i64, String), Vec<Event>> = BTreeMap::new();
     let mut ran: std::collections::HashSet<(i64, String)> = Default::default();

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod composite;
+
 /// The health of one monitor, as `GET /api/v1/monitors` shows it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Health {
@@ -506,6 +508,8 @@ impl Engine {
                     .is_none()
                     .then(|| self.compute_slots.clone());
                 tokio::spawn(async move {
+                    // A composite runs after the monitors it reads (their tick first).
+                    me.await_inputs(&slot.monitor, due).await;
                     let permit = match slots {
                         Some(s) => s.acquire_owned().await.ok(),
                         None => None,

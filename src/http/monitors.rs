@@ -10,7 +10,7 @@ use super::{blocking, heavy_read, AppState};
 use crate::engine::Slot;
 use crate::model::Tags;
 use crate::monitor::Schedule;
-use crate::monitor::{Eval, MonitorKind};
+use crate::monitor::{Eval, MonitorKind, SloSource};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -130,7 +130,10 @@ fn summary(st: &AppState, s: &Slot) -> Value {
     };
     json!({
         "id": m.id, "name": m.name, "type": m.mtype.as_str(), "policy": m.policy,
-        "kind": m.rules().map(|r| r.kind.as_str()),
+        "kind": m.rules().map(|r| r.kind.as_str()).or(match m.kind {
+            MonitorKind::Composite(_) => Some("composite"),
+            _ => None,
+        }),
         "file": m.file.display().to_string(), "schedule": schedule,
         "interval": m.interval, "delay": m.delay,
         "objects": s.state.try_lock().map(|st| st.objects.len()),
@@ -162,6 +165,21 @@ async fn get_monitor(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
             json!({"datasource": q.datasource, "promql": q.promql})
         }
         MonitorKind::Bot { .. } => Value::Null,
+        MonitorKind::Composite(c) => json!({"composite": c.inputs}),
+        MonitorKind::Slo(s) => {
+            let side = |x: &crate::monitor::SloSeries| json!({"measurement": x.measurement, "field": x.field, "where": x.where_raw});
+            let source = match &s.source {
+                SloSource::Store { good, total, by } => {
+                    json!({"good": side(good), "total": side(total), "by": by})
+                }
+                SloSource::Promql {
+                    datasource,
+                    good,
+                    total,
+                } => json!({"datasource": datasource, "good": good, "total": total}),
+            };
+            json!({"slo": source, "target": s.target, "window": s.window})
+        }
     };
     v["rules"] = match m.rules().map(|r| &r.eval) {
         Some(Eval::Levels(levels)) => Value::Object(
@@ -171,7 +189,15 @@ async fn get_monitor(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
                 .collect(),
         ),
         Some(Eval::Script(s)) => json!({"script": s.name}),
-        None => Value::Null,
+        None => match &m.kind {
+            MonitorKind::Composite(c) => Value::Object(
+                c.levels
+                    .iter()
+                    .map(|r| (r.level.status().as_str().to_string(), json!(r.source)))
+                    .collect(),
+            ),
+            _ => Value::Null,
+        },
     };
     v["recovery"] = json!(m
         .rules()

@@ -97,6 +97,9 @@ pub fn load(paths: &[PathBuf], ctx: &LoadContext) -> Loaded {
             Err(errs) => loaded.errors.extend(errs),
         }
     }
+    super::composite::check_refs(&mut loaded.monitors, &mut loaded.errors);
+    // The composites' errors came last: back in file order (stable, so a file's own order stays).
+    loaded.errors.sort_by(|a, b| a.file.cmp(&b.file));
     loaded.monitors.sort_by(|a, b| a.id.cmp(&b.id));
     loaded
 }

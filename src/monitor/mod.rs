@@ -13,24 +13,30 @@ use crate::store::query::{Agg, Filter, Tags};
 use std::fmt;
 use std::path::PathBuf;
 
+mod composite;
 mod errs;
 mod kinds;
 mod load;
 mod nodata;
+mod outlier;
 mod parse;
 mod query;
 mod raw;
 mod rules;
 mod schedule;
+mod slo;
 mod template;
+pub use composite::{parse_expr, ranks, CompositeRule, CompositeSpec, Expr, ExprError};
 pub use kinds::{
     BandParams, ChangeParams, Crossing, Diff, Direction, ForecastParams, KindParams, Method, Side,
     Spread, When,
 };
 pub use load::{load, load_file, monitor_files, LoadContext, Loaded};
+pub use outlier::{OutlierAlgo, DEFAULT_TOLERANCE};
 pub use parse::parse_monitor;
 pub use query::check_promql;
 pub use schedule::{parse_cron, Cron, Schedule};
+pub use slo::{BurnPair, SloSeries, SloSource, SloSpec, DEFAULT_BURN};
 
 /// A validation error in a monitor file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +218,8 @@ pub struct Rules {
     pub baseline: i64,
     /// the rule kind's typed parameters (`mutation`, `forecast`, `range` with a band)
     pub params: KindParams,
+    /// how `outlier` picks its outliers
+    pub outlier: OutlierAlgo,
 }
 
 /// What a monitor is: a query with rules, or a bot whose script reports on its own.
@@ -232,6 +240,10 @@ pub enum MonitorKind {
         /// how the result is judged
         rules: Rules,
     },
+    /// `kind = "composite"` without a `[query]`: level rules over other monitors' open rounds
+    Composite(CompositeSpec),
+    /// `type = "slo"` with `[slo]`: burn rates of an objective over a good/total pair
+    Slo(SloSpec),
     /// `bot_obs`: the script queries through host functions and calls `report(...)`
     Bot {
         /// the bot script
@@ -305,7 +317,10 @@ impl Monitor {
     pub fn query(&self) -> Option<&QuerySpec> {
         match &self.kind {
             MonitorKind::Query { query, .. } => Some(query),
-            MonitorKind::Promql { .. } | MonitorKind::Bot { .. } => None,
+            MonitorKind::Promql { .. }
+            | MonitorKind::Bot { .. }
+            | MonitorKind::Composite(_)
+            | MonitorKind::Slo(_) => None,
         }
     }
 
@@ -317,16 +332,29 @@ impl Monitor {
         }
     }
 
+    /// Whether its checks read the embedded store (a data-source monitor or objective does
+    /// not, nor does a composite: it reads other monitors' rounds).
+    pub fn reads_store(&self) -> bool {
+        match &self.kind {
+            MonitorKind::Query { .. } | MonitorKind::Bot { .. } => true,
+            MonitorKind::Promql { .. } | MonitorKind::Composite(_) => false,
+            MonitorKind::Slo(s) => matches!(s.source, SloSource::Store { .. }),
+        }
+    }
+
     /// The rules, unless this is a bot.
     pub fn rules(&self) -> Option<&Rules> {
         match &self.kind {
             MonitorKind::Query { rules, .. } | MonitorKind::Promql { rules, .. } => Some(rules),
-            MonitorKind::Bot { .. } => None,
+            MonitorKind::Bot { .. } | MonitorKind::Composite(_) | MonitorKind::Slo(_) => None,
         }
     }
 
     /// `df_monitor_checker`: the function name in Guance terms.
     pub fn checker(&self) -> &'static str {
+        if let MonitorKind::Composite(_) = self.kind {
+            return "composite";
+        }
         match self.mtype {
             MonitorType::BotObs => "bot_obs",
             MonitorType::Slo => "slo",

@@ -150,6 +150,82 @@ pub fn parse_monitor(
     let delay = e.duration(&raw.delay, "delay", 0);
     let forget_after = e.duration(&raw.forget_after, "forget_after", 86_400);
 
+    // A composite without a [query] judges other monitors' rounds: its own reading of [rules].
+    if mtype != MonitorType::BotObs && super::composite::wanted(&raw) {
+        let parsed = super::composite::parse(&raw, &mut e);
+        let template = super::template::parse(raw.template.as_ref(), &mut e);
+        let Some(parsed) = parsed.filter(|_| e.list.is_empty()) else {
+            return Err(e.list);
+        };
+        let inputs = parsed.spec.inputs.join(",");
+        return Ok(Monitor {
+            checker_ref: md5_hex(&format!("composite|{id}|{inputs}")),
+            id,
+            name,
+            mtype,
+            policy,
+            schedule,
+            interval,
+            delay,
+            kind: MonitorKind::Composite(parsed.spec),
+            settings: Settings {
+                trigger_after: parsed.trigger_after,
+                recover_after: parsed.recover_after,
+                nodata: NodataAction::None,
+            },
+            nodata: None,
+            template,
+            forget_after,
+            file: file.to_path_buf(),
+            fingerprint: md5_hex(text),
+        });
+    }
+    // An objective reads [slo]: good and total, target and burn-rate pairs.
+    if super::slo::wanted(&raw, mtype) {
+        let parsed = super::slo::parse(&raw, ctx.datasources, &mut e);
+        if let Some(i) = &raw.interval {
+            e.bad(
+                i,
+                "interval",
+                "an objective's windows are slo.window and [[slo.burn]]; remove it",
+            );
+        }
+        let template = super::template::parse(raw.template.as_ref(), &mut e);
+        let Some(parsed) = parsed.filter(|_| e.list.is_empty()) else {
+            return Err(e.list);
+        };
+        return Ok(Monitor {
+            checker_ref: md5_hex(&format!(
+                "slo|{:?}|{}",
+                parsed.spec.source, parsed.spec.window
+            )),
+            id,
+            name,
+            mtype,
+            policy,
+            schedule,
+            interval,
+            delay,
+            kind: MonitorKind::Slo(parsed.spec),
+            settings: Settings {
+                trigger_after: parsed.trigger_after,
+                recover_after: parsed.recover_after,
+                nodata: NodataAction::None,
+            },
+            nodata: None,
+            template,
+            forget_after,
+            file: file.to_path_buf(),
+            fingerprint: md5_hex(text),
+        });
+    }
+    if let Some(s) = &raw.slo {
+        e.at(
+            s.span(),
+            "slo",
+            "[slo] is for type = \"slo\"; set it, or remove [slo]".into(),
+        );
+    }
     let query = super::query::parse(raw.query.as_ref(), mtype, ctx, &mut e);
     let rules = super::rules::parse(
         raw.rules.as_ref(),
@@ -176,6 +252,7 @@ pub fn parse_monitor(
                 recovery: rules.recovery,
                 baseline: rules.baseline,
                 params: rules.params,
+                outlier: rules.outlier,
             };
             Some(match query {
                 Query::Store(query) => MonitorKind::Query { query, rules },
@@ -202,7 +279,9 @@ pub fn parse_monitor(
         MonitorKind::Promql { query: q, .. } => {
             format!("promql|{}|{}|{}", q.datasource, q.promql, interval)
         }
-        MonitorKind::Bot { .. } => format!("bot|{id}"),
+        MonitorKind::Bot { .. } | MonitorKind::Composite(_) | MonitorKind::Slo(_) => {
+            format!("bot|{id}")
+        }
     });
     Ok(Monitor {
         id,

@@ -85,6 +85,7 @@ pub(super) struct RawMonitor {
     pub(super) rules: Option<Spanned<RawRules>>,
     pub(super) nodata: Option<Spanned<RawNodata>>,
     pub(super) template: Option<Spanned<RawTemplate>>,
+    pub(super) slo: Option<Spanned<super::slo::RawSlo>>,
 }
 
 /// `[query]`.
@@ -132,6 +133,8 @@ pub(super) struct RawRules {
     pub(super) season: Option<Spanned<Dur>>,
     pub(super) min_history: Option<Spanned<i64>>,
     pub(super) side: Option<Spanned<String>>,
+    pub(super) algorithm: Option<Spanned<String>>,
+    pub(super) tolerance: Option<Spanned<f64>>,
 }
 
 /// `[nodata]`.

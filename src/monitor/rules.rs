@@ -22,6 +22,7 @@ pub(super) struct ParsedRules {
     pub(super) baseline: i64,
     /// the kind's typed parameters
     pub(super) params: super::kinds::KindParams,
+    pub(super) outlier: super::OutlierAlgo,
 }
 
 /// Reads `[rules]` and the top-level `script` of a monitor of type `mtype` with window
@@ -178,7 +179,9 @@ pub(super) fn parse(
         interval.saturating_mul(6),
     );
     let params = super::kinds::parse(raw_rules, rule_kind, interval, baseline, e);
+    let outlier = super::outlier::parse(raw_rules, rule_kind, e);
     ParsedRules {
+        outlier,
         kind: rule_kind,
         params,
         levels,

@@ -222,6 +222,7 @@ mod tests {
             recovery: None,
             baseline,
             params,
+            outlier: crate::monitor::OutlierAlgo::Mad,
         }
     }
 

@@ -7,11 +7,15 @@
 //! - `forecast`: `forecast`, hours until a trend crosses a threshold
 //! - `band`: `range` with a learned (optionally seasonal) band
 //! - `history`: reading that past from the store or a data source, for every kind here
+//! - `outlier`: `outlier` with `algorithm = "dbscan"`, over the window's series
+//! - `slo`: `type = "slo"`, multiwindow burn rates of a good/total pair
 
 pub(crate) mod band;
 pub(crate) mod change;
 pub(crate) mod forecast;
 pub(crate) mod history;
+pub(crate) mod outlier;
+pub(crate) mod slo;
 
 use serde_json::Value;
 
