@@ -5,11 +5,11 @@
 
 mod common;
 
+use common::replay::{live_lines, replay_ok, ObjectErrors};
+
 use common::{free_port, program, Program};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
-use std::sync::Arc;
 
 /// 2024-05-01T10:00:00Z
 const BASE: i64 = 1_714_557_600;
@@ -65,60 +65,6 @@ fn setup(dir: &Path, url: &str, monitor: &str) -> (std::path::PathBuf, std::path
     std::fs::create_dir_all(&monitors).unwrap();
     std::fs::write(monitors.join("m.toml"), monitor).unwrap();
     (config, monitors)
-}
-
-fn replay(config: &Path, monitors: &Path, from: i64, to: i64) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["replay", "--config"])
-        .arg(config)
-        .arg("--monitors")
-        .arg(monitors)
-        .args(["--from", &from.to_string(), "--to", &to.to_string()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The monitors' ticks in `[from, to]` run one by one as live checks do (instant queries),
-/// printed as `tocsin replay` prints.
-fn live_lines(config: &Path, monitors: &Path, from: i64, to: i64) -> String {
-    use tocsin::check::{ExecMode, MonitorState, Runner};
-    let cfg = tocsin::config::Config::load(config).unwrap();
-    let engine = Arc::new(tocsin::script::ScriptEngine::new(Default::default()));
-    let ids = cfg.datasource_ids();
-    let loaded = tocsin::monitor::load(
-        &[monitors.to_path_buf()],
-        &tocsin::monitor::LoadContext {
-            scripts_dir: Path::new("scripts"),
-            policies: &[],
-            engine: &engine,
-            datasources: Some(&ids),
-        },
-    );
-    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    let runner = Runner {
-        store: Arc::new(tocsin::store::Store::scratch()),
-        db: Arc::new(tocsin::events::EventDb::scratch_events()),
-        engine,
-        policies: cfg.policy_names().into(),
-        public_url: cfg.public_url.clone(),
-        workers: Default::default(),
-        datasources: Arc::new(tocsin::datasource::Datasources::new(&cfg.datasources)),
-    };
-    let mut events = Vec::new();
-    let mut states = vec![MonitorState::default(); loaded.monitors.len()];
-    for (t, i) in tocsin::cli::replay::schedule(&loaded.monitors, from, to) {
-        let rep = runner
-            .run(&loaded.monitors[i], &mut states[i], t, ExecMode::Crontab)
-            .unwrap();
-        events.extend(rep.events);
-    }
-    tocsin::cli::replay::sort_events(&mut events);
-    events
-        .iter()
-        .map(|e| serde_json::to_string(e).unwrap() + "\n")
-        .collect()
 }
 
 fn statuses(out: &str) -> Vec<(i64, String)> {
@@ -178,10 +124,10 @@ fn an_objective_over_a_datasource_replays_as_it_runs_live() {
     };
     let (config, monitors) = setup(dir.path(), &url, SLO);
     let (from, to) = (BASE + 50 * 60, BASE + 119 * 60);
-    let out = replay(&config, &monitors, from, to);
+    let out = replay_ok(&config, &monitors, from, to);
     assert_eq!(
         out,
-        live_lines(&config, &monitors, from, to),
+        live_lines(&config, &monitors, from, to, ObjectErrors::Refuse),
         "replay and live differ"
     );
     let got = statuses(&out);
@@ -239,10 +185,10 @@ fn dbscan_over_a_datasource_reads_the_window_series_and_replays_as_live() {
     };
     let (config, monitors) = setup(dir.path(), &url, OUTLIER);
     let (from, to) = (BASE + 5 * 60, BASE + 55 * 60);
-    let out = replay(&config, &monitors, from, to);
+    let out = replay_ok(&config, &monitors, from, to);
     assert_eq!(
         out,
-        live_lines(&config, &monitors, from, to),
+        live_lines(&config, &monitors, from, to, ObjectErrors::Refuse),
         "replay and live differ"
     );
     let events: Vec<Value> = out

@@ -6,11 +6,11 @@
 
 mod common;
 
+use common::replay::{live_lines, replay_ok, ObjectErrors};
+
 use common::{free_port, program, Program};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
 
 /// 2024-05-01T10:00:00Z
 const BASE: i64 = 1_714_557_600;
@@ -184,61 +184,6 @@ fn setup(dir: &Path, vm: &Vm) -> (PathBuf, PathBuf) {
     (config, monitors)
 }
 
-fn replay(config: &Path, monitors: &Path, from: i64, to: i64) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["replay", "--config"])
-        .arg(config)
-        .arg("--monitors")
-        .arg(monitors)
-        .args(["--from", &from.to_string(), "--to", &to.to_string()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The ticks in `[from, to]` as live checks (instant and range queries, a scratch event
-/// store), printed as `tocsin replay` prints events.
-fn live_lines(config: &Path, monitors: &Path, from: i64, to: i64) -> String {
-    use tocsin::check::{ExecMode, MonitorState, Runner};
-    let cfg = tocsin::config::Config::load(config).unwrap();
-    let engine = Arc::new(tocsin::script::ScriptEngine::new(Default::default()));
-    let ids = cfg.datasource_ids();
-    let loaded = tocsin::monitor::load(
-        &[monitors.to_path_buf()],
-        &tocsin::monitor::LoadContext {
-            scripts_dir: Path::new("scripts"),
-            policies: &[],
-            engine: &engine,
-            datasources: Some(&ids),
-        },
-    );
-    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    let runner = Runner {
-        store: Arc::new(tocsin::store::Store::scratch()),
-        db: Arc::new(tocsin::events::EventDb::scratch_events()),
-        engine,
-        policies: cfg.policy_names().into(),
-        public_url: cfg.public_url.clone(),
-        workers: Default::default(),
-        datasources: Arc::new(tocsin::datasource::Datasources::new(&cfg.datasources)),
-    };
-    let mut events = Vec::new();
-    let mut states: Vec<MonitorState> = vec![MonitorState::default(); loaded.monitors.len()];
-    for (t, i) in tocsin::cli::replay::schedule(&loaded.monitors, from, to) {
-        let rep = runner
-            .run(&loaded.monitors[i], &mut states[i], t, ExecMode::Crontab)
-            .unwrap();
-        assert!(rep.errors.is_empty(), "{:?}", rep.errors);
-        events.extend(rep.events);
-    }
-    tocsin::cli::replay::sort_events(&mut events);
-    events
-        .iter()
-        .map(|e| serde_json::to_string(e).unwrap() + "\n")
-        .collect()
-}
-
 #[test]
 fn detectors_over_a_datasource_replay_event_by_event_and_match_live_checks() {
     let dir = tempfile::tempdir().unwrap();
@@ -248,7 +193,7 @@ fn detectors_over_a_datasource_replay_event_by_event_and_match_live_checks() {
     vm.import(&crafted(), 3);
     let (config, monitors) = setup(dir.path(), &vm);
     let (from, to) = (BASE, BASE + 6 * 3600);
-    let out = replay(&config, &monitors, from, to);
+    let out = replay_ok(&config, &monitors, from, to);
     let events: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -320,5 +265,8 @@ fn detectors_over_a_datasource_replay_event_by_event_and_match_live_checks() {
     assert_eq!(by("latency-z"), want);
 
     // The same ticks as live checks give the same bytes.
-    assert_eq!(live_lines(&config, &monitors, from, to), out);
+    assert_eq!(
+        live_lines(&config, &monitors, from, to, ObjectErrors::Refuse),
+        out
+    );
 }

@@ -5,11 +5,12 @@
 
 mod common;
 
+use common::replay::{live_lines, ObjectErrors};
+
 use common::{free_port, program, Program, Tocsin};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// 2024-05-01T10:00:00Z
@@ -202,7 +203,13 @@ fn replay_over_a_datasource_is_checked_event_by_event_and_matches_live_checks() 
     assert_eq!(events[0]["df_dimension_tags"], "{\"host\":\"web01\"}");
 
     // The same ticks as live checks (one instant query each) give the same bytes.
-    let live = live_lines(&config, &monitors, BASE, BASE + 50 * 60);
+    let live = live_lines(
+        &config,
+        &monitors,
+        BASE,
+        BASE + 50 * 60,
+        ObjectErrors::Allow,
+    );
     assert_eq!(live, out, "live checks and the replay differ");
 
     // A replay longer than one range-query chunk (720 steps) gives the same events as two
@@ -215,48 +222,16 @@ fn replay_over_a_datasource_is_checked_event_by_event_and_matches_live_checks() 
         "2024-05-01T23:00:00Z",
     );
     assert!(ok, "{err}");
-    assert_eq!(long, live_lines(&config, &monitors, BASE, BASE + 13 * 3600));
-}
-
-/// Runs the monitors' ticks in `[from, to]` as live checks (instant queries, in a scratch
-/// event store) and prints their events as `tocsin replay` does.
-fn live_lines(config: &Path, monitors: &Path, from: i64, to: i64) -> String {
-    use tocsin::check::{ExecMode, MonitorState, Runner};
-    let cfg = tocsin::config::Config::load(config).unwrap();
-    let engine = Arc::new(tocsin::script::ScriptEngine::new(Default::default()));
-    let ids = cfg.datasource_ids();
-    let loaded = tocsin::monitor::load(
-        &[monitors.to_path_buf()],
-        &tocsin::monitor::LoadContext {
-            scripts_dir: Path::new("scripts"),
-            policies: &[],
-            engine: &engine,
-            datasources: Some(&ids),
-        },
+    assert_eq!(
+        long,
+        live_lines(
+            &config,
+            &monitors,
+            BASE,
+            BASE + 13 * 3600,
+            ObjectErrors::Allow
+        )
     );
-    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    let runner = Runner {
-        store: Arc::new(tocsin::store::Store::scratch()),
-        db: Arc::new(tocsin::events::EventDb::scratch_events()),
-        engine,
-        policies: cfg.policy_names().into(),
-        public_url: cfg.public_url.clone(),
-        workers: Default::default(),
-        datasources: Arc::new(tocsin::datasource::Datasources::new(&cfg.datasources)),
-    };
-    let mut events = Vec::new();
-    let mut states: Vec<MonitorState> = vec![MonitorState::default(); loaded.monitors.len()];
-    for (t, i) in tocsin::cli::replay::schedule(&loaded.monitors, from, to) {
-        let rep = runner
-            .run(&loaded.monitors[i], &mut states[i], t, ExecMode::Crontab)
-            .unwrap();
-        events.extend(rep.events);
-    }
-    tocsin::cli::replay::sort_events(&mut events);
-    events
-        .iter()
-        .map(|e| serde_json::to_string(e).unwrap() + "\n")
-        .collect()
 }
 
 #[test]

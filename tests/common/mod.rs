@@ -4,6 +4,7 @@
 
 pub mod hook;
 pub mod python;
+pub mod replay;
 pub mod webdriver;
 
 use serde_json::Value;
