@@ -7,51 +7,12 @@ mod common;
 
 use common::replay::{live_lines, replay_ok, ObjectErrors};
 
-use common::{free_port, program, Program};
+use common::vm::Vm;
 use serde_json::Value;
 use std::path::Path;
 
 /// 2024-05-01T10:00:00Z
 const BASE: i64 = 1_714_557_600;
-
-/// A VictoriaMetrics on a free port with `lines` (Prometheus text) imported; its URL.
-fn vm(dir: &Path, lines: &[String], metric: &str, series: usize) -> Option<(Program, String)> {
-    let Some(bin) = program(&["victoria-metrics", "victoria-metrics-prod"]) else {
-        eprintln!("skipping: no victoria-metrics");
-        return None;
-    };
-    let port = free_port();
-    let args = vec![
-        format!("-storageDataPath={}", dir.join("vm").display()),
-        "-retentionPeriod=100y".into(),
-        format!("-httpListenAddr=127.0.0.1:{port}"),
-        "-search.latencyOffset=0s".into(),
-        "-loggerLevel=ERROR".into(),
-    ];
-    let proc = Program::start(&bin, &args, &dir.join("vm.log"));
-    let url = format!("http://127.0.0.1:{port}");
-    proc.wait_ready(&format!("{url}/health"), 20);
-    ureq::post(&format!("{url}/api/v1/import/prometheus"))
-        .send_string(&(lines.join("\n") + "\n"))
-        .unwrap();
-    ureq::get(&format!("{url}/internal/force_flush"))
-        .call()
-        .unwrap();
-    let indexed = common::eventually(20, || {
-        let text = ureq::get(&format!("{url}/api/v1/export"))
-            .query("match[]", metric)
-            .call()
-            .ok()?
-            .into_string()
-            .ok()?;
-        (text.lines().count() >= series).then_some(())
-    });
-    assert!(
-        indexed.is_some(),
-        "VictoriaMetrics did not index the import"
-    );
-    Some((proc, url))
-}
 
 /// Writes the config (data source `vm`) and the monitor; their paths.
 fn setup(dir: &Path, url: &str, monitor: &str) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -119,10 +80,11 @@ fn an_objective_over_a_datasource_replays_as_it_runs_live() {
             "http_requests_total{{service=\"api\",code=\"500\"}} {bad} {ms}"
         ));
     }
-    let Some((_vm, url)) = vm(dir.path(), &lines, "http_requests_total", 2) else {
+    let Some(vm) = Vm::start(dir.path()) else {
         return;
     };
-    let (config, monitors) = setup(dir.path(), &url, SLO);
+    vm.import(&lines, "http_requests_total", 2);
+    let (config, monitors) = setup(dir.path(), &vm.url, SLO);
     let (from, to) = (BASE + 50 * 60, BASE + 119 * 60);
     let out = replay_ok(&config, &monitors, from, to);
     assert_eq!(
@@ -180,10 +142,11 @@ fn dbscan_over_a_datasource_reads_the_window_series_and_replays_as_live() {
         let d = if i < 30 { 20 } else { climb };
         lines.push(format!("cpu_usage{{host=\"d\"}} {d} {ms}"));
     }
-    let Some((_vm, url)) = vm(dir.path(), &lines, "cpu_usage", 4) else {
+    let Some(vm) = Vm::start(dir.path()) else {
         return;
     };
-    let (config, monitors) = setup(dir.path(), &url, OUTLIER);
+    vm.import(&lines, "cpu_usage", 4);
+    let (config, monitors) = setup(dir.path(), &vm.url, OUTLIER);
     let (from, to) = (BASE + 5 * 60, BASE + 55 * 60);
     let out = replay_ok(&config, &monitors, from, to);
     assert_eq!(

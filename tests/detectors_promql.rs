@@ -8,58 +8,12 @@ mod common;
 
 use common::replay::{live_lines, replay_ok, ObjectErrors};
 
-use common::{free_port, program, Program};
+use common::vm::Vm;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// 2024-05-01T10:00:00Z
 const BASE: i64 = 1_714_557_600;
-
-/// A VictoriaMetrics on a free loopback port keeping its data in `dir`.
-struct Vm {
-    _proc: Program,
-    url: String,
-}
-
-impl Vm {
-    fn start(dir: &Path) -> Option<Vm> {
-        let bin = program(&["victoria-metrics", "victoria-metrics-prod"])?;
-        let port = free_port();
-        let args = vec![
-            format!("-storageDataPath={}", dir.join("vm").display()),
-            "-retentionPeriod=100y".into(),
-            format!("-httpListenAddr=127.0.0.1:{port}"),
-            "-search.latencyOffset=0s".into(),
-            "-loggerLevel=ERROR".into(),
-        ];
-        let proc = Program::start(&bin, &args, &dir.join("vm.log"));
-        let url = format!("http://127.0.0.1:{port}");
-        proc.wait_ready(&format!("{url}/health"), 20);
-        Some(Vm { _proc: proc, url })
-    }
-
-    /// Imports Prometheus text lines (`name{labels} value ms`) and waits until `series`
-    /// series are searchable.
-    fn import(&self, lines: &[String], series: usize) {
-        let body = lines.join("\n") + "\n";
-        ureq::post(&format!("{}/api/v1/import/prometheus", self.url))
-            .send_string(&body)
-            .unwrap();
-        ureq::get(&format!("{}/internal/force_flush", self.url))
-            .call()
-            .unwrap();
-        let ok = common::eventually(20, || {
-            let text = ureq::get(&format!("{}/api/v1/export", self.url))
-                .query("match[]", "{__name__=~\"det_.*\"}")
-                .call()
-                .ok()?
-                .into_string()
-                .ok()?;
-            (text.lines().count() >= series).then_some(())
-        });
-        assert!(ok.is_some(), "VictoriaMetrics did not index the import");
-    }
-}
 
 /// One line a minute for `minutes` minutes from `BASE`: `name{labels} f(i)`.
 fn minutely(name: &str, labels: &str, minutes: i64, f: impl Fn(i64) -> f64) -> Vec<String> {
@@ -190,7 +144,7 @@ fn detectors_over_a_datasource_replay_event_by_event_and_match_live_checks() {
     let Some(vm) = Vm::start(dir.path()) else {
         return;
     };
-    vm.import(&crafted(), 3);
+    vm.import(&crafted(), "{__name__=~\"det_.*\"}", 3);
     let (config, monitors) = setup(dir.path(), &vm);
     let (from, to) = (BASE, BASE + 6 * 3600);
     let out = replay_ok(&config, &monitors, from, to);

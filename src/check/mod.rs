@@ -217,14 +217,31 @@ impl Runner {
         t: i64,
         mode: ExecMode,
     ) -> Result<CheckReport, CheckError> {
-        self.sync_state(m, st)?;
-        match self.run_once(m, st, t, mode) {
-            // Another replica changed the state while this check ran: once more on its state.
-            Err(CheckError::Store(crate::events::EventDbError::Conflict { .. })) => {
-                self.sync_state(m, st)?;
-                self.run_once(m, st, t, mode)
+        // Another replica changed the state while this check ran: once more on its state.
+        self.fenced(m, st, 1, |st| self.run_once(m, st, t, mode))
+    }
+
+    /// Runs `f` on the stored state as it is now (see [`Runner::sync_state`]); when its fenced
+    /// commit meets a change another replica committed meanwhile, reads the state again and
+    /// runs `f` once more, at most `retries` times.
+    fn fenced<T>(
+        &self,
+        m: &Monitor,
+        st: &mut MonitorState,
+        retries: usize,
+        mut f: impl FnMut(&mut MonitorState) -> Result<T, CheckError>,
+    ) -> Result<T, CheckError> {
+        let mut tries = 0;
+        loop {
+            self.sync_state(m, st)?;
+            match f(st) {
+                Err(CheckError::Store(crate::events::EventDbError::Conflict { .. }))
+                    if tries < retries =>
+                {
+                    tries += 1;
+                }
+                r => return r,
             }
-            r => r,
         }
     }
 
@@ -255,17 +272,7 @@ impl Runner {
     ) -> Result<Option<Event>, CheckError> {
         // On a shared backend the owner's check may commit between our read and our commit:
         // read again and retry, so the recovery is never lost to a race.
-        let mut tries = 0;
-        loop {
-            match self.recover_once(m, st, event_ref, t, user) {
-                Err(CheckError::Store(crate::events::EventDbError::Conflict { .. }))
-                    if tries < 5 =>
-                {
-                    tries += 1;
-                }
-                r => return r,
-            }
-        }
+        self.fenced(m, st, 5, |st| self.recover_once(m, st, event_ref, t, user))
     }
 
     fn recover_once(
@@ -276,7 +283,6 @@ impl Runner {
         t: i64,
         user: &RecoverUser,
     ) -> Result<Option<Event>, CheckError> {
-        self.sync_state(m, st)?;
         let Some((tags, state)) = st.objects.get(event_ref) else {
             return Ok(None);
         };

@@ -5,6 +5,7 @@
 pub mod hook;
 pub mod python;
 pub mod replay;
+pub mod vm;
 pub mod webdriver;
 
 use serde_json::Value;
