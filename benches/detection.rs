@@ -13,9 +13,9 @@
 //!   events), object-checks/s;
 //! - `lag`: 1,000 monitors over 1,000 hosts on a one-minute crontab in `tocsin serve`: after a
 //!   first tick (which writes a million new objects' states) and a restart, for
-//!   `BENCH_LAG_MINUTES` (default 2) ticks: `tocsin_schedule_lag_seconds` quantiles and how
-//!   long after the minute each tick's checks had all finished (`BENCH_LAG_HOSTS` changes the
-//!   number of hosts).
+//!   `BENCH_LAG_MINUTES` (default 2) ticks: the quantiles of `tocsin_schedule_lag_seconds`
+//!   (how late checks started) and `tocsin_check_finish_lag_seconds` (how late they finished)
+//!   (`BENCH_LAG_HOSTS` changes the number of hosts).
 //!
 //! Everything runs on loopback with temporary directories, and every server is stopped at
 //! the end.
@@ -447,16 +447,17 @@ fn lag(tmp: &Path) {
     };
     let count = |t: &str| metric(t, "tocsin_schedule_lag_seconds_count").unwrap_or(0.0);
     let checks = |t: &str| checks_total(t);
-    let mut finished = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(70 * minutes + 30);
     let mut ticks_seen = 0;
     while ticks_seen < minutes && Instant::now() < deadline {
-        // wait for all 1,000 checks of the next tick to finish
+        // Wait for all 1,000 checks of the next tick to finish. Rendering /metrics with a
+        // thousand monitors costs the server some milliseconds of CPU, so it is read rarely
+        // (it would otherwise compete with the checks it measures); how late the checks
+        // finished comes from the server's own summary, not from when the bench looked.
         let target = ((checks(&scrape()) / 1000.0).floor() + 1.0) * 1000.0;
         loop {
-            std::thread::sleep(Duration::from_millis(20));
-            let t = scrape();
-            if checks(&t) >= target {
+            std::thread::sleep(Duration::from_millis(500));
+            if checks(&scrape()) >= target {
                 break;
             }
             assert!(
@@ -464,33 +465,24 @@ fn lag(tmp: &Path) {
                 "the ticks did not finish in time"
             );
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        // the tick was the last whole minute
-        finished.push(now - (now / 60.0).floor() * 60.0);
         ticks_seen += 1;
     }
     let t = scrape();
-    let q = |p: &str| {
-        metric(
-            &t,
-            &format!("tocsin_schedule_lag_seconds{{quantile=\"{p}\"}}"),
-        )
-        .unwrap_or(f64::NAN)
+    let q = |name: &str, p: &str| {
+        metric(&t, &format!("{name}{{quantile=\"{p}\"}}")).unwrap_or(f64::NAN) * 1000.0
     };
+    let (lag, fin) = (
+        "tocsin_schedule_lag_seconds",
+        "tocsin_check_finish_lag_seconds",
+    );
     println!(
-        "scheduling lag over {} checks: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms; ticks finished {} s after the minute",
+        "scheduling lag over {} checks: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms; finished after the tick: p50 {:.1} ms, p99 {:.1} ms",
         count(&t),
-        q("0.5") * 1000.0,
-        q("0.9") * 1000.0,
-        q("0.99") * 1000.0,
-        finished
-            .iter()
-            .map(|s| format!("{s:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        q(lag, "0.5"),
+        q(lag, "0.9"),
+        q(lag, "0.99"),
+        q(fin, "0.5"),
+        q(fin, "0.99"),
     );
 }
 

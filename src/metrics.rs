@@ -32,6 +32,7 @@ pub struct Metrics {
     monitors: Mutex<BTreeMap<String, MonitorFigures>>,
     events: Mutex<BTreeMap<String, u64>>,
     lags: Mutex<Lags>,
+    finish_lags: Mutex<Lags>,
 }
 
 /// Prometheus remote write (`POST /api/v1/write`): samples stored, and what accepted requests
@@ -86,8 +87,8 @@ impl RemoteWriteFigures {
     }
 }
 
-/// How late scheduled checks started: the latest [`LAG_WINDOW`] lags for the quantiles, and
-/// the sum and count of all.
+/// How late scheduled checks started (or finished): the latest [`LAG_WINDOW`] lags for the
+/// quantiles, and the sum and count of all.
 #[derive(Debug, Default)]
 struct Lags {
     recent: std::collections::VecDeque<f64>,
@@ -108,6 +109,32 @@ fn quantile(values: &mut [f64], q: f64) -> f64 {
     values[rank - 1]
 }
 
+impl Lags {
+    fn record(&mut self, seconds: f64) {
+        if self.recent.len() == LAG_WINDOW {
+            self.recent.pop_front();
+        }
+        let s = seconds.max(0.0);
+        self.recent.push_back(s);
+        self.sum += s;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let mut recent: Vec<f64> = self.recent.iter().copied().collect();
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help} (quantiles over the latest {LAG_WINDOW}).\n# TYPE {name} summary"
+        );
+        for q in [0.5, 0.9, 0.99] {
+            let v = quantile(&mut recent, q);
+            let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
+        }
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
 impl Metrics {
     /// Counts one finished check.
     pub fn check_done(&self, monitor: &str, seconds: f64, failed: bool) {
@@ -122,14 +149,13 @@ impl Metrics {
 
     /// Records how late (seconds after its tick) a scheduled check started.
     pub fn schedule_lag(&self, seconds: f64) {
-        let mut l = self.lags.lock();
-        if l.recent.len() == LAG_WINDOW {
-            l.recent.pop_front();
-        }
-        let s = seconds.max(0.0);
-        l.recent.push_back(s);
-        l.sum += s;
-        l.count += 1;
+        self.lags.lock().record(seconds);
+    }
+
+    /// Records how long after its tick a scheduled check finished: how stale its events are
+    /// when they are stored.
+    pub fn check_finished(&self, seconds: f64) {
+        self.finish_lags.lock().record(seconds);
     }
 
     /// Counts a tick skipped because the previous check was still running.
@@ -241,22 +267,16 @@ impl Metrics {
                 m.checks
             );
         }
-        {
-            let l = self.lags.lock();
-            let mut recent: Vec<f64> = l.recent.iter().copied().collect();
-            let _ = writeln!(
-                out,
-                "# HELP tocsin_schedule_lag_seconds How late scheduled checks started after \
-                 their tick (quantiles over the latest {LAG_WINDOW}).\n\
-                 # TYPE tocsin_schedule_lag_seconds summary"
-            );
-            for q in [0.5, 0.9, 0.99] {
-                let v = quantile(&mut recent, q);
-                let _ = writeln!(out, "tocsin_schedule_lag_seconds{{quantile=\"{q}\"}} {v}");
-            }
-            let _ = writeln!(out, "tocsin_schedule_lag_seconds_sum {}", l.sum);
-            let _ = writeln!(out, "tocsin_schedule_lag_seconds_count {}", l.count);
-        }
+        self.lags.lock().render(
+            &mut out,
+            "tocsin_schedule_lag_seconds",
+            "How late scheduled checks started after their tick",
+        );
+        self.finish_lags.lock().render(
+            &mut out,
+            "tocsin_check_finish_lag_seconds",
+            "How long after their tick scheduled checks finished",
+        );
         let _ = writeln!(out, "# HELP tocsin_events_total Events stored, by status.\n# TYPE tocsin_events_total counter");
         for (s, n) in self.events.lock().iter() {
             let _ = writeln!(out, "tocsin_events_total{{status=\"{}\"}} {n}", escape(s));
@@ -361,6 +381,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE tocsin_schedule_lag_seconds summary"));
+        // the finish lag is a summary of its own
+        m.check_finished(0.25);
+        let text = m.render(&[]);
+        assert!(
+            text.contains("tocsin_check_finish_lag_seconds{quantile=\"0.5\"} 0.25\n"),
+            "{text}"
+        );
+        assert!(text.contains("tocsin_check_finish_lag_seconds_count 1\n"), "{text}");
+        assert!(
+            text.contains("tocsin_schedule_lag_seconds_count 101\n"),
+            "{text}"
+        );
     }
 
     #[test]

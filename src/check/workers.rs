@@ -5,11 +5,18 @@
 use std::sync::{Arc, OnceLock};
 
 /// A runner's worker threads (cheap to clone; clones share the pool).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Workers {
     pool: Arc<OnceLock<Option<rayon::ThreadPool>>>,
-    /// threads to use; 0 = one per core
+    /// threads to use, resolved once: asking the OS for the core count reads cgroup files,
+    /// which cost a check of a few objects more than its evaluation did
     threads: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Workers {
+        Workers::new(0)
+    }
 }
 
 impl std::fmt::Debug for Workers {
@@ -23,6 +30,10 @@ impl std::fmt::Debug for Workers {
 impl Workers {
     /// `threads` workers (0: one per core; 1: checks stay on their own thread).
     pub fn new(threads: usize) -> Workers {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         Workers {
             pool: Arc::default(),
             threads,
@@ -31,10 +42,7 @@ impl Workers {
 
     /// How many threads a check may use.
     pub fn threads(&self) -> usize {
-        match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
+        self.threads
     }
 
     /// Runs `jobs` (one per part of a check) on the pool and returns their results in order;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod composite;
+mod dispatch;
 
 /// The health of one monitor, as `GET /api/v1/monitors` shows it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -122,6 +123,8 @@ pub struct Engine {
     /// one, in due order, so a thousand checks due at the same second queue for the cores
     /// instead of starting a thousand threads that share them
     compute_slots: Arc<tokio::sync::Semaphore>,
+    /// how many permits `compute_slots` has
+    compute_slot_count: usize,
     /// on a shared backend: which monitors this replica evaluates
     leases: RwLock<Option<Arc<crate::events::lease::Leases>>>,
 }
@@ -185,6 +188,7 @@ pub fn now_secs() -> i64 {
 impl Engine {
     /// Creates the engine and loads the monitors.
     pub fn new(runner: Arc<Runner>, metrics: Arc<Metrics>, sources: Sources) -> Arc<Engine> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
         let e = Arc::new(Engine {
             runner,
             metrics,
@@ -196,9 +200,8 @@ impl Engine {
             stopping: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
             done_ticks: Mutex::new(Vec::new()),
-            compute_slots: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
-            )),
+            compute_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            compute_slot_count: cores,
             leases: RwLock::new(None),
         });
         e.reload();
@@ -474,6 +477,7 @@ impl Engine {
             }
             let now = now_secs();
             let mut next_wake = now + 60;
+            let mut due_now = Vec::new();
             for slot in self.slots() {
                 if !self.owns(&slot.monitor.id) {
                     // Another replica evaluates it (see `ha`).
@@ -497,31 +501,14 @@ impl Engine {
                     continue;
                 }
                 // Raised here, not only inside the check, so the next tick sees it at once.
-                let running = FlagGuard::raise(&slot.running);
-                let in_flight = CountGuard::enter(&self.in_flight);
-                let me = self.clone();
-                // Checks of a data source mostly wait on the network: they do not queue for a
-                // core (a slow source must not hold up the others).
-                let slots = slot
-                    .monitor
-                    .promql()
-                    .is_none()
-                    .then(|| self.compute_slots.clone());
-                tokio::spawn(async move {
-                    // A composite runs after the monitors it reads (their tick first).
-                    me.await_inputs(&slot.monitor, due).await;
-                    let permit = match slots {
-                        Some(s) => s.acquire_owned().await.ok(),
-                        None => None,
-                    };
-                    let _ = tokio::task::spawn_blocking(move || {
-                        let _guards = (running, in_flight, permit);
-                        me.metrics.schedule_lag(now_secs_f64() - due as f64);
-                        let _ = me.run_blocking(&slot, due, ExecMode::Crontab);
-                    })
-                    .await;
+                due_now.push(dispatch::Due {
+                    running: FlagGuard::raise(&slot.running),
+                    in_flight: CountGuard::enter(&self.in_flight),
+                    slot,
+                    tick: due,
                 });
             }
+            self.dispatch(due_now);
             let me = self.clone();
             // Ticks of the checks finished by now; later ones go with the next pass.
             let _ = tokio::task::spawn_blocking(move || me.record_ticks()).await;
