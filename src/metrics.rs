@@ -388,7 +388,10 @@ mod tests {
             text.contains("tocsin_check_finish_lag_seconds{quantile=\"0.5\"} 0.25\n"),
             "{text}"
         );
-        assert!(text.contains("tocsin_check_finish_lag_seconds_count 1\n"), "{text}");
+        assert!(
+            text.contains("tocsin_check_finish_lag_seconds_count 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains("tocsin_schedule_lag_seconds_count 101\n"),
             "{text}"
