@@ -385,8 +385,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 config,
                 precision: precision(&p)?,
             };
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
+            // not locked: the events are written from a thread of their own
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
             tocsin::cli::replay(&args, &mut out)?;
             std::io::Write::flush(&mut out)?;
             Ok(ExitCode::SUCCESS)

@@ -64,11 +64,19 @@ impl Workers {
         let Some(pool) = pool else {
             return jobs.into_iter().map(|j| j()).collect();
         };
-        let mut out: Vec<Option<T>> = jobs.iter().map(|_| None).collect();
-        pool.scope(|s| {
-            for (job, slot) in jobs.into_iter().zip(out.iter_mut()) {
+        // The caller runs the first part itself while the pool runs the others: it would
+        // only wait otherwise, and one hand-off fewer is one wake-up fewer a check.
+        let mut jobs = jobs.into_iter();
+        let Some(first) = jobs.next() else {
+            return Vec::new();
+        };
+        let mut out: Vec<Option<T>> = (0..jobs.len() + 1).map(|_| None).collect();
+        let (head, rest) = out.split_at_mut(1);
+        pool.in_place_scope(|s| {
+            for (job, slot) in jobs.zip(rest.iter_mut()) {
                 s.spawn(move |_| *slot = Some(job()));
             }
+            head[0] = Some(first());
         });
         out.into_iter().map(|o| o.expect("every job ran")).collect()
     }

@@ -124,7 +124,7 @@ pub struct ReplayArgs {
 }
 
 /// `tocsin replay`: prints events as JSON lines to `out`.
-pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
+pub fn replay(a: &ReplayArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     if a.from > a.to {
         bail!("--from ({}) is after --to ({})", a.from, a.to);
     }
@@ -205,31 +205,48 @@ pub fn replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
     } else {
         None
     };
-    let mut written: std::io::Result<()> = Ok(());
-    crate::cli::replay::run(
-        &runner,
-        &loaded.monitors,
-        &ticks,
-        |n| {
-            if let Some(b) = &bar {
-                b.set_position(n as u64);
+    // Events are serialized and written on a thread of their own, beside the checks; a
+    // write error stops it, and the replay reports it at the end.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<crate::model::event::Event>>(64);
+    let written = std::thread::scope(|s| {
+        let writer = s.spawn(move || -> std::io::Result<()> {
+            for batch in rx {
+                for e in batch {
+                    serde_json::to_writer(&mut *out, &e).map_err(std::io::Error::from)?;
+                    out.write_all(b"\n")?;
+                }
             }
-        },
-        |w| {
-            if let Some(b) = &bar {
-                b.suspend(|| eprintln!("warning: {w}"));
-            } else {
-                eprintln!("warning: {w}");
-            }
-        },
-        |e| {
-            if written.is_ok() {
-                written = serde_json::to_writer(&mut *out, &e)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| out.write_all(b"\n"));
-            }
-        },
-    );
+            Ok(())
+        });
+        let mut batch = Vec::new();
+        crate::cli::replay::run(
+            &runner,
+            &loaded.monitors,
+            &ticks,
+            |n| {
+                if let Some(b) = &bar {
+                    b.set_position(n as u64);
+                }
+            },
+            |w| {
+                if let Some(b) = &bar {
+                    b.suspend(|| eprintln!("warning: {w}"));
+                } else {
+                    eprintln!("warning: {w}");
+                }
+            },
+            |e| {
+                batch.push(e);
+                if batch.len() >= 256 {
+                    // A send fails only once the writer stopped on an error, reported below.
+                    let _ = tx.send(std::mem::take(&mut batch));
+                }
+            },
+        );
+        let _ = tx.send(batch);
+        drop(tx);
+        writer.join().expect("the event writer does not panic")
+    });
     if let Some(b) = bar {
         b.finish_and_clear();
     }

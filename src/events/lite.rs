@@ -1,6 +1,7 @@
 //! The embedded backend: one SQLite connection (`<data>/tocsin.db`, WAL, `synchronous = FULL`)
 //! behind a lock, with concurrent commits grouped into one transaction and one fsync.
 
+use super::behind::{Behind, WriteFn};
 use super::sql::{Lite as LiteSql, SqlError};
 use super::{Commit, EventDbError};
 use crate::model::event::Event;
@@ -17,9 +18,11 @@ struct Job {
 
 /// The SQLite connection and the commits queued for it.
 pub(super) struct Lite {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     /// commits waiting for the connection (see [`Lite::commit`])
     queue: Mutex<Vec<Arc<Job>>>,
+    /// the writer of [`Lite::temporary`]'s commits, if they are written behind
+    behind: Option<Behind>,
 }
 
 fn open_err(e: rusqlite::Error) -> EventDbError {
@@ -53,17 +56,49 @@ impl Lite {
     /// in-memory database walks its whole page cache at every commit, so a long replay's
     /// commits got slower as its events piled up. Nothing here needs to survive the process,
     /// so writes are not synced.
-    pub(super) fn temporary() -> Lite {
+    ///
+    /// Commits without a hook are written behind ([`super::behind`]) with `write`.
+    pub(super) fn temporary(write: WriteFn) -> Lite {
         let conn = Connection::open("").expect("a temporary SQLite database opens");
         conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
             .expect("a temporary database takes its pragmas");
-        Lite::new(conn)
+        let conn = Arc::new(Mutex::new(conn));
+        Lite {
+            behind: Some(Behind::start(conn.clone(), write)),
+            conn,
+            queue: Mutex::new(Vec::new()),
+        }
     }
 
     fn new(conn: Connection) -> Lite {
         Lite {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
             queue: Mutex::new(Vec::new()),
+            behind: None,
+        }
+    }
+
+    /// Waits for the commits written behind, if any (see [`super::behind`]).
+    fn settle(&self) -> Result<(), SqlError> {
+        self.behind.as_ref().map_or(Ok(()), Behind::settle)
+    }
+
+    /// Writes `c` behind when this store does that and `c` allows it, else with `write` now.
+    pub(super) fn commit_behind(
+        &self,
+        c: Commit,
+        write: impl Fn(&mut dyn super::Sql, &Commit) -> Result<Vec<Event>, EventDbError>,
+    ) -> Result<Vec<Event>, EventDbError> {
+        let Some(behind) = &self.behind else {
+            return self.commit(c, write);
+        };
+        match behind.submit(c)? {
+            Ok(fresh) => Ok(fresh),
+            Err(c) => {
+                let fresh = self.commit(c, write)?;
+                behind.written(&fresh);
+                Ok(fresh)
+            }
         }
     }
 
@@ -72,6 +107,7 @@ impl Lite {
         &self,
         f: impl FnOnce(&mut dyn super::Sql) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.settle()?;
         let conn = self.conn.lock();
         f(&mut LiteSql(&conn))
     }
@@ -81,6 +117,7 @@ impl Lite {
         &self,
         f: impl FnOnce(&mut dyn super::Sql) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.settle()?;
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(SqlError::from)?;
         let out = f(&mut LiteSql(&tx))?;
@@ -94,6 +131,10 @@ impl Lite {
         c: Commit,
         write: impl Fn(&mut dyn super::Sql, &Commit) -> Result<Vec<Event>, EventDbError>,
     ) -> Result<Vec<Event>, EventDbError> {
+        self.settle().map_err(|source| EventDbError::Sql {
+            what: "commit",
+            source,
+        })?;
         let job = Arc::new(Job {
             commit: c,
             done: Mutex::new(None),

@@ -8,7 +8,9 @@
 //! - `sql`: the dialect-neutral statement layer both backends implement
 //! - `schema`: tables, version, migrations
 //! - `lite`, `pg`: the connections (SQLite groups concurrent commits; PostgreSQL pools)
+//! - `behind`: replays' temporary SQLite store writes commits on a thread of its own
 
+mod behind;
 pub mod filter;
 pub mod lease;
 mod lite;
@@ -221,8 +223,10 @@ impl EventDb {
     pub fn scratch_events() -> EventDb {
         EventDb {
             keeps_state: false,
-            ..Self::with_backend(Backend::Sqlite(lite::Lite::temporary()))
-                .expect("schema applies to a temporary database")
+            ..Self::with_backend(Backend::Sqlite(lite::Lite::temporary(|tx, c| {
+                write_one(tx, None, c)
+            })))
+            .expect("schema applies to a temporary database")
         }
     }
 
@@ -341,6 +345,10 @@ impl EventDb {
         }
         let hook = self.hook.read().clone();
         let fresh = match &self.backend {
+            // Without a hook, a temporary store's commits may be written behind.
+            Backend::Sqlite(l) if hook.is_none() => {
+                l.commit_behind(c, |tx, c| write_one(tx, None, c))?
+            }
             Backend::Sqlite(l) => l.commit(c, |tx, c| write_one(tx, hook.as_deref(), c))?,
             Backend::Postgres(p) => p.with_tx(|tx| write_one(tx, hook.as_deref(), &c))?,
         };

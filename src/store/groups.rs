@@ -21,6 +21,9 @@ pub struct SeriesGroups {
     pub generation: (u64, usize),
     /// one entry per distinct `by` tag set
     pub groups: Vec<SeriesGroup>,
+    /// per group, its series id when it has exactly one, else 0 (no series has id 0): read
+    /// from one flat array, a check need not touch each group's own vector
+    pub sole: Vec<u32>,
 }
 
 /// One group: its `by` tags and its series ids.
@@ -56,15 +59,23 @@ impl Store {
                     .collect();
             by.entry(key).or_default().push(id);
         }
+        let groups: Vec<SeriesGroup> = by
+            .into_iter()
+            .map(|(tags, mut series)| {
+                series.sort_unstable();
+                SeriesGroup { tags, series }
+            })
+            .collect();
         SeriesGroups {
             generation: (mem.epoch, mem.series_count),
-            groups: by
-                .into_iter()
-                .map(|(tags, mut series)| {
-                    series.sort_unstable();
-                    SeriesGroup { tags, series }
+            sole: groups
+                .iter()
+                .map(|g| match g.series[..] {
+                    [id] => id,
+                    _ => 0,
                 })
                 .collect(),
+            groups,
         }
     }
 
@@ -87,6 +98,7 @@ impl Store {
         mut f: impl FnMut(usize, &[(i64, f64)]),
     ) -> Result<bool, StoreError> {
         let epoch = groups.generation.0;
+        let sole = &groups.sole;
         let groups = &groups.groups;
         hints.resize(groups.len(), 0);
         let mem = self.mem.read();
@@ -101,8 +113,18 @@ impl Store {
             Some(disk) if start_ns < mem.floor => disk,
             _ => {
                 for (i, g) in groups.iter().enumerate() {
-                    if let [id] = g.series[..] {
+                    // Each group's points are a cache miss or two away (behind its series'
+                    // slot); asking for them a few groups ahead overlaps those misses.
+                    if let Some(&id) = sole.get(i + 2 * PREFETCH_AHEAD) {
+                        prefetch(mem.series.as_ptr().wrapping_add(id as usize));
+                    }
+                    if let Some(&id) = sole.get(i + PREFETCH_AHEAD).filter(|id| **id != 0) {
                         let points = &mem.series(id).points;
+                        let at = hints[i + PREFETCH_AHEAD].min(points.len().saturating_sub(1));
+                        prefetch(points.as_ptr().wrapping_add(at));
+                    }
+                    if sole[i] != 0 {
+                        let points = &mem.series(sole[i]).points;
                         let lo = lower_bound_from(points, start_ns, hints[i]);
                         hints[i] = lo;
                         let hi = lower_bound_from(points, end_ns, lo);
@@ -141,6 +163,23 @@ impl Store {
         }
         Ok(true)
     }
+}
+
+/// How many groups ahead [`Store::read_groups`] asks for a group's points (and twice as far
+/// for its series' slot).
+const PREFETCH_AHEAD: usize = 4;
+
+/// Asks the CPU to bring the cache line at `p` in; a hint only (no-op off x86-64).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing into the program and cannot fault, whatever the
+    // address (it may be dangling or past the end).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Sorts a group's merged points as [`Store::window`] does and hands them on when non-empty.
