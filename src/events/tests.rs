@@ -379,3 +379,50 @@ fn fenced_commits_refuse_a_stale_version() {
 fn filters_agree_with_the_predicate_on_both_backends() {
     on_both(super::filter::tests::sql_and_predicate_agree_on);
 }
+
+/// The replay store writes commits behind, yet answers as a synchronous store does: a
+/// duplicate id is not new, reads see every commit made before them, and a commit dated
+/// before the latest (written synchronously) is deduplicated by the table.
+#[test]
+fn written_behind_commits_answer_as_synchronous_ones() {
+    let db = EventDb::scratch_events();
+    assert_eq!(
+        commit(
+            &db,
+            vec![
+                ev("e1", "r1", "critical", 60, "a"),
+                ev("e2", "r2", "ok", 60, "b")
+            ]
+        ),
+        2
+    );
+    assert_eq!(commit(&db, vec![ev("e1", "r1", "critical", 60, "a")]), 0);
+    assert_eq!(commit(&db, vec![ev("e3", "r1", "critical", 120, "c")]), 1);
+    // older than the latest date: the events table decides
+    assert_eq!(commit(&db, vec![ev("e2", "r2", "ok", 60, "b")]), 0);
+    assert_eq!(commit(&db, vec![ev("e4", "r2", "warning", 90, "d")]), 1);
+    // several dates in one commit: also synchronous
+    assert_eq!(
+        commit(
+            &db,
+            vec![
+                ev("e3", "r1", "critical", 120, "c"),
+                ev("e5", "r3", "ok", 180, "e")
+            ]
+        ),
+        1
+    );
+    assert_eq!(commit(&db, vec![ev("e5", "r3", "ok", 180, "e")]), 0);
+    let all = db.events(&EventQuery::default()).unwrap();
+    let mut ids: Vec<&str> = all.iter().map(|e| e.id()).collect();
+    ids.sort();
+    assert_eq!(ids, ["e1", "e2", "e3", "e4", "e5"]);
+    // the issue table follows the last fault of each object
+    let open: Vec<String> = db
+        .issues(None, 1_000)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.event_ref)
+        .collect();
+    assert!(open.contains(&"r1".to_string()), "{open:?}");
+}
