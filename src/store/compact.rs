@@ -13,6 +13,9 @@ const COMPACT_ROWS: u64 = 256;
 /// ... or once the latest timestamp written is this far past the end of the day.
 const COMPACT_GRACE_NS: i64 = 3_600 * 1_000_000_000;
 
+/// Blocks inserted in one transaction of a compaction (see [`compact_day`]).
+pub(super) const COMPACT_BATCH: usize = 2048;
+
 /// Compacts the logs that are due (see [`COMPACT_SAMPLES`]), unless another thread is
 /// compacting. A failure is logged and retried after the next write: the samples are safe in
 /// the log meanwhile.
@@ -201,25 +204,64 @@ fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usiz
         .collect();
     drop(samples);
 
-    let mut w = disk.writer.lock();
-    let tx = w
-        .conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_err(path, what()))?;
-    {
-        let mut st = tx
-            .prepare_cached(&format!(
-                "INSERT INTO {table} (series_id, min_ts, max_ts, n, data) VALUES (?1, ?2, ?3, ?4, ?5)"
-            ))
-            .map_err(sqlite_err(path, what()))?;
-        for (id, first, last, n, data) in &blocks {
-            st.execute(params![id, first, last, n, data])
+    // The blocks go in in batches, the writer lock released between them, so commits of
+    // new samples are not held up for the whole compaction. A reader may meanwhile see some
+    // series both in blocks and in the log: the same samples, which reads deduplicate. Only
+    // the last batch deletes the compacted rows, and it is synced (`synchronous = FULL`)
+    // after the others (WAL order), so a crash before it leaves the log whole (compacted
+    // again later; duplicate blocks read as one). The earlier batches need not each wait
+    // for an fsync of their own.
+    let mut batches: Vec<&[(u32, i64, i64, i64, Vec<u8>)]> = blocks.chunks(COMPACT_BATCH).collect();
+    if batches.is_empty() {
+        // rows without samples: only the delete
+        batches.push(&[]);
+    }
+    let last = batches.len().saturating_sub(1);
+    let mut w = None;
+    for (k, batch) in batches.iter().enumerate() {
+        let mut guard = disk.writer.lock();
+        let final_batch = k == last;
+        if !final_batch {
+            guard
+                .conn
+                .execute_batch("PRAGMA synchronous=NORMAL")
                 .map_err(sqlite_err(path, what()))?;
         }
+        let written = (|| {
+            let tx = guard
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_err(path, what()))?;
+            {
+                let mut st = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO {table} (series_id, min_ts, max_ts, n, data) VALUES (?1, ?2, ?3, ?4, ?5)"
+                    ))
+                    .map_err(sqlite_err(path, what()))?;
+                for (id, first, last, n, data) in batch.iter() {
+                    st.execute(params![id, first, last, n, data])
+                        .map_err(sqlite_err(path, what()))?;
+                }
+            }
+            if final_batch {
+                tx.execute(&format!("DELETE FROM {log} WHERE id <= ?1"), [last_row])
+                    .map_err(sqlite_err(path, what()))?;
+            }
+            tx.commit().map_err(sqlite_err(path, what()))
+        })();
+        if !final_batch {
+            // back to syncing every commit, whatever happened above
+            guard
+                .conn
+                .execute_batch("PRAGMA synchronous=FULL")
+                .map_err(sqlite_err(path, what()))?;
+        }
+        written?;
+        if final_batch {
+            w = Some(guard);
+        }
     }
-    tx.execute(&format!("DELETE FROM {log} WHERE id <= ?1"), [last_row])
-        .map_err(sqlite_err(path, what()))?;
-    tx.commit().map_err(sqlite_err(path, what()))?;
+    let mut w = w.expect("the last batch keeps the writer");
     if let Some(st) = w.logs.get_mut(&day) {
         st.rows = st.rows.saturating_sub(rows_read);
         st.samples = st.samples.saturating_sub(n as u64);

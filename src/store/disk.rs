@@ -2,7 +2,7 @@
 //! its migrations, the per-day tables, and loading the catalog and recent samples at start-up.
 
 use super::codec::{decode_block, decode_log};
-use super::memory::{floor_for, insert_sorted, tagset_key, Mem};
+use super::memory::{floor_for, tagset_key, Mem};
 use super::query::Tags;
 use super::writer::Committer;
 use super::{Store, StoreError, StoreOptions};
@@ -352,7 +352,7 @@ fn load(
                 .and_then(|id| mem.series.get_mut(id as usize))
                 .and_then(|s| s.as_mut())
                 .ok_or_else(|| corrupt(format!("{table}: samples of unknown series {id}")))?;
-            mem.samples += insert_sorted(&mut series.points, buf.iter().copied());
+            mem.samples += series.points.insert(buf.iter().copied());
         }
         let table = log_table(*day);
         let what = || format!("loading {table}");
@@ -371,7 +371,7 @@ fn load(
                     return;
                 }
                 match mem.series.get_mut(id as usize).and_then(|s| s.as_mut()) {
-                    Some(s) => added += insert_sorted(&mut s.points, [(ts, v)]),
+                    Some(s) => added += s.points.insert([(ts, v)]),
                     None => unknown = Some(id),
                 }
             })

@@ -9,6 +9,7 @@
 //! series (no copy), a merged buffer when it has several, and reads from SQLite when the
 //! range starts below the memory floor, exactly as [`Store::window`] answers.
 
+use super::memory::prefetch;
 use super::query::{Tags, WindowQuery};
 use super::read::range;
 use super::{Store, StoreError};
@@ -168,19 +169,6 @@ impl Store {
 /// How many groups ahead [`Store::read_groups`] asks for a group's points (and twice as far
 /// for its series' slot).
 const PREFETCH_AHEAD: usize = 4;
-
-/// Asks the CPU to bring the cache line at `p` in; a hint only (no-op off x86-64).
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing into the program and cannot fault, whatever the
-    // address (it may be dangling or past the end).
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 
 /// Sorts a group's merged points as [`Store::window`] does and hands them on when non-empty.
 fn emit_merged(i: usize, merged: &mut [(i64, f64)], f: &mut impl FnMut(usize, &[(i64, f64)])) {

@@ -10,6 +10,7 @@
 //! its own.
 
 use super::disk::day_of;
+use super::points::Points;
 use super::query::{Tags, WindowQuery};
 use super::writer::Prepared;
 use std::borrow::Cow;
@@ -18,6 +19,23 @@ use std::sync::Arc;
 
 /// How far past the wall clock the max timestamp may push the memory window.
 pub(super) const FUTURE_SLACK_NS: i64 = 3_600 * 1_000_000_000;
+
+/// How many samples ahead [`Mem::apply`] asks for a sample's series (twice as far for its
+/// slot).
+const APPLY_AHEAD: usize = 4;
+
+/// Asks the CPU to bring the cache line at `p` in; a hint only (no-op off x86-64).
+#[inline(always)]
+pub(super) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing into the program and cannot fault, whatever the
+    // address (it may be dangling or past the end).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 
 /// A hash map with a fast, per-process seeded hasher (for the writer's hot lookups).
 pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -57,7 +75,7 @@ pub(super) struct Mem {
 pub(super) struct SeriesMem {
     /// the tag-set key: measurement and tags
     key: Arc<str>,
-    pub(super) points: Vec<(i64, f64)>,
+    pub(super) points: Points,
     measurement: u32,
     field: u32,
     /// the latest day holding a sample of the series ([`NO_DAY`] when none): once retention
@@ -370,7 +388,7 @@ impl Mem {
         }
         let s = SeriesMem {
             key,
-            points: Vec::new(),
+            points: Points::default(),
             measurement,
             field,
             last_day: NO_DAY,
@@ -442,11 +460,23 @@ impl Mem {
     pub(super) fn apply(&mut self, p: &Prepared) {
         let floor = self.floor;
         let mut added = 0;
-        for s in &p.samples {
+        for (i, s) in p.samples.iter().enumerate() {
+            // Each sample goes to another series, a cache miss or two away (its slot, then
+            // the end of its samples): asking for them a few samples ahead overlaps the misses.
+            if let Some(ahead) = p.samples.get(i + 2 * APPLY_AHEAD) {
+                prefetch(self.series.as_ptr().wrapping_add(ahead.id as usize));
+            }
+            if let Some(Some(ahead)) = p
+                .samples
+                .get(i + APPLY_AHEAD)
+                .and_then(|a| self.series.get(a.id as usize))
+            {
+                prefetch(ahead.points.tail());
+            }
             let series = self.series_mut(s.id);
             series.saw_day(day_of(s.ts));
             if s.ts >= floor {
-                added += insert_sorted(&mut series.points, [(s.ts, s.value)]);
+                added += series.points.insert([(s.ts, s.value)]);
             }
         }
         self.samples += added;
@@ -473,15 +503,7 @@ impl Mem {
     pub(super) fn drop_points_below(&mut self, ts: i64) {
         let mut removed = 0;
         for s in self.series.iter_mut().flatten() {
-            let k = s.points.partition_point(|p| p.0 < ts);
-            if k > 0 {
-                s.points.drain(..k);
-                removed += k;
-                // a series that slowed down or stopped should not keep its old capacity
-                if s.points.capacity() > 2 * s.points.len() + 4 {
-                    s.points.shrink_to_fit();
-                }
-            }
+            removed += s.points.drop_below(ts);
         }
         self.samples -= removed;
     }

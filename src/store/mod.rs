@@ -61,6 +61,7 @@ mod compact;
 mod disk;
 mod groups;
 mod memory;
+mod points;
 pub mod query;
 mod read;
 #[cfg(test)]
