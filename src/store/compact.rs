@@ -13,6 +13,9 @@ const COMPACT_ROWS: u64 = 256;
 /// ... or once the latest timestamp written is this far past the end of the day.
 const COMPACT_GRACE_NS: i64 = 3_600 * 1_000_000_000;
 
+/// A block to insert: series id, first and last time, sample count, encoded samples.
+type Block = (u32, i64, i64, i64, Vec<u8>);
+
 /// Blocks inserted in one transaction of a compaction (see [`compact_day`]).
 pub(super) const COMPACT_BATCH: usize = 2048;
 
@@ -195,7 +198,7 @@ fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usiz
         }
     }
     samples.truncate(out);
-    let blocks: Vec<(u32, i64, i64, i64, Vec<u8>)> = samples
+    let blocks: Vec<Block> = samples
         .chunk_by(|a, b| a.id == b.id)
         .map(|run| {
             let (first, last) = (run[0].ts, run[run.len() - 1].ts);
