@@ -214,7 +214,7 @@ fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usiz
     // after the others (WAL order), so a crash before it leaves the log whole (compacted
     // again later; duplicate blocks read as one). The earlier batches need not each wait
     // for an fsync of their own.
-    let mut batches: Vec<&[(u32, i64, i64, i64, Vec<u8>)]> = blocks.chunks(COMPACT_BATCH).collect();
+    let mut batches: Vec<&[Block]> = blocks.chunks(COMPACT_BATCH).collect();
     if batches.is_empty() {
         // rows without samples: only the delete
         batches.push(&[]);
