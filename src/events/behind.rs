@@ -25,10 +25,13 @@ const MAX_GROUP: usize = 256;
 
 /// The writer thread and what it has done.
 pub(super) struct Behind {
-    sender: Mutex<Option<mpsc::Sender<Commit>>>,
+    /// `None` only while dropping
+    sender: Option<mpsc::Sender<Commit>>,
     progress: Arc<Progress>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     recent: Mutex<Recent>,
+    /// how commits are written (also by the caller, for those given back by `submit`)
+    pub(super) write: WriteFn,
 }
 
 #[derive(Default)]
@@ -79,13 +82,14 @@ impl Behind {
             .spawn(move || writer(&rx, &conn, &p, write))
             .expect("the events writer thread starts");
         Behind {
-            sender: Mutex::new(Some(sender)),
+            sender: Some(sender),
             progress,
-            thread: Mutex::new(Some(thread)),
+            thread: Some(thread),
             recent: Mutex::new(Recent {
                 date: i64::MIN,
                 ids: HashSet::new(),
             }),
+            write,
         }
     }
 
@@ -109,28 +113,20 @@ impl Behind {
             .filter(|e| recent.ids.insert(e.id().to_string()))
             .cloned()
             .collect();
-        {
-            let mut counts = self.progress.counts.lock();
-            if let Some(message) = &counts.failed {
-                return Err(EventDbError::Group {
-                    message: message.clone(),
-                });
-            }
-            counts.sent += 1;
-        }
-        let sender = self.sender.lock();
-        let sent = sender.as_ref().is_some_and(|s| s.send(c).is_ok());
-        if !sent {
-            // The writer is gone (it only stops when this is dropped): nothing waits for it.
-            let mut counts = self.progress.counts.lock();
-            counts.sent -= 1;
-            counts
-                .failed
-                .get_or_insert_with(|| "the events writer stopped".into());
+        let mut counts = self.progress.counts.lock();
+        if let Some(message) = &counts.failed {
             return Err(EventDbError::Group {
-                message: "the events writer stopped".into(),
+                message: message.clone(),
             });
         }
+        // The writer ends only when this is dropped, unless it panicked.
+        let sent = self.sender.as_ref().is_some_and(|s| s.send(c).is_ok());
+        if !sent {
+            let message = "the events writer stopped".to_string();
+            counts.failed = Some(message.clone());
+            return Err(EventDbError::Group { message });
+        }
+        counts.sent += 1;
         Ok(Ok(fresh))
     }
 
@@ -157,8 +153,8 @@ impl Behind {
 impl Drop for Behind {
     fn drop(&mut self) {
         // Closing the channel ends the writer once it has written what was sent.
-        self.sender.lock().take();
-        if let Some(t) = self.thread.lock().take() {
+        self.sender.take();
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }

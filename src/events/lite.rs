@@ -83,19 +83,19 @@ impl Lite {
         self.behind.as_ref().map_or(Ok(()), Behind::settle)
     }
 
-    /// Writes `c` behind when this store does that and `c` allows it, else with `write` now.
-    pub(super) fn commit_behind(
-        &self,
-        c: Commit,
-        write: impl Fn(&mut dyn super::Sql, &Commit) -> Result<Vec<Event>, EventDbError>,
-    ) -> Result<Vec<Event>, EventDbError> {
-        let Some(behind) = &self.behind else {
-            return self.commit(c, write);
-        };
+    /// Whether commits are written behind (see [`Lite::commit_behind`]).
+    pub(super) fn writes_behind(&self) -> bool {
+        self.behind.is_some()
+    }
+
+    /// Writes `c` behind when `c` allows it, else now; for a store that
+    /// [writes behind](Lite::writes_behind) only.
+    pub(super) fn commit_behind(&self, c: Commit) -> Result<Vec<Event>, EventDbError> {
+        let behind = self.behind.as_ref().expect("a store that writes behind");
         match behind.submit(c)? {
             Ok(fresh) => Ok(fresh),
             Err(c) => {
-                let fresh = self.commit(c, write)?;
+                let fresh = self.commit(c, behind.write)?;
                 behind.written(&fresh);
                 Ok(fresh)
             }

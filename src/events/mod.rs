@@ -345,10 +345,8 @@ impl EventDb {
         }
         let hook = self.hook.read().clone();
         let fresh = match &self.backend {
-            // Without a hook, a temporary store's commits may be written behind.
-            Backend::Sqlite(l) if hook.is_none() => {
-                l.commit_behind(c, |tx, c| write_one(tx, None, c))?
-            }
+            // A replay's store (no hook) writes behind.
+            Backend::Sqlite(l) if hook.is_none() && l.writes_behind() => l.commit_behind(c)?,
             Backend::Sqlite(l) => l.commit(c, |tx, c| write_one(tx, hook.as_deref(), c))?,
             Backend::Postgres(p) => p.with_tx(|tx| write_one(tx, hook.as_deref(), &c))?,
         };

@@ -386,33 +386,29 @@ fn filters_agree_with_the_predicate_on_both_backends() {
 #[test]
 fn written_behind_commits_answer_as_synchronous_ones() {
     let db = EventDb::scratch_events();
-    assert_eq!(
-        commit(
-            &db,
-            vec![
-                ev("e1", "r1", "critical", 60, "a"),
-                ev("e2", "r2", "ok", 60, "b")
-            ]
-        ),
-        2
+    /// a commit's events as (id, ref, status, date), and how many of them are new
+    type Step = (
+        &'static [(&'static str, &'static str, &'static str, i64)],
+        usize,
     );
-    assert_eq!(commit(&db, vec![ev("e1", "r1", "critical", 60, "a")]), 0);
-    assert_eq!(commit(&db, vec![ev("e3", "r1", "critical", 120, "c")]), 1);
-    // older than the latest date: the events table decides
-    assert_eq!(commit(&db, vec![ev("e2", "r2", "ok", 60, "b")]), 0);
-    assert_eq!(commit(&db, vec![ev("e4", "r2", "warning", 90, "d")]), 1);
-    // several dates in one commit: also synchronous
-    assert_eq!(
-        commit(
-            &db,
-            vec![
-                ev("e3", "r1", "critical", 120, "c"),
-                ev("e5", "r3", "ok", 180, "e")
-            ]
-        ),
-        1
-    );
-    assert_eq!(commit(&db, vec![ev("e5", "r3", "ok", 180, "e")]), 0);
+    let steps: [Step; 7] = [
+        (&[("e1", "r1", "critical", 60), ("e2", "r2", "ok", 60)], 2),
+        (&[("e1", "r1", "critical", 60)], 0),
+        (&[("e3", "r1", "critical", 120)], 1),
+        // older than the latest date: the events table decides
+        (&[("e2", "r2", "ok", 60)], 0),
+        (&[("e4", "r2", "warning", 90)], 1),
+        // several dates in one commit: also synchronous
+        (&[("e3", "r1", "critical", 120), ("e5", "r3", "ok", 180)], 1),
+        (&[("e5", "r3", "ok", 180)], 0),
+    ];
+    for (k, (events, new)) in steps.iter().enumerate() {
+        let events = events
+            .iter()
+            .map(|(id, r, status, date)| ev(id, r, status, *date, id))
+            .collect();
+        assert_eq!(commit(&db, events), *new, "step {k}");
+    }
     let all = db.events(&EventQuery::default()).unwrap();
     let mut ids: Vec<&str> = all.iter().map(|e| e.id()).collect();
     ids.sort();

@@ -214,57 +214,19 @@ fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usiz
     // after the others (WAL order), so a crash before it leaves the log whole (compacted
     // again later; duplicate blocks read as one). The earlier batches need not each wait
     // for an fsync of their own.
-    let mut batches: Vec<&[Block]> = blocks.chunks(COMPACT_BATCH).collect();
-    if batches.is_empty() {
+    let batches: Vec<&[Block]> = if blocks.is_empty() {
         // rows without samples: only the delete
-        batches.push(&[]);
+        vec![&[]]
+    } else {
+        blocks.chunks(COMPACT_BATCH).collect()
+    };
+    let (last, earlier) = batches.split_last().expect("at least one batch");
+    for batch in earlier {
+        let mut w = Unsynced::new(disk.writer.lock(), path)?;
+        insert_blocks(&mut w.0.conn, path, &table, batch, None)?;
     }
-    let last = batches.len().saturating_sub(1);
-    let mut w = None;
-    for (k, batch) in batches.iter().enumerate() {
-        let mut guard = disk.writer.lock();
-        let final_batch = k == last;
-        if !final_batch {
-            guard
-                .conn
-                .execute_batch("PRAGMA synchronous=NORMAL")
-                .map_err(sqlite_err(path, what()))?;
-        }
-        let written = (|| {
-            let tx = guard
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sqlite_err(path, what()))?;
-            {
-                let mut st = tx
-                    .prepare_cached(&format!(
-                        "INSERT INTO {table} (series_id, min_ts, max_ts, n, data) VALUES (?1, ?2, ?3, ?4, ?5)"
-                    ))
-                    .map_err(sqlite_err(path, what()))?;
-                for (id, first, last, n, data) in batch.iter() {
-                    st.execute(params![id, first, last, n, data])
-                        .map_err(sqlite_err(path, what()))?;
-                }
-            }
-            if final_batch {
-                tx.execute(&format!("DELETE FROM {log} WHERE id <= ?1"), [last_row])
-                    .map_err(sqlite_err(path, what()))?;
-            }
-            tx.commit().map_err(sqlite_err(path, what()))
-        })();
-        if !final_batch {
-            // back to syncing every commit, whatever happened above
-            guard
-                .conn
-                .execute_batch("PRAGMA synchronous=FULL")
-                .map_err(sqlite_err(path, what()))?;
-        }
-        written?;
-        if final_batch {
-            w = Some(guard);
-        }
-    }
-    let mut w = w.expect("the last batch keeps the writer");
+    let mut w = disk.writer.lock();
+    insert_blocks(&mut w.conn, path, &table, last, Some((&log, last_row)))?;
     if let Some(st) = w.logs.get_mut(&day) {
         st.rows = st.rows.saturating_sub(rows_read);
         st.samples = st.samples.saturating_sub(n as u64);
@@ -273,4 +235,60 @@ fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usiz
         }
     }
     Ok(n)
+}
+
+/// Inserts `blocks` into `table` in one transaction, deleting the compacted log rows (those
+/// of `log` up to the given id) in it too when asked.
+fn insert_blocks(
+    conn: &mut Connection,
+    path: &std::path::Path,
+    table: &str,
+    blocks: &[Block],
+    delete_through: Option<(&str, i64)>,
+) -> Result<(), StoreError> {
+    let what = || format!("compacting into {table}");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_err(path, what()))?;
+    {
+        let mut st = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {table} (series_id, min_ts, max_ts, n, data) VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))
+            .map_err(sqlite_err(path, what()))?;
+        for (id, first, last, n, data) in blocks {
+            st.execute(params![id, first, last, n, data])
+                .map_err(sqlite_err(path, what()))?;
+        }
+    }
+    if let Some((log, last_row)) = delete_through {
+        tx.execute(&format!("DELETE FROM {log} WHERE id <= ?1"), [last_row])
+            .map_err(sqlite_err(path, what()))?;
+    }
+    tx.commit().map_err(sqlite_err(path, what()))
+}
+
+/// The writer with its commits not synced (`synchronous = NORMAL`) while this is held; every
+/// commit is synced again once it is dropped, whatever happened meanwhile.
+struct Unsynced<'a>(parking_lot::MutexGuard<'a, Writer>);
+
+impl<'a> Unsynced<'a> {
+    fn new(
+        w: parking_lot::MutexGuard<'a, Writer>,
+        path: &std::path::Path,
+    ) -> Result<Unsynced<'a>, StoreError> {
+        w.conn
+            .execute_batch("PRAGMA synchronous=NORMAL")
+            .map_err(sqlite_err(path, "relaxing sync for a compaction batch"))?;
+        Ok(Unsynced(w))
+    }
+}
+
+impl Drop for Unsynced<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.conn.execute_batch("PRAGMA synchronous=FULL") {
+            // Not expected (a pragma on an open connection); say so loudly.
+            tracing::error!("store: could not restore synchronous=FULL after compacting: {e}");
+        }
+    }
 }

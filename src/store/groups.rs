@@ -23,8 +23,9 @@ pub struct SeriesGroups {
     /// one entry per distinct `by` tag set
     pub groups: Vec<SeriesGroup>,
     /// per group, its series id when it has exactly one, else 0 (no series has id 0): read
-    /// from one flat array, a check need not touch each group's own vector
-    pub sole: Vec<u32>,
+    /// from one flat array, a check need not touch each group's own vector (derived from
+    /// `groups` when they are resolved, so private)
+    sole: Vec<u32>,
 }
 
 /// One group: its `by` tags and its series ids.
