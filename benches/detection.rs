@@ -17,6 +17,8 @@
 //!   (how late checks started) and `tocsin_check_finish_lag_seconds` (how late they finished)
 //!   (`BENCH_LAG_HOSTS` changes the number of hosts).
 //!
+//! `BENCH_TOCSIN=<binary>` measures another build (A/B comparisons on one machine).
+//!
 //! Everything runs on loopback with temporary directories, and every server is stopped at
 //! the end.
 
@@ -26,7 +28,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOCSIN: &str = env!("CARGO_BIN_EXE_tocsin");
+/// The tocsin binary measured: `BENCH_TOCSIN` (another build, for A/B runs on one machine),
+/// else the one cargo built.
+fn tocsin() -> String {
+    std::env::var("BENCH_TOCSIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tocsin").to_string())
+}
 /// 2024-05-01T00:00:00Z
 const DAY0: i64 = 1_714_521_600;
 
@@ -152,7 +158,7 @@ fn sha256_short(path: &Path) -> String {
 /// (wall seconds, peak RSS in MB).
 fn replay(mons: &Path, data: &Path, to: &str, out: &Path) -> (f64, f64) {
     timed(
-        Command::new(TOCSIN)
+        Command::new(tocsin())
             .args(["replay", "--monitors"])
             .arg(mons)
             .arg("--metrics")
@@ -300,7 +306,7 @@ fn serve(dir: &Path, monitors: &Path) -> (Server, String) {
     let port = free_port();
     let config = dir.join("tocsin.toml");
     std::fs::write(&config, "[host_input]\nenabled = false\n").unwrap();
-    let child = Command::new(TOCSIN)
+    let child = Command::new(tocsin())
         .arg("serve")
         .arg("--config")
         .arg(&config)
@@ -329,7 +335,7 @@ fn preload(dir: &Path, hosts: usize, minutes: i64) -> i64 {
     let t0 = now - minutes * 60;
     let data = dir.join("recent.lp");
     write_cpu(&data, hosts, t0, minutes);
-    let st = Command::new(TOCSIN)
+    let st = Command::new(tocsin())
         .arg("write")
         .arg(&data)
         .arg("--data")
@@ -504,7 +510,7 @@ fn main() {
     println!(
         "machine: {} cores; tocsin {}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        TOCSIN
+        tocsin()
     );
     for part in which.split(',') {
         match part.trim() {
