@@ -103,7 +103,7 @@ impl Store {
         let sole = &groups.sole;
         let groups = &groups.groups;
         hints.resize(groups.len(), 0);
-        let mem = self.mem.read();
+        let mem = self.settled();
         if mem.epoch != epoch {
             return Ok(false);
         }

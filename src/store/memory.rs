@@ -10,6 +10,7 @@
 //! its own.
 
 use super::disk::day_of;
+use super::late::{Held, Late};
 use super::points::Points;
 use super::query::{Tags, WindowQuery};
 use super::writer::Prepared;
@@ -67,8 +68,13 @@ pub(super) struct Mem {
     pub(super) floor: i64,
     /// days with data
     pub(super) days: BTreeSet<i64>,
-    /// samples held in memory
+    /// samples held in memory (late samples count once merged)
     pub(super) samples: usize,
+    /// late samples not yet merged into their series: readers see memory only once
+    /// [`Mem::settle`] has merged them
+    late: Late,
+    /// working space for merging late runs
+    scratch: Vec<(i64, f64)>,
 }
 
 /// One series: its identity and its samples in memory.
@@ -329,6 +335,8 @@ impl Mem {
             floor: i64::MIN,
             days: BTreeSet::new(),
             samples: 0,
+            late: Late::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -473,10 +481,24 @@ impl Mem {
             {
                 prefetch(ahead.points.tail());
             }
-            let series = self.series_mut(s.id);
+            let series = self.series[s.id as usize]
+                .as_mut()
+                .expect("known series id");
             series.saw_day(day_of(s.ts));
-            if s.ts >= floor {
-                added += series.points.insert([(s.ts, s.value)]);
+            if s.ts < floor {
+                continue;
+            }
+            if let Some(n) = series.points.push_newest(s.ts, s.value) {
+                added += n;
+                continue;
+            }
+            match self.late.hold(s.id, s.ts, s.value) {
+                Held::Waiting => {}
+                Held::RunFull => {
+                    let run = self.late.take(s.id);
+                    added += series.points.merge_run(&run, &mut self.scratch);
+                }
+                Held::TooMany => self.settle(),
             }
         }
         self.samples += added;
@@ -500,7 +522,29 @@ impl Mem {
         self.drop_points_below(floor);
     }
 
+    /// Merges every late sample held (see [`super::late`]) into its series: memory is read
+    /// only once settled.
+    pub(super) fn settle(&mut self) {
+        let mut added = 0;
+        for (id, run) in self.late.drain() {
+            if let Some(Some(series)) = self.series.get_mut(id as usize) {
+                added += series.points.merge_run(&run, &mut self.scratch);
+            }
+        }
+        self.samples += added;
+        // a burst of late samples should not keep its working space
+        if self.scratch.capacity() > 1 << 16 {
+            self.scratch = Vec::new();
+        }
+    }
+
+    /// Whether late samples wait to be merged ([`Mem::settle`]).
+    pub(super) fn unsettled(&self) -> bool {
+        !self.late.is_empty()
+    }
+
     pub(super) fn drop_points_below(&mut self, ts: i64) {
+        self.settle();
         let mut removed = 0;
         for s in self.series.iter_mut().flatten() {
             removed += s.points.drop_below(ts);
@@ -528,6 +572,7 @@ impl Mem {
         if ids.is_empty() {
             return;
         }
+        self.settle();
         let mut gone: FastMap<(u32, u32), Vec<u32>> = FastMap::default();
         for &id in ids {
             let Some(s) = self.series.get_mut(id as usize).and_then(Option::take) else {

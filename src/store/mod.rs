@@ -49,6 +49,8 @@
 //! - `codec`: the byte encodings of log rows and blocks (varints, zigzag deltas);
 //! - `memory`: the in-memory series catalog (names, tag-set keys, the measurement/field
 //!   index) and recent samples;
+//! - `points`, `late`: a series' samples in memory, and late samples held aside and merged
+//!   in runs (a sample older than its series' newest would otherwise move every newer one);
 //! - `disk`: opening, locking, schema migration, day tables and loading at start-up;
 //! - `writer`: resolving points to series, encoding, and the grouped commit;
 //! - `compact`: compaction of day logs into blocks, and retention;
@@ -60,6 +62,7 @@ mod codec;
 mod compact;
 mod disk;
 mod groups;
+mod late;
 mod memory;
 mod points;
 pub mod query;
@@ -72,7 +75,7 @@ use crate::model::limits::PointLimits;
 use disk::Disk;
 pub use groups::{SeriesGroup, SeriesGroups};
 use memory::Mem;
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -253,7 +256,21 @@ impl Store {
 
     /// Number of samples held in memory.
     pub fn sample_count(&self) -> usize {
-        self.mem.read().samples
+        self.settled().samples
+    }
+
+    /// Memory read-locked with every late sample merged into its series (see [`late`]):
+    /// what every read of samples takes.
+    fn settled(&self) -> RwLockReadGuard<'_, Mem> {
+        {
+            let mem = self.mem.read();
+            if !mem.unsettled() {
+                return mem;
+            }
+        }
+        let mut mem = self.mem.write();
+        mem.settle();
+        RwLockWriteGuard::downgrade(mem)
     }
 
     /// The memory floor: queries starting at or after it are answered from memory alone

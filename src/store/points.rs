@@ -43,6 +43,68 @@ impl Points {
         added
     }
 
+    /// Appends a sample newer than every sample held (dropped ones included), or replaces
+    /// the newest at the same time; returns how many were added (0 or 1), or `None` (and
+    /// changes nothing) when the sample is older than the newest: a late one, for
+    /// [`Points::merge_run`].
+    pub(super) fn push_newest(&mut self, ts: i64, value: f64) -> Option<usize> {
+        match self.buf.last_mut() {
+            Some(last) if last.0 == ts => {
+                last.1 = value;
+                Some(0)
+            }
+            Some(last) if last.0 > ts => None,
+            _ => {
+                self.buf.push((ts, value));
+                Some(1)
+            }
+        }
+    }
+
+    /// Merges a run of samples (sorted by time, unique times, written after every sample
+    /// held at their times: the run wins ties) in one pass: the samples newer than the run's
+    /// first are moved once, whatever the run's length. `scratch` is working space. Returns
+    /// how many were added (replacements excluded).
+    pub(super) fn merge_run(&mut self, run: &[(i64, f64)], scratch: &mut Vec<(i64, f64)>) -> usize {
+        let Some(&(first, _)) = run.first() else {
+            return 0;
+        };
+        // as in `insert`: a sample must not land among the dropped ones
+        if self.start > 0 && first <= self.buf[self.start as usize - 1].0 {
+            self.compact();
+        }
+        let live = self.start as usize;
+        let n = self.buf.len();
+        // Late runs usually start a few places from the end: search back from there.
+        let mut k = 1;
+        while k < n - live && self.buf[n - 1 - k].0 >= first {
+            k *= 2;
+        }
+        let from = n.saturating_sub(k + 1).max(live);
+        let at = from + self.buf[from..].partition_point(|s| s.0 < first);
+        scratch.clear();
+        scratch.reserve(n - at + run.len());
+        let (mut tail, mut run) = (self.buf[at..].iter().peekable(), run.iter().peekable());
+        loop {
+            match (tail.peek(), run.peek()) {
+                (Some(t), Some(r)) if t.0 < r.0 => scratch.push(*tail.next().expect("peeked")),
+                (Some(t), Some(r)) => {
+                    if t.0 == r.0 {
+                        tail.next();
+                    }
+                    scratch.push(*run.next().expect("peeked"));
+                }
+                (Some(_), None) => scratch.extend(tail.by_ref().copied()),
+                (None, Some(_)) => scratch.extend(run.by_ref().copied()),
+                (None, None) => break,
+            }
+        }
+        let added = scratch.len() - (n - at);
+        self.buf.truncate(at);
+        self.buf.extend_from_slice(scratch);
+        added
+    }
+
     /// Where the newest sample is (or would go): for prefetching before an insert.
     pub(super) fn tail(&self) -> *const (i64, f64) {
         self.buf

@@ -159,7 +159,7 @@ impl Store {
             return Ok(Vec::new());
         }
         loop {
-            let mem = self.mem.read();
+            let mem = self.settled();
             let ids = mem.matching(q);
             let disk = match &self.disk {
                 Some(disk) if source == Source::Disk || q.start_ns < mem.floor => disk,

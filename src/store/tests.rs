@@ -307,7 +307,8 @@ fn a_series_slot_stays_small() {
     assert!(std::mem::size_of::<Option<SeriesMem>>() <= 64);
 }
 
-/// A compaction of more series than one batch of blocks: every series ends in one block,
+/// A compaction of more series than one batch of blocks, in several passes (tests compact
+/// a thousand samples a pass): every series ends in one block,
 /// the log is emptied, and reads answer as memory does.
 #[test]
 fn compaction_in_batches_keeps_every_sample_once() {
@@ -344,7 +345,7 @@ fn compaction_in_batches_keeps_every_sample_once() {
     drop(conn);
     let ids: Vec<u32> = (1..=series as u32).collect();
     let all = Store::read_disk_with(disk, &ids, i64::MIN, i64::MAX, i64::MAX).unwrap();
-    let mem = store.mem.read();
+    let mem = store.settled();
     for (id, points) in ids.iter().zip(&all) {
         assert_eq!(points.len(), 3, "series {id}");
         assert_eq!(&mem.series(*id).points[..], &points[..]);
@@ -420,9 +421,138 @@ fn cold_reads_scan_and_seek_alike() {
         }
     }
     // and memory answers the same as both
-    let mem = store.mem.read();
+    let mem = store.settled();
     let all = Store::read_disk_with(disk, &ids, i64::MIN, i64::MAX, i64::MAX).unwrap();
     for (id, points) in ids.iter().zip(&all) {
         assert_eq!(&mem.series(*id).points[..], &points[..]);
     }
+}
+
+/// One write of `(host, ts, value)` samples of `m.v`, as points.
+fn host_points(samples: &[(u8, i64, f64)]) -> Vec<crate::ingest::lineproto::Point> {
+    use crate::ingest::lineproto::{FieldValue, Point};
+    samples
+        .iter()
+        .map(|&(host, ts, value)| Point {
+            measurement: "m".into(),
+            tags: vec![("host".into(), format!("h{host}"))],
+            fields: vec![("v".into(), FieldValue::Float(value))],
+            time: ts,
+        })
+        .collect()
+}
+
+/// Every `m.v` sample from `start` on, by host, as the store answers it.
+fn by_host(store: &Store, start: i64) -> std::collections::BTreeMap<String, Vec<(i64, f64)>> {
+    let q = super::query::WindowQuery {
+        measurement: "m".into(),
+        field: "v".into(),
+        by: vec!["host".into()],
+        filters: Vec::new(),
+        start_ns: start,
+        end_ns: i64::MAX,
+    };
+    store
+        .window(&q)
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.tags["host"].clone(), g.points))
+        .collect()
+}
+
+/// The same from a model of every write (the last write of a host and time wins).
+fn model_by_host(
+    model: &std::collections::BTreeMap<(u8, i64), f64>,
+    start: i64,
+) -> std::collections::BTreeMap<String, Vec<(i64, f64)>> {
+    let mut out: std::collections::BTreeMap<String, Vec<(i64, f64)>> = Default::default();
+    for (&(host, ts), &v) in model.range((0, start)..) {
+        if ts >= start {
+            out.entry(format!("h{host}")).or_default().push((ts, v));
+        }
+    }
+    out.retain(|_, v| !v.is_empty());
+    out
+}
+
+proptest::proptest! {
+    /// Writes far out of order (late samples held aside and merged in runs) read back, at any
+    /// moment, as the sorted, last-write-wins map of everything written.
+    #[test]
+    fn late_writes_read_back_in_order(
+        writes in proptest::collection::vec(
+            (proptest::collection::vec((0u8..3, 0i64..400, -1e3f64..1e3), 1..20), 0u8..4),
+            1..60,
+        ),
+    ) {
+        let store = Store::scratch();
+        let mut model = std::collections::BTreeMap::new();
+        for (batch, read) in &writes {
+            store.write(&host_points(batch)).unwrap();
+            for &(host, ts, v) in batch {
+                model.insert((host, ts), v);
+            }
+            if *read == 0 {
+                proptest::prop_assert_eq!(by_host(&store, 0), model_by_host(&model, 0));
+                proptest::prop_assert_eq!(store.sample_count(), model.len());
+            }
+        }
+        proptest::prop_assert_eq!(by_host(&store, 0), model_by_host(&model, 0));
+        proptest::prop_assert_eq!(store.sample_count(), model.len());
+    }
+}
+
+#[test]
+fn late_writes_survive_eviction_and_reads_from_disk() {
+    // a small memory window, so eviction runs while late samples are held
+    let dir = tempfile::tempdir().unwrap();
+    let opts = super::StoreOptions {
+        memory_window_ns: 2_000,
+        ..Default::default()
+    };
+    let store = Store::open(dir.path(), opts).unwrap();
+    let mut model = std::collections::BTreeMap::new();
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for step in 0..120i64 {
+        // two writers on timelines drifting apart: one on time, one up to 150 behind
+        let batch: Vec<(u8, i64, f64)> = (0..3u8)
+            .flat_map(|host| {
+                let on_time = step * 40 + host as i64;
+                let behind = on_time - 10 - next(150) as i64;
+                let further = behind - 1 - next(100) as i64;
+                [
+                    (host, on_time, step as f64),
+                    (host, behind.max(0), -step as f64),
+                    (host, further.max(0), 0.5 * step as f64),
+                ]
+            })
+            .collect();
+        store.write(&host_points(&batch)).unwrap();
+        for &(host, ts, v) in &batch {
+            model.insert((host, ts), v);
+        }
+        // reads now and then (they merge what is held); in between, runs fill up
+        if step % 45 == 44 {
+            let floor = store.memory_floor().max(0);
+            assert_eq!(
+                by_host(&store, floor),
+                model_by_host(&model, floor),
+                "step {step}"
+            );
+        }
+    }
+    assert!(store.memory_floor() > 0, "the window moved");
+    // memory from its floor, and the disk for everything
+    let floor = store.memory_floor();
+    assert_eq!(by_host(&store, floor), model_by_host(&model, floor));
+    assert_eq!(by_host(&store, 0), model_by_host(&model, 0));
+    drop(store);
+    let store = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(by_host(&store, 0), model_by_host(&model, 0));
 }
