@@ -5,6 +5,7 @@ use super::codec::{decode_log, encode_block, Sample};
 use super::disk::{chunk_row, chunk_table, day_of, log_table, sqlite_err, Disk, Writer, DAY_NS};
 use super::{Store, StoreError};
 use rusqlite::{params, Connection, TransactionBehavior};
+use std::sync::Arc;
 
 /// A day's log is compacted once it holds this many samples...
 ///
@@ -29,30 +30,58 @@ type Block = (u32, i64, i64, i64, Vec<u8>);
 /// Blocks inserted in one transaction of a compaction (see [`compact_day`]).
 pub(super) const COMPACT_BATCH: usize = 2048;
 
-/// Compacts the logs that are due (see [`COMPACT_SAMPLES`]), unless another thread is
-/// compacting. A failure is logged and retried after the next write: the samples are safe in
-/// the log meanwhile.
-pub(super) fn maybe_compact(disk: &Disk) {
-    let Some(mut compactor) = disk.compactor.try_lock() else {
+/// Starts compacting the logs that are due (see [`COMPACT_SAMPLES`]) on a thread of its own,
+/// unless a compaction is running already: the write that made a log due is answered without
+/// waiting for it (a compaction of 2^23 samples takes about a second). A failure is logged
+/// and retried after a later write: the samples are safe in the log meanwhile.
+pub(super) fn maybe_compact(disk: &Arc<Disk>) {
+    let mut running = disk.compaction.lock();
+    if running.as_ref().is_some_and(|t| !t.is_finished()) {
         return;
-    };
-    let due: Vec<i64> = {
-        let w = disk.writer.lock();
-        w.logs
-            .iter()
-            .filter(|(day, st)| {
-                let day_end = (**day + 1).saturating_mul(DAY_NS);
-                st.samples >= COMPACT_SAMPLES
-                    || st.rows >= COMPACT_ROWS
-                    || day_end.saturating_add(COMPACT_GRACE_NS) <= w.max_ts
-            })
-            .map(|(day, _)| *day)
-            .collect()
-    };
-    for day in due {
-        if let Err(e) = compact_day(disk, &mut compactor, day) {
-            tracing::warn!("{e}");
-        }
+    }
+    if due_days(disk).is_empty() {
+        return;
+    }
+    if let Some(done) = running.take() {
+        let _ = done.join();
+    }
+    let disk = Arc::clone(disk);
+    let spawned = std::thread::Builder::new()
+        .name("tocsin-compact".into())
+        .spawn(move || {
+            let mut compactor = disk.compactor.lock();
+            for day in due_days(&disk) {
+                if let Err(e) = compact_day(&disk, &mut compactor, day) {
+                    tracing::warn!("{e}");
+                }
+            }
+        });
+    match spawned {
+        Ok(thread) => *running = Some(thread),
+        // no thread to be had: the next write tries again
+        Err(e) => tracing::warn!("store: could not start a compaction thread: {e}"),
+    }
+}
+
+/// The days whose logs are due for compaction.
+fn due_days(disk: &Disk) -> Vec<i64> {
+    let w = disk.writer.lock();
+    w.logs
+        .iter()
+        .filter(|(day, st)| {
+            let day_end = (**day + 1).saturating_mul(DAY_NS);
+            st.samples >= COMPACT_SAMPLES
+                || st.rows >= COMPACT_ROWS
+                || day_end.saturating_add(COMPACT_GRACE_NS) <= w.max_ts
+        })
+        .map(|(day, _)| *day)
+        .collect()
+}
+
+/// Waits for a compaction running in the background (when the store closes).
+pub(super) fn wait_for_compaction(disk: &Disk) {
+    if let Some(thread) = disk.compaction.lock().take() {
+        let _ = thread.join();
     }
 }
 

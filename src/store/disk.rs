@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 /// Nanoseconds per chunk (one day).
 pub(super) const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -26,6 +27,8 @@ pub(super) struct Disk {
     /// the connection compaction reads with; holding it means compacting
     pub(super) compactor: Mutex<Connection>,
     pub(super) commits: Committer,
+    /// the compaction running in the background, if any (see `compact::maybe_compact`)
+    pub(super) compaction: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(super) _lock: File,
 }
 
@@ -147,7 +150,7 @@ impl Store {
         let (reader, compactor) = (open_reader()?, open_reader()?);
 
         Ok(Store {
-            disk: Some(Disk {
+            disk: Some(Arc::new(Disk {
                 db_path,
                 writer: Mutex::new(Writer {
                     conn,
@@ -158,8 +161,9 @@ impl Store {
                 reader: Mutex::new(reader),
                 compactor: Mutex::new(compactor),
                 commits: Committer::default(),
+                compaction: Mutex::new(None),
                 _lock: lock,
-            }),
+            })),
             mem: RwLock::new(mem),
             window_ns,
             limits: opts.limits,

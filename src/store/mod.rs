@@ -14,9 +14,11 @@
 //!   makes high ingest rates possible.
 //! - `samples_<day>`: per-series blocks (time-sorted samples of one series, indexed by series),
 //!   built by *compaction*: once a day's log holds enough samples or rows, or the day is over,
-//!   the log rows committed so far are rewritten as one block per series and deleted, in one
-//!   transaction. Compaction reads and encodes on its own connection, so writes go on
-//!   meanwhile; it holds the writer only to insert the blocks and delete the rows.
+//!   the log rows committed so far are rewritten as one block per series and deleted.
+//!   Compaction runs on a thread of its own (a write that makes a log due does not wait for
+//!   it), reads and encodes on its own connection in passes over series-id ranges (bounded
+//!   memory), and holds the writer only to insert batches of blocks and, last, to delete
+//!   the rows.
 //!
 //! Rows are never updated. Every sample reaches the blocks through the log, and compaction
 //! always takes the oldest log rows, so blocks (in row id order) are older than the log (in row
@@ -78,6 +80,7 @@ use memory::Mem;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Default [`StoreOptions::max_series`]. Each series costs about 250 bytes of catalog in
 /// memory (its slot, tag-set key, index entries; measured 295 bytes a series with three
@@ -193,7 +196,7 @@ pub enum StoreError {
 
 /// The metric store. Cheap to share (`Arc<Store>`): all methods take `&self` and lock inside.
 pub struct Store {
-    disk: Option<Disk>,
+    disk: Option<Arc<Disk>>,
     mem: RwLock<Mem>,
     window_ns: i64,
     limits: PointLimits,
@@ -215,6 +218,16 @@ impl std::fmt::Debug for Store {
             .field("samples_in_memory", &mem.samples)
             .field("memory_floor", &mem.floor)
             .finish()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // A compaction in the background holds the database open; the store is closed (its
+        // lock file free for the next open) only once it is done.
+        if let Some(disk) = &self.disk {
+            compact::wait_for_compaction(disk);
+        }
     }
 }
 
