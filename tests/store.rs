@@ -826,6 +826,8 @@ fn closed_days_are_compacted_automatically() {
     store
         .write(&[cpu("a", "c", 99.0, T0 + DAY + HOUR)])
         .unwrap();
+    // (in the background: the write does not wait for it)
+    store.wait_for_compaction();
     assert_eq!(rows(format!("log_{day}")), 0);
     assert_eq!(rows(format!("samples_{day}")), 1);
     assert_eq!(rows(format!("log_{}", day + 1)), 1);

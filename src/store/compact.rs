@@ -86,6 +86,14 @@ pub(super) fn wait_for_compaction(disk: &Disk) {
 }
 
 impl Store {
+    /// Waits until no compaction runs in the background (writes start them when a log is
+    /// due; see [`maybe_compact`]).
+    pub fn wait_for_compaction(&self) {
+        if let Some(disk) = &self.disk {
+            wait_for_compaction(disk);
+        }
+    }
+
     /// Compacts the log of every day into per-series blocks now (normally done as logs fill
     /// up). Returns the number of log samples compacted.
     pub fn compact(&self) -> Result<usize, StoreError> {

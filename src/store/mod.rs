@@ -225,9 +225,7 @@ impl Drop for Store {
     fn drop(&mut self) {
         // A compaction in the background holds the database open; the store is closed (its
         // lock file free for the next open) only once it is done.
-        if let Some(disk) = &self.disk {
-            compact::wait_for_compaction(disk);
-        }
+        self.wait_for_compaction();
     }
 }
 
