@@ -39,7 +39,8 @@ pub(super) fn maybe_compact(disk: &Arc<Disk>) {
     if running.as_ref().is_some_and(|t| !t.is_finished()) {
         return;
     }
-    if due_days(disk).is_empty() {
+    let due = due_days(disk);
+    if due.is_empty() {
         return;
     }
     if let Some(done) = running.take() {
@@ -50,7 +51,7 @@ pub(super) fn maybe_compact(disk: &Arc<Disk>) {
         .name("tocsin-compact".into())
         .spawn(move || {
             let mut compactor = disk.compactor.lock();
-            for day in due_days(&disk) {
+            for day in due {
                 if let Err(e) = compact_day(&disk, &mut compactor, day) {
                     tracing::warn!("{e}");
                 }
@@ -78,19 +79,13 @@ fn due_days(disk: &Disk) -> Vec<i64> {
         .collect()
 }
 
-/// Waits for a compaction running in the background (when the store closes).
-pub(super) fn wait_for_compaction(disk: &Disk) {
-    if let Some(thread) = disk.compaction.lock().take() {
-        let _ = thread.join();
-    }
-}
-
 impl Store {
     /// Waits until no compaction runs in the background (writes start them when a log is
     /// due; see [`maybe_compact`]).
     pub fn wait_for_compaction(&self) {
-        if let Some(disk) = &self.disk {
-            wait_for_compaction(disk);
+        let running = self.disk.as_ref().and_then(|d| d.compaction.lock().take());
+        if let Some(thread) = running {
+            let _ = thread.join();
         }
     }
 
@@ -241,7 +236,8 @@ fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usiz
         } else {
             lo + span
         };
-        let blocks = build_blocks(compactor, path, &log, last_row, (lo, hi), &mut n)?;
+        let (blocks, read) = build_blocks(compactor, path, &log, last_row, (lo, hi))?;
+        n += read;
         // The blocks go in in batches, the writer lock released between them, so commits
         // of new samples are not held up for the whole compaction. A reader may meanwhile
         // see some series both in blocks and in the log: the same samples, which reads
@@ -267,15 +263,14 @@ fn compact_day(disk: &Disk, compactor: &mut Connection, day: i64) -> Result<usiz
 }
 
 /// Reads the log rows up to `last_row` and builds the blocks of the series with ids in
-/// `lo..hi`, adding the samples read to `n`.
+/// `lo..hi`; returns them with the number of samples read.
 fn build_blocks(
     compactor: &mut Connection,
     path: &std::path::Path,
     log: &str,
     last_row: i64,
     (lo, hi): (u64, u64),
-    n: &mut usize,
-) -> Result<Vec<Block>, StoreError> {
+) -> Result<(Vec<Block>, usize), StoreError> {
     let what = || format!("compacting {log}");
     let mut samples: Vec<Sample> = Vec::new();
     {
@@ -299,7 +294,7 @@ fn build_blocks(
             })?;
         }
     }
-    *n += samples.len();
+    let read = samples.len();
     // Stable: equal (id, ts) keep write order, and the last one wins.
     samples.sort_by_key(|s| (s.id, s.ts));
     let mut out = 0;
@@ -313,13 +308,14 @@ fn build_blocks(
         }
     }
     samples.truncate(out);
-    Ok(samples
+    let blocks = samples
         .chunk_by(|a, b| a.id == b.id)
         .map(|run| {
             let (first, last) = (run[0].ts, run[run.len() - 1].ts);
             (run[0].id, first, last, run.len() as i64, encode_block(run))
         })
-        .collect())
+        .collect();
+    Ok((blocks, read))
 }
 
 /// Inserts `blocks` into `table` in one transaction, deleting the compacted log rows (those

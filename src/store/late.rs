@@ -18,8 +18,9 @@ use super::memory::FastMap;
 pub(super) const RUN_LEN: usize = 64;
 
 /// Late samples held over all series before they are all merged, bounding the memory this
-/// takes (16 bytes a sample) whatever the number of series.
-const HELD_MAX: usize = 1 << 20;
+/// takes (16 bytes a sample) whatever the number of series. (Tests hold a few hundred, so
+/// they reach it.)
+const HELD_MAX: usize = if cfg!(test) { 256 } else { 1 << 20 };
 
 /// The late samples of every series, each series' run sorted by time with unique times.
 #[derive(Default)]
@@ -81,7 +82,7 @@ impl Late {
 
 #[cfg(test)]
 mod tests {
-    use super::{Held, Late, RUN_LEN};
+    use super::{Held, Late, HELD_MAX, RUN_LEN};
 
     #[test]
     fn a_run_stays_sorted_and_the_last_write_of_a_time_wins() {
@@ -113,5 +114,26 @@ mod tests {
         let runs: Vec<_> = late.drain().collect();
         assert_eq!(runs.len(), 2);
         assert_eq!(late.held, 0);
+    }
+
+    #[test]
+    fn too_many_held_in_all_asks_for_every_run() {
+        let mut late = Late::default();
+        let mut asked = None;
+        // runs one short of full, over as many series as it takes
+        'series: for id in 0.. {
+            for ts in 1..RUN_LEN as i64 {
+                if late.hold(id, ts, 0.0) == Held::TooMany {
+                    asked = Some(late.held);
+                    break 'series;
+                }
+            }
+        }
+        assert_eq!(asked, Some(HELD_MAX + 1));
+        assert_eq!(
+            late.drain().map(|(_, run)| run.len()).sum::<usize>(),
+            HELD_MAX + 1
+        );
+        assert!(late.is_empty());
     }
 }

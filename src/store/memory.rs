@@ -300,24 +300,27 @@ pub(super) fn insert_sorted(
             None => points.push((ts, v)),
             Some(last) if last.0 < ts => points.push((ts, v)),
             Some(last) if last.0 == ts => last.1 = v,
-            // Late samples (concurrent writers committing out of order) are usually only a
-            // few places from the end: search back from there, touching a few cache lines
-            // instead of binary-searching the whole window.
-            _ => {
-                let n = points.len();
-                let mut k = 1;
-                while k < n && points[n - 1 - k].0 >= ts {
-                    k *= 2;
-                }
-                let from = n.saturating_sub(k + 1);
-                match points[from..].binary_search_by_key(&ts, |p| p.0) {
-                    Ok(i) => points[from + i].1 = v,
-                    Err(i) => points.insert(from + i, (ts, v)),
-                }
-            }
+            _ => match lower_bound_from_end(points, ts) {
+                i if points[i].0 == ts => points[i].1 = v,
+                i => points.insert(i, (ts, v)),
+            },
         }
     }
     points.len() - before
+}
+
+/// The first index of `points` (sorted by time) whose time is at least `ts`. Late samples
+/// (concurrent writers committing out of order) are usually only a few places from the end:
+/// this searches back from there with doubling steps, touching a few cache lines instead of
+/// bisecting the whole window.
+pub(super) fn lower_bound_from_end(points: &[(i64, f64)], ts: i64) -> usize {
+    let n = points.len();
+    let mut k = 1;
+    while k < n && points[n - 1 - k].0 >= ts {
+        k *= 2;
+    }
+    let from = n.saturating_sub(k + 1);
+    from + points[from..].partition_point(|p| p.0 < ts)
 }
 
 impl Mem {

@@ -6,7 +6,7 @@
 //! a start index, and the live samples are moved down once the dead ones are half as many,
 //! so eviction costs about two moves a dropped sample.
 
-use super::memory::insert_sorted;
+use super::memory::{insert_sorted, lower_bound_from_end};
 
 /// Samples `(ts, value)` sorted by time; dereferences to the live ones.
 #[derive(Debug, Default)]
@@ -26,17 +26,15 @@ impl std::ops::Deref for Points {
 
 impl Points {
     /// Inserts samples (see [`insert_sorted`]); returns how many were added. A sample not
-    /// newer than a dropped one (retention drops below a day boundary without raising the
-    /// memory floor, so older writes may follow) first moves the dropped ones out, so it
-    /// cannot land among them.
+    /// newer than a dropped one first moves the dropped ones out (see
+    /// [`Points::clear_dropped_below`]), so it cannot land among them.
     pub(super) fn insert(&mut self, run: impl IntoIterator<Item = (i64, f64)>) -> usize {
         let mut added = 0;
         for s in run {
             // Appends (the usual case) cannot reach the dropped samples; only a late sample
             // looks at the newest dropped one.
-            let late = self.buf.last().is_some_and(|l| s.0 <= l.0);
-            if late && self.start > 0 && s.0 <= self.buf[self.start as usize - 1].0 {
-                self.compact();
+            if self.buf.last().is_some_and(|l| s.0 <= l.0) {
+                self.clear_dropped_below(s.0);
             }
             added += insert_sorted(&mut self.buf, [s]);
         }
@@ -69,40 +67,39 @@ impl Points {
         let Some(&(first, _)) = run.first() else {
             return 0;
         };
-        // as in `insert`: a sample must not land among the dropped ones
-        if self.start > 0 && first <= self.buf[self.start as usize - 1].0 {
-            self.compact();
-        }
+        self.clear_dropped_below(first);
         let live = self.start as usize;
         let n = self.buf.len();
-        // Late runs usually start a few places from the end: search back from there.
-        let mut k = 1;
-        while k < n - live && self.buf[n - 1 - k].0 >= first {
-            k *= 2;
-        }
-        let from = n.saturating_sub(k + 1).max(live);
-        let at = from + self.buf[from..].partition_point(|s| s.0 < first);
+        let at = live + lower_bound_from_end(&self.buf[live..], first);
         scratch.clear();
         scratch.reserve(n - at + run.len());
-        let (mut tail, mut run) = (self.buf[at..].iter().peekable(), run.iter().peekable());
-        loop {
-            match (tail.peek(), run.peek()) {
-                (Some(t), Some(r)) if t.0 < r.0 => scratch.push(*tail.next().expect("peeked")),
-                (Some(t), Some(r)) => {
-                    if t.0 == r.0 {
-                        tail.next();
-                    }
-                    scratch.push(*run.next().expect("peeked"));
-                }
-                (Some(_), None) => scratch.extend(tail.by_ref().copied()),
-                (None, Some(_)) => scratch.extend(run.by_ref().copied()),
-                (None, None) => break,
+        let (tail, mut i, mut j) = (&self.buf[at..], 0, 0);
+        while i < tail.len() && j < run.len() {
+            if tail[i].0 < run[j].0 {
+                scratch.push(tail[i]);
+                i += 1;
+            } else {
+                // the run's sample is the later write of an equal time
+                i += usize::from(tail[i].0 == run[j].0);
+                scratch.push(run[j]);
+                j += 1;
             }
         }
+        scratch.extend_from_slice(&tail[i..]);
+        scratch.extend_from_slice(&run[j..]);
         let added = scratch.len() - (n - at);
         self.buf.truncate(at);
         self.buf.extend_from_slice(scratch);
         added
+    }
+
+    /// Moves the dropped samples out when a sample at `ts` would land among them (retention
+    /// drops below a day boundary without raising the memory floor, so older writes may
+    /// follow).
+    fn clear_dropped_below(&mut self, ts: i64) {
+        if self.start > 0 && ts <= self.buf[self.start as usize - 1].0 {
+            self.compact();
+        }
     }
 
     /// Where the newest sample is (or would go): for prefetching before an insert.

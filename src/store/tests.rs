@@ -537,7 +537,8 @@ fn late_writes_survive_eviction_and_reads_from_disk() {
         for &(host, ts, v) in &batch {
             model.insert((host, ts), v);
         }
-        // reads now and then (they merge what is held); in between, runs fill up
+        // reads now and then (they merge what is held); in between, eviction (every few
+        // steps) merges what is held before it drops samples
         if step % 45 == 44 {
             let floor = store.memory_floor().max(0);
             assert_eq!(
@@ -555,4 +556,28 @@ fn late_writes_survive_eviction_and_reads_from_disk() {
     drop(store);
     let store = Store::open(dir.path(), opts).unwrap();
     assert_eq!(by_host(&store, 0), model_by_host(&model, 0));
+}
+
+#[test]
+fn a_full_late_run_is_merged_by_the_write_that_fills_it() {
+    // one series written newest first: every write after the first is late
+    let store = Store::scratch();
+    let newest = 1_000;
+    let mut model = std::collections::BTreeMap::new();
+    let full = super::late::RUN_LEN as i64;
+    for k in 0..=full {
+        let ts = newest - k;
+        store.write(&host_points(&[(0, ts, k as f64)])).unwrap();
+        model.insert((0u8, ts), k as f64);
+        // held until the run is full (nothing reads in between), then merged by that write
+        let held = k > 0 && k < full;
+        assert_eq!(store.mem.read().unsettled(), held, "after {} late", k);
+    }
+    store
+        .write(&host_points(&[(0, newest - full - 1, -1.0)]))
+        .unwrap();
+    model.insert((0, newest - full - 1), -1.0);
+    assert!(store.mem.read().unsettled(), "a new run starts");
+    assert_eq!(by_host(&store, 0), model_by_host(&model, 0));
+    assert_eq!(store.sample_count(), model.len());
 }
